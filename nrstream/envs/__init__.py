@@ -1,0 +1,1 @@
+"""Gymnasium environments over nrstream streams (see :mod:`nrstream.envs.registration`)."""
