@@ -1,0 +1,90 @@
+"""What every built-in architecture shares: config checks, the base class, reset helpers.
+
+Private: plugins register the classes; users reach them through the registry.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import nn
+
+from nrstream.errors import ConfigError
+
+__all__ = [
+    "ArchitectureConfigError",
+    "Architecture",
+    "positive_int",
+    "fraction",
+    "positive_float",
+    "zero_lanes",
+    "reset_columns",
+]
+
+State = torch.Tensor | tuple
+
+
+class ArchitectureConfigError(ConfigError, ValueError):
+    """A bad architecture config value; a ``ValueError`` too, as torch users expect."""
+
+
+def positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ArchitectureConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def fraction(name: str, value: object, *, low: float = 0.0, high: float = 1.0, closed_high: bool = False) -> float:
+    """A real number in ``[low, high)`` (``[low, high]`` with ``closed_high``)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and low <= value and (value <= high if closed_high else value < high)
+    if not ok:
+        bracket = "]" if closed_high else ")"
+        raise ArchitectureConfigError(f"{name} must be a number in [{low}, {high}{bracket}, got {value!r}")
+    return float(value)
+
+
+def positive_float(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ArchitectureConfigError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def zero_lanes(state: State, keep: torch.Tensor) -> State:
+    """Zero the lanes of a (nested) state where ``keep [B]`` is false; batch is dim 0."""
+    if isinstance(state, tuple):
+        return tuple(zero_lanes(s, keep) for s in state)
+    return state * keep.reshape(-1, *([1] * (state.dim() - 1))).to(state.dtype)
+
+
+def reset_columns(reset: torch.Tensor | None) -> list[int]:
+    """Frame indices where at least one lane resets (one host sync per chunk, not per frame)."""
+    if reset is None:
+        return []
+    return torch.nonzero(reset.any(0)).flatten().tolist()
+
+
+class Architecture(nn.Module):
+    """Base of the built-in architectures: input checks and ``num_parameters``."""
+
+    def __init__(self, *, input_size: int, num_classes: int) -> None:
+        super().__init__()
+        self.input_size = positive_int("input_size", input_size)
+        self.num_classes = positive_int("num_classes", num_classes)
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of trainable scalars (a complex parameter would count twice; there are none)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    def _check(self, x: torch.Tensor, reset: torch.Tensor | None) -> None:
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"x must be [B, T, {self.input_size}], got shape {tuple(x.shape)}")
+        if reset is not None and (reset.shape != x.shape[:2] or reset.dtype != torch.bool):
+            raise ValueError(f"reset must be a bool [B, T] = {tuple(x.shape[:2])} tensor, got "
+                             f"{reset.dtype} {tuple(reset.shape)}")
