@@ -7,8 +7,6 @@ process that imports gymnasium, to register the envs) stays cheap and torch-free
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
-
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError, PluginError
 from nrstream.hookspecs import hookimpl
 
@@ -53,10 +51,3 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-if TYPE_CHECKING:  # pragma: no cover
-    from nrstream.agent import Agent
-    from nrstream.bank import Dataset, SampleBank
-    from nrstream.datasets import load_dataset, make_stream
-    from nrstream.noise import GaussianNoise, NoiseSource, RecordedNoise, SilenceNoise, make_noise
-    from nrstream.plugins import get_registry
-    from nrstream.stream import Chunk, GapLengths, Stream

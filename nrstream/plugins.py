@@ -143,7 +143,8 @@ def _load_entry_points(pm: pluggy.PluginManager, strict: bool) -> None:
         try:
             module = ep.load()
         except Exception as exc:  # a broken plugin must not take the others down
-            _fail(f"nrstream plugin {ep.name!r} ({dist} {version}) failed to import: {type(exc).__name__}: {exc}", strict)
+            reason = f"{type(exc).__name__}: {exc}"
+            _fail(f"nrstream plugin {ep.name!r} ({dist} {version}) failed to import: {reason}", strict)
             continue
         try:
             pm.register(module, name=ep.name)

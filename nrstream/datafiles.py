@@ -1,0 +1,152 @@
+"""Where data lives on disk, and how to fetch it safely.
+
+Source-independent helpers shared by the data-source plugins:
+
+- :func:`data_root` / :func:`candidate_roots`: the search path (``$NRSTREAM_DATA``, then
+  the nrstream cache folder) that every source extends with its own defaults;
+- :func:`download`: fetch one URL (``http(s)://`` or ``file://``), verify its checksum,
+  and move it into place atomically;
+- :func:`safe_extract_tar`: unpack a tarball, refusing members that escape the target.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from nrstream.cache import cache_dir
+from nrstream.errors import NrstreamError
+
+__all__ = [
+    "DataFileError",
+    "DownloadError",
+    "data_root",
+    "download",
+    "file_checksum",
+    "safe_extract_tar",
+    "missing_data_message",
+]
+
+
+class DataFileError(NrstreamError):
+    """A data file exists but cannot be read (truncated, corrupt, wrong format); names the file."""
+
+
+class DownloadError(NrstreamError):
+    """A download failed or its checksum did not match."""
+
+
+def data_root() -> Path | None:
+    """``$NRSTREAM_DATA`` as a path, or ``None`` when it is unset or empty."""
+    value = os.environ.get("NRSTREAM_DATA", "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def download_root() -> Path:
+    """Where ``nrstream data download`` puts data: ``$NRSTREAM_DATA``, else the cache folder."""
+    return data_root() or cache_dir()
+
+
+def missing_data_message(name: str, searched: list[Path], how: list[str]) -> str:
+    """One line: what is missing, every place searched, and the ways to get it."""
+    places = ", ".join(str(p) for p in searched) or "nowhere"
+    return f"{name} data not found; searched: {places}; get it with: {' or '.join(how)}"
+
+
+def file_checksum(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _parse_checksum(checksum: str) -> tuple[str, str]:
+    algorithm, _, value = checksum.partition(":")
+    if not value or algorithm not in ("sha256", "md5"):
+        raise ValueError(f"checksum must be 'sha256:<hex>' or 'md5:<hex>', got {checksum!r}")
+    return algorithm, value.lower()
+
+
+def download(url: str, dest: Path, checksum: str, *, progress: bool = True) -> Path:
+    """Fetch ``url`` to ``dest``, verified against ``checksum`` (``"sha256:..."``/``"md5:..."``).
+
+    The bytes go to a temporary file beside ``dest`` and are moved into place with
+    ``os.replace`` only once the checksum matches, so ``dest`` is never half-written.
+    An existing ``dest`` with the right checksum is kept as is.
+    """
+    algorithm, expected = _parse_checksum(checksum)
+    dest = Path(dest)
+    if dest.is_file() and file_checksum(dest, algorithm) == expected:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        digest = hashlib.new(algorithm)
+        try:
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
+                total = int(response.headers.get("Content-Length") or 0)
+                bar = _progress(total, dest.name) if progress else None
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    digest.update(block)
+                    if bar is not None:
+                        bar.update(len(block))
+                if bar is not None:
+                    bar.close()
+        except OSError as exc:
+            raise DownloadError(f"could not download {url}: {exc}") from exc
+        actual = digest.hexdigest()
+        if actual != expected:
+            raise DownloadError(
+                f"checksum mismatch for {url}: expected {algorithm} {expected}, got {actual}; nothing was kept"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _progress(total: int, name: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total or None, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False)
+
+
+def safe_extract_tar(archive: Path, dest: Path) -> Path:
+    """Unpack ``archive`` into a fresh folder ``dest``, atomically.
+
+    Members with absolute paths, ``..`` components, links, or device files are refused
+    (a tarball must not write outside ``dest``). The archive is unpacked into a temporary
+    sibling folder that replaces ``dest`` only when complete.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
+    try:
+        try:
+            with tarfile.open(archive, "r:*") as tar:
+                members = tar.getmembers()
+                for member in members:
+                    name = Path(member.name)
+                    if name.is_absolute() or ".." in name.parts:
+                        raise DownloadError(f"refusing to extract {archive}: unsafe member path {member.name!r}")
+                    if not (member.isfile() or member.isdir()):
+                        raise DownloadError(f"refusing to extract {archive}: {member.name!r} is not a file or folder")
+                tar.extractall(tmp, members=members, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise DataFileError(f"cannot extract {archive}: {exc}") from exc
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
