@@ -7,6 +7,7 @@ process that imports gymnasium, to register the envs) stays cheap and torch-free
 from __future__ import annotations
 
 import importlib
+
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError, PluginError
 from nrstream.hookspecs import hookimpl
 
@@ -49,5 +50,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(__all__)
-
-

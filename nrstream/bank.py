@@ -75,9 +75,7 @@ class SampleBank:
         return self.features.device
 
     def to(self, device: torch.device | str) -> SampleBank:
-        return SampleBank(
-            self.features.to(device), self.lengths.to(device), self.labels.to(device), self.class_names
-        )
+        return SampleBank(self.features.to(device), self.lengths.to(device), self.labels.to(device), self.class_names)
 
     def valid_mask(self) -> torch.Tensor:
         """``[N, L_max]`` bool, true on real (not padding) frames."""

@@ -66,8 +66,9 @@ def load(namespace: str, key: str) -> Any | None:
             raise ValueError("entry does not match its key")
         return blob["payload"]
     except Exception as exc:  # any unreadable entry is rebuilt, never trusted
-        warnings.warn(f"cache entry {path} is unreadable ({type(exc).__name__}: {exc}); rebuilding", CacheWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"cache entry {path} is unreadable ({type(exc).__name__}: {exc}); rebuilding", CacheWarning, stacklevel=2
+        )
         path.unlink(missing_ok=True)
         return None
 
