@@ -1,0 +1,74 @@
+"""The ``nrstream`` command line.
+
+Each sub-command lives in its own module under :mod:`nrstream.commands` and exposes
+``add_parser(subparsers)``, which registers the parser and sets ``func(args) -> int``.
+User errors (:class:`~nrstream.errors.NrstreamError`) print one line and exit with
+code 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import warnings
+
+from nrstream import __version__
+from nrstream.errors import NrstreamError
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+#: sub-command modules, in the order ``--help`` lists them
+COMMANDS = ("train", "evaluate", "data", "plugins")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nrstream", description="Continual (reset-free) inference in recurrent networks."
+    )
+    parser.add_argument("--version", action="version", version=f"nrstream {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument(
+        "--strict", action="store_true", help="a plugin that fails to load is an error (NRSTREAM_STRICT_PLUGINS=1)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"nrstream.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"nrstream.commands.{name}":
+                raise
+            continue  # a command not built yet
+        module.add_parser(subparsers)
+    return parser
+
+
+def _one_line_warnings(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"nrstream: warning: {message}", file=sys.stderr if file is None else file)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.strict:
+        os.environ["NRSTREAM_STRICT_PLUGINS"] = "1"
+    if not args.debug:
+        warnings.showwarning = _one_line_warnings
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except NrstreamError as exc:
+        if args.debug:
+            raise
+        print(f"nrstream: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nrstream: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

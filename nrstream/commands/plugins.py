@@ -1,0 +1,26 @@
+"""``nrstream plugins``: what is installed and what each plugin registers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nrstream.plugins import describe_plugins
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("plugins", help="list installed plugins and what they register")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    plugins = describe_plugins()
+    if args.json:
+        print(json.dumps(plugins, indent=2))
+        return 0
+    for plugin in plugins:
+        print(f"{plugin['name']}  ({plugin['distribution']} {plugin['version']})")
+        for kind, names in plugin["registers"].items():
+            print(f"    {kind}: {', '.join(names)}")
+    return 0
