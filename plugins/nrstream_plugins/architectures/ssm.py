@@ -18,33 +18,9 @@ from torch import nn
 
 from nrstream import hookimpl
 
-from ._common import Architecture, fraction, positive_float, positive_int
+from ._common import Architecture, fraction, linear_scan, positive_float, positive_int
 
-__all__ = ["LRULayer", "SSMClassifier", "linear_scan"]
-
-
-def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-    """All states of ``h_t = a_t * h_{t-1} + b_t`` with ``h_{-1} = h0``, by a parallel scan.
-
-    Args:
-        a: ``[B or 1, T, N]`` decays (complex or real).
-        b: ``[B, T, N]`` inputs.
-        h0: ``[B, N]`` the state before the first frame.
-
-    Returns ``h [B, T, N]``. Hillis-Steele: ``ceil(log2 T)`` rounds of elementwise ops,
-    each combining a frame with the one ``d`` frames back. It only multiplies decays
-    (``|a| <= 1``) and never divides, so it is as safe as the sequential loop.
-    """
-    b = torch.cat([b[:, :1] + a[:, :1] * h0[:, None], b[:, 1:]], dim=1)
-    a = a.expand_as(b)
-    steps, d = b.shape[1], 1
-    while d < steps:
-        # out of place, for autograd: frames before d are already final
-        b = torch.cat([b[:, :d], b[:, d:] + a[:, d:] * b[:, :-d]], dim=1)
-        if 2 * d < steps:
-            a = torch.cat([a[:, :d], a[:, d:] * a[:, :-d]], dim=1)
-        d *= 2
-    return b
+__all__ = ["LRULayer", "SSMClassifier"]
 
 
 class LRULayer(nn.Module):
