@@ -1,0 +1,391 @@
+"""Google Speech Commands (v0.01 and v0.02 folder layout) as keyword feature sequences.
+
+Layout: one folder per word of 1 s 16 kHz WAV clips, ``_background_noise_/`` with long
+noise recordings, and the official ``validation_list.txt`` / ``testing_list.txt``; a clip
+in neither list is a training clip. The root is the first of these that has that layout:
+
+1. the ``root`` option;
+2. ``$NRSTREAM_DATA/speech_commands_v0.02``, ``$NRSTREAM_DATA/speech_commands_v0.01``;
+3. ``~/.cache/nrstream/speech_commands_v0.02`` and ``..._v0.01`` (``$NRSTREAM_CACHE``;
+   where ``nrstream data download speech_commands`` puts it when ``$NRSTREAM_DATA`` is unset).
+
+Label sets:
+
+- ``labels="all"``: every word folder (30 words in v0.01, 35 in v0.02), sorted.
+- ``labels="12"``: ``yes no up down left right on off stop go``, then ``_silence_`` and
+  ``_unknown_`` (every other word; all of its clips are kept). Each split gets
+  ``ceil(silence_fraction * clips in that split)`` ``_silence_`` samples (10 % by
+  default), 1 s windows cut at seeded random offsets from that split's part of the
+  background-noise recordings (all-zero audio if the data set has none).
+
+Every clip is padded with zeros at the end or centre-cropped to ``clip_seconds``, mixed
+down to mono and resampled to 16 kHz, and goes through :class:`nrstream.audio.FeatureFrontend`
+(``frontend`` option: its keyword arguments). Features are cached on disk
+(:mod:`nrstream.cache`), keyed by every file's path, size and mtime and by the frontend
+and loader parameters, so a second load reads one file.
+
+Noise banks: each ``_background_noise_`` recording is cut into three disjoint parts
+(``noise_split``, default first 80 % train, next 10 % validation, last 10 % test); each
+part's feature sequence is one sample of ``Dataset.noise[split]`` (labels 0).
+
+Features are standardised per feature with the train split's mean and standard deviation
+(``normalize``); the noise banks get the same transform.
+
+Speech Commands is by Pete Warden / Google, CC BY 4.0.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nrstream import DataNotFoundError, hookimpl
+from nrstream.audio import FeatureFrontend, fix_length, read_wav
+from nrstream.bank import SPLITS, Dataset, SampleBank
+from nrstream.cache import cache_dir, cached, fingerprint
+from nrstream.datafiles import (
+    DataFileError,
+    data_root,
+    download,
+    download_root,
+    missing_data_message,
+    safe_extract_tar,
+)
+
+__all__ = [
+    "load_speech_commands",
+    "download_speech_commands",
+    "build_dataset",
+    "extract_features",
+    "KEYWORDS_12",
+    "SILENCE",
+    "UNKNOWN",
+]
+
+WORDS_V1 = (
+    "bed bird cat dog down eight five four go happy house left marvin nine no off on one right "
+    "seven sheila six stop three tree two up wow yes zero"
+).split()
+WORDS_V2 = sorted([*WORDS_V1, "backward", "follow", "forward", "learn", "visual"])
+KEYWORDS_12 = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+SILENCE, UNKNOWN = "_silence_", "_unknown_"
+NOISE_FOLDER = "_background_noise_"
+
+#: version -> (URL, checksum) of the official tarballs
+URLS = {
+    "0.01": (
+        "http://download.tensorflow.org/data/speech_commands_v0.01.tar.gz",
+        "sha256:743935421bb51cccdb6bdd152e04c5c70274e935c82119ad7faeec31780d811d",
+    ),
+    "0.02": (
+        "http://download.tensorflow.org/data/speech_commands_v0.02.tar.gz",
+        "sha256:af14739ee7dc311471de98f5f9d2c9191b18aedfe957f4a6ff791c709868ff58",
+    ),
+}
+
+HOW_TO_GET = ["nrstream data download speech_commands", "set NRSTREAM_DATA to a folder holding speech_commands_v0.02"]
+
+_BATCH = 512  # clips read and featurised at a time: bounds memory on the full data set
+
+
+class SkippedClipsWarning(UserWarning):
+    """Some clips could not be read and were skipped (``on_error="skip"``)."""
+
+
+def candidate_roots(root: str | Path | None = None) -> list[Path]:
+    roots = [Path(root).expanduser()] if root is not None else []
+    bases = [b for b in (data_root(), cache_dir()) if b is not None]
+    roots += [base / f"speech_commands_v{v}" for base in bases for v in ("0.02", "0.01")]
+    return list(dict.fromkeys(roots))
+
+
+def _is_layout(folder: Path) -> bool:
+    return (folder / "validation_list.txt").is_file() and (folder / "testing_list.txt").is_file()
+
+
+def find_root(root: str | Path | None = None) -> Path:
+    searched = candidate_roots(root)
+    for folder in searched:
+        if _is_layout(folder):
+            return folder
+    raise DataNotFoundError(missing_data_message("Speech Commands", searched, HOW_TO_GET))
+
+
+def _detect_version(root: Path, words: list[str]) -> str:
+    for v in ("0.01", "0.02"):
+        if f"v{v}" in root.name:
+            return v
+    return "0.02" if set(words) & (set(WORDS_V2) - set(WORDS_V1)) else "0.01"
+
+
+def _read_list(path: Path) -> set[str]:
+    return {line.strip().replace("\\", "/") for line in path.read_text().splitlines() if line.strip()}
+
+
+def extract_features(
+    paths: list[Path], frontend: FeatureFrontend, samples: int, on_error: str = "raise"
+) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Read, fix to ``samples`` and featurise clips.
+
+    Returns:
+        ``(features [K, frames, F], kept indices into paths, skipped paths with reasons)``.
+    """
+    from tqdm.auto import tqdm
+
+    def read(path: Path) -> torch.Tensor | str:
+        try:
+            return fix_length(read_wav(path, frontend.sample_rate), samples)
+        except DataFileError as exc:
+            if on_error == "raise":
+                raise
+            return str(exc)
+
+    feats, kept, skipped = [], [], []
+    with ThreadPoolExecutor(max_workers=4) as pool, torch.no_grad():
+        starts = range(0, len(paths), _BATCH)
+        for start in tqdm(starts, desc="features", unit="batch", leave=False, disable=len(starts) < 4):
+            waves = []
+            for i, wave in enumerate(pool.map(read, paths[start : start + _BATCH]), start):
+                if isinstance(wave, str):
+                    skipped.append(wave)
+                else:
+                    waves.append(wave)
+                    kept.append(i)
+            if waves:
+                feats.append(frontend(torch.stack(waves)))
+    empty = torch.zeros(0, frontend.num_frames(samples), frontend.feature_size)
+    return (torch.cat(feats) if feats else empty), kept, skipped
+
+
+def _noise_parts(paths: list[Path], frontend: FeatureFrontend, noise_split: tuple[float, ...]):
+    """``{split: [features [T, F] per recording]}`` from disjoint parts of each recording."""
+    bounds = [0.0]
+    for share in noise_split:
+        bounds.append(bounds[-1] + share)
+    parts: dict[str, list[torch.Tensor]] = {s: [] for s in SPLITS}
+    with torch.no_grad():
+        for path in paths:
+            wave = read_wav(path, frontend.sample_rate)
+            cuts = [round(b * len(wave)) for b in bounds]
+            for split, lo, hi in zip(SPLITS, cuts[:-1], cuts[1:], strict=True):
+                if hi - lo >= frontend.hop_length:
+                    parts[split].append(frontend(wave[lo:hi]))
+    return parts
+
+
+def build_dataset(
+    root: Path,
+    *,
+    source: str,
+    version: str,
+    labels: str = "all",
+    frontend: dict | None = None,
+    clip_seconds: float = 1.0,
+    on_error: str = "raise",
+    noise_split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    silence_fraction: float = 0.1,
+    normalize: bool = True,
+    seed: int = 0,
+) -> Dataset:
+    """Build a :class:`Dataset` from a folder in Speech Commands layout (shared with ``synth_speech``)."""
+    labels = str(labels)
+    if labels not in ("all", "12"):
+        raise ValueError(f"labels must be 'all' or '12', got {labels!r}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    noise_split = tuple(float(x) for x in noise_split)
+    if len(noise_split) != 3 or min(noise_split) <= 0 or sum(noise_split) > 1 + 1e-9:
+        raise ValueError(f"noise_split must be three positive shares summing to at most 1, got {noise_split!r}")
+    if not clip_seconds > 0:
+        raise ValueError(f"clip_seconds must be positive, got {clip_seconds!r}")
+    fe = FeatureFrontend(**(frontend or {}))
+    samples = round(clip_seconds * fe.sample_rate)
+
+    words = sorted(
+        p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")) and any(p.glob("*.wav"))
+    )
+    if not words:
+        raise DataNotFoundError(f"{root} has the Speech Commands split lists but no word folders of .wav clips")
+    clips = [f"{w}/{p.name}" for w in words for p in sorted((root / w).glob("*.wav"))]
+    noise_paths = sorted((root / NOISE_FOLDER).glob("*.wav")) if (root / NOISE_FOLDER).is_dir() else []
+
+    clip_paths = [root / c for c in clips]
+    params = {
+        "loader": 1,
+        "frontend": fe.params(),
+        "samples": samples,
+        "on_error": on_error,
+        "noise_split": noise_split,
+    }
+    key = fingerprint([*clip_paths, *noise_paths], params)
+
+    def build() -> dict[str, Any]:
+        feats, kept, skipped = extract_features(clip_paths, fe, samples, on_error)
+        return {
+            "clips": [clips[i] for i in kept],
+            "features": feats,
+            "skipped": skipped,
+            "noise": _noise_parts(noise_paths, fe, noise_split),
+        }
+
+    payload, hit = cached("speech_commands", key, build)
+    if payload["skipped"]:
+        warnings.warn(
+            f"skipped {len(payload['skipped'])} unreadable clips in {root}; first: {payload['skipped'][0]}",
+            SkippedClipsWarning,
+            stacklevel=2,
+        )
+
+    validation, testing = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
+    split_of = ["validation" if c in validation else "test" if c in testing else "train" for c in payload["clips"]]
+    if labels == "all":
+        class_names = list(words)
+        label_of = {w: i for i, w in enumerate(words)}
+    else:
+        class_names = [*KEYWORDS_12, SILENCE, UNKNOWN]
+        label_of = {w: KEYWORDS_12.index(w) if w in KEYWORDS_12 else len(KEYWORDS_12) + 1 for w in words}
+    clip_labels = torch.tensor([label_of[c.split("/")[0]] for c in payload["clips"]], dtype=torch.long)
+    frames = fe.num_frames(samples)
+    features: torch.Tensor = payload["features"]
+
+    banks, silence_counts = {}, {}
+    for s_index, split in enumerate(SPLITS):
+        idx = torch.tensor([i for i, s in enumerate(split_of) if s == split], dtype=torch.long)
+        x, y = features[idx], clip_labels[idx]
+        if labels == "12":
+            n_sil = math.ceil(silence_fraction * len(idx))
+            gen = torch.Generator().manual_seed(seed * 1000 + s_index)
+            sil = _cut_silence(payload["noise"][split], n_sil, frames, fe.feature_size, gen, fe)
+            x = torch.cat([x, sil])
+            y = torch.cat([y, torch.full((n_sil,), len(KEYWORDS_12), dtype=torch.long)])
+            silence_counts[split] = n_sil
+        if len(y) == 0:
+            raise DataNotFoundError(
+                f"{root} has no clips in the {split} split (check validation_list.txt and testing_list.txt)"
+            )
+        lengths = torch.full((len(y),), frames, dtype=torch.long)
+        banks[split] = SampleBank(x.float().contiguous(), lengths, y, list(class_names))
+
+    noise = {
+        split: SampleBank.from_sequences(parts, [0] * len(parts), list(class_names))
+        for split, parts in payload["noise"].items()
+        if parts
+    }
+    if normalize:
+        mean, std = banks["train"].feature_stats()
+        for bank in (*banks.values(), *noise.values()):
+            bank.features.sub_(mean).div_(std).mul_(bank.valid_mask()[..., None])
+
+    info = {
+        "source": source,
+        "version": version,
+        "root": str(root),
+        "labels": labels,
+        "class_names": list(class_names),
+        "num_classes": len(class_names),
+        "sizes": {s: len(b) for s, b in banks.items()},
+        "silence": silence_counts,
+        "noise_recordings": [p.name for p in noise_paths],
+        "noise_frames": {s: int(b.lengths.sum()) for s, b in noise.items()},
+        "skipped": len(payload["skipped"]),
+        "frontend": fe.params(),
+        "clip_seconds": clip_seconds,
+        "normalized": normalize,
+        "cache": {"key": key, "hit": hit},
+    }
+    return Dataset(splits=banks, noise=noise, info=info)
+
+
+def _cut_silence(parts, n, frames, size, gen, fe) -> torch.Tensor:
+    """``n`` windows of ``frames`` frames from noise feature sequences (digital silence if none fit)."""
+    usable = [p for p in parts if len(p) >= frames]
+    if not usable:
+        with torch.no_grad():
+            zero = fe(torch.zeros((frames - 1) * fe.hop_length))
+        return zero[None].expand(n, frames, size).clone()
+    out = torch.empty(n, frames, size)
+    for i in range(n):
+        part = usable[int(torch.randint(len(usable), (1,), generator=gen))]
+        start = int(torch.randint(len(part) - frames + 1, (1,), generator=gen))
+        out[i] = part[start : start + frames]
+    return out
+
+
+def load_speech_commands(
+    *,
+    root: str | None = None,
+    version: str | None = None,
+    labels: str = "all",
+    frontend: dict | None = None,
+    clip_seconds: float = 1.0,
+    on_error: str = "raise",
+    noise_split: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    silence_fraction: float = 0.1,
+    normalize: bool = True,
+    seed: int = 0,
+) -> Dataset:
+    """Load Speech Commands from the first root found (see the module docstring).
+
+    Args:
+        root: the data set folder, searched first.
+        version: ``"0.01"`` or ``"0.02"``; default from the folder name or its words.
+        labels: ``"all"`` (every word) or ``"12"`` (ten keywords, ``_silence_``, ``_unknown_``).
+        frontend: keyword arguments of :class:`nrstream.audio.FeatureFrontend`.
+        clip_seconds: every clip is padded or cropped to this length.
+        on_error: ``"raise"`` on an unreadable clip, or ``"skip"`` it with a counted warning.
+        noise_split: shares of each background recording given to train, validation, test.
+        silence_fraction: ``_silence_`` samples per split, as a share of its clips (labels 12).
+        normalize: standardise features with the train split's statistics.
+        seed: seed of the ``_silence_`` window offsets.
+
+    Returns:
+        A :class:`Dataset` of ``[N, 101, F]`` banks (defaults: ``F = 40``) with noise banks.
+    """
+    found = find_root(root)
+    words = [p.name for p in found.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+    return build_dataset(
+        found,
+        source="speech_commands",
+        version=version or _detect_version(found, words),
+        labels=labels,
+        frontend=frontend,
+        clip_seconds=clip_seconds,
+        on_error=on_error,
+        noise_split=noise_split,
+        silence_fraction=silence_fraction,
+        normalize=normalize,
+        seed=seed,
+    )
+
+
+def download_speech_commands(
+    dest: str | Path | None = None, *, version: str = "0.02", keep_archive: bool = False, progress: bool = True
+) -> Path:
+    """Download, verify and safely extract the official tarball.
+
+    ``dest`` defaults to ``$NRSTREAM_DATA/speech_commands_v<version>``, else
+    ``~/.cache/nrstream/speech_commands_v<version>``; both are on the search path.
+    """
+    if version not in URLS:
+        raise ValueError(f"version must be one of {sorted(URLS)}, got {version!r}")
+    url, checksum = URLS[version]
+    dest = Path(dest).expanduser() if dest is not None else download_root() / f"speech_commands_v{version}"
+    archive = dest.parent / f"speech_commands_v{version}.tar.gz"
+    download(url, archive, checksum, progress=progress)
+    safe_extract_tar(archive, dest)
+    if not keep_archive:
+        archive.unlink(missing_ok=True)
+    return dest
+
+
+load_speech_commands.download = download_speech_commands  # type: ignore[attr-defined]
+
+
+@hookimpl
+def nrstream_register_data_sources(register):
+    register("speech_commands", load_speech_commands)
