@@ -1,0 +1,245 @@
+"""Spoken keywords synthesised with espeak-ng: the embedded default for speech.
+
+Needs no download, only the ``espeak-ng`` program (``apt-get install espeak-ng``). Each
+word of the vocabulary (default: the 35 words of Speech Commands v0.02) is rendered
+``renderings_per_word`` times by ``espeak-ng -w out.wav -v <voice>+<variant> -s <speed>
+-p <pitch> -a <amplitude> <word>``; voice (8 English accents), variant (25 speaker
+variants), speed (120-220 words/min), pitch (20-80), amplitude (60-180) and the clip's
+position inside its 1 s window are drawn from ``seed``, so the corpus is a pure function
+of its options and the espeak-ng version.
+
+A *speaker* is one voice+variant pair. Speakers are split 80/10/10 between train,
+validation and test, so no synthetic speaker is heard in two splits; each word gets
+``max(1, round(0.1 * renderings_per_word))`` validation and test renderings.
+
+The clips are resampled to 16 kHz, trimmed of leading and trailing silence, placed at a
+random offset in 1 s, and written as 16-bit WAV in the Speech Commands layout (word
+folders, ``validation_list.txt``, ``testing_list.txt``, and a ``_background_noise_``
+folder of six 60 s synthetic noises: white, pink, brown, blue, violet noise and mains
+hum) under ``~/.cache/nrstream/synth_speech/<key>`` (``$NRSTREAM_CACHE``). The folder
+is built in a temporary sibling, gets its ``.complete`` marker last and is then renamed
+into place, so an interrupted run leaves nothing that looks finished. The features are
+then built by the ``speech_commands`` loader, unchanged, and cached the same way.
+
+The clips are synthetic speech produced by espeak-ng (a GPL-3.0 program, used as a tool);
+nrstream ships no audio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nrstream import DataNotFoundError, NrstreamError, hookimpl
+from nrstream.audio import read_wav
+from nrstream.bank import Dataset
+from nrstream.cache import cache_dir
+from nrstream_plugins.data.speech_commands import NOISE_FOLDER, WORDS_V2, build_dataset
+
+__all__ = ["load_synth_speech", "synthesize_corpus", "VOICES", "VARIANTS"]
+
+VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc"]
+VARIANTS = (
+    "m1 m2 m3 m4 m5 m6 m7 m8 f1 f2 f3 f4 f5 klatt klatt2 klatt3 klatt4 croak whisper grandma grandpa "
+    "linda john steph max"
+).split()
+SAMPLE_RATE = 16000
+NOISE_SECONDS = 60
+_GENERATOR_VERSION = 1  # bump when the corpus a given config produces changes
+_MARKER = ".complete"
+
+
+def _espeak() -> str:
+    path = shutil.which("espeak-ng")
+    if path is None:
+        raise DataNotFoundError("synth_speech needs the espeak-ng program; install it with: apt-get install espeak-ng")
+    return path
+
+
+def _espeak_version(exe: str) -> str:
+    out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False).stdout
+    return out.split("Data at")[0].strip()
+
+
+def _plan(words: list[str], renderings: int, seed: int) -> list[dict]:
+    """One entry per clip: word, split, speaker and prosody, all drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    speakers = [(v, var) for v in VOICES for var in VARIANTS]
+    order = rng.permutation(len(speakers))
+    n_val = n_test = max(1, round(0.1 * len(speakers)))
+    pools = {
+        "validation": [speakers[i] for i in order[:n_val]],
+        "test": [speakers[i] for i in order[n_val : n_val + n_test]],
+        "train": [speakers[i] for i in order[n_val + n_test :]],
+    }
+    per_val = per_test = max(1, round(0.1 * renderings))
+    plan = []
+    for word in words:
+        for r in range(renderings):
+            split = "validation" if r < per_val else "test" if r < per_val + per_test else "train"
+            voice, variant = pools[split][rng.integers(len(pools[split]))]
+            speaker = hashlib.sha1(f"{voice}+{variant}".encode()).hexdigest()[:8]
+            plan.append(
+                {
+                    "word": word,
+                    "split": split,
+                    "voice": f"{voice}+{variant}",
+                    "speed": int(rng.integers(120, 221)),
+                    "pitch": int(rng.integers(20, 81)),
+                    "amplitude": int(rng.integers(60, 181)),
+                    "offset": float(rng.random()),
+                    "file": f"{word}/{speaker}_nohash_{r}.wav",
+                }
+            )
+    return plan
+
+
+def _render(exe: str, item: dict, workdir: Path) -> np.ndarray:
+    """One clip: ``[SAMPLE_RATE]`` float32, the word placed at ``item["offset"]`` of the slack."""
+    import soundfile
+
+    out = workdir / (item["file"].replace("/", "_") + ".raw.wav")
+    cmd = [exe, "-w", str(out), "-v", item["voice"], "-s", str(item["speed"]), "-p", str(item["pitch"])]
+    cmd += ["-a", str(item["amplitude"]), item["word"]]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not out.is_file():
+        raise NrstreamError(f"espeak-ng failed on {item['word']!r} ({item['voice']}): {done.stderr.strip()}")
+    wave = read_wav(out, SAMPLE_RATE).numpy()
+    out.unlink()
+    loud = np.flatnonzero(np.abs(wave) > 1e-3)
+    if loud.size:
+        wave = wave[loud[0] : loud[-1] + 1]
+    if len(wave) > SAMPLE_RATE:
+        start = (len(wave) - SAMPLE_RATE) // 2
+        wave = wave[start : start + SAMPLE_RATE]
+    clip = np.zeros(SAMPLE_RATE, dtype=np.float32)
+    start = int(item["offset"] * (SAMPLE_RATE - len(wave)))
+    clip[start : start + len(wave)] = wave
+    soundfile.write(str(workdir / item["file"]), clip, SAMPLE_RATE, subtype="PCM_16")
+    return clip
+
+
+def _noises(seed: int) -> dict[str, np.ndarray]:
+    """Six 60 s noise recordings: coloured noises (power ~ f^k) and a 50 Hz hum."""
+    rng = np.random.default_rng(seed + 7919)
+    n = NOISE_SECONDS * SAMPLE_RATE
+    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    freqs[0] = freqs[1]
+    out = {}
+    for name, exponent in (("white", 0), ("pink", -1), ("brown", -2), ("blue", 1), ("violet", 2)):
+        spectrum = np.fft.rfft(rng.standard_normal(n)) * freqs ** (exponent / 2)
+        wave = np.fft.irfft(spectrum, n)
+        out[f"{name}_noise"] = wave / np.sqrt(np.mean(wave**2)) * 0.05
+    t = np.arange(n) / SAMPLE_RATE
+    hum = sum(np.sin(2 * np.pi * 50 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 6))
+    hum = hum + 0.3 * rng.standard_normal(n)
+    out["mains_hum"] = hum / np.sqrt(np.mean(hum**2)) * 0.05
+    return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def synthesize_corpus(
+    words: list[str], renderings_per_word: int, seed: int = 0, *, workers: int | None = None, progress: bool = True
+) -> Path:
+    """Render the corpus once into the cache and return its folder (Speech Commands layout)."""
+    import soundfile
+    from tqdm.auto import tqdm
+
+    exe = _espeak()
+    config = {
+        "words": list(words),
+        "renderings_per_word": renderings_per_word,
+        "seed": seed,
+        "espeak": _espeak_version(exe),
+        "generator": _GENERATOR_VERSION,
+        "voices": VOICES,
+        "variants": VARIANTS,
+    }
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    final = cache_dir() / "synth_speech" / key
+    if (final / _MARKER).is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".part"))
+    try:
+        plan = _plan(list(words), renderings_per_word, seed)
+        for word in words:
+            (tmp / word).mkdir()
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+            jobs = pool.map(lambda item: _render(exe, item, tmp), plan)
+            for _ in tqdm(jobs, total=len(plan), desc="espeak-ng", unit="clip", disable=not progress):
+                pass
+        for split, list_name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
+            lines = [item["file"] for item in plan if item["split"] == split]
+            (tmp / list_name).write_text("".join(f"{line}\n" for line in lines))
+        (tmp / NOISE_FOLDER).mkdir()
+        for name, wave in _noises(seed).items():
+            soundfile.write(str(tmp / NOISE_FOLDER / f"{name}.wav"), wave, SAMPLE_RATE, subtype="PCM_16")
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        (tmp / _MARKER).write_text("")
+        if final.exists():  # an unfinished earlier attempt (no marker)
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_synth_speech(
+    *,
+    words: list[str] | None = None,
+    renderings_per_word: int = 200,
+    seed: int = 0,
+    labels: str = "all",
+    frontend: dict | None = None,
+    silence_fraction: float = 0.1,
+    normalize: bool = True,
+    progress: bool = True,
+) -> Dataset:
+    """Synthesise (once) and load the keyword corpus.
+
+    Args:
+        words: the vocabulary; default the 35 Speech Commands v0.02 words.
+        renderings_per_word: clips per word (at least 3: every split needs one).
+        seed: seed of speakers, prosody and noise.
+        labels, frontend, silence_fraction, normalize: as for ``speech_commands``.
+        progress: show a progress bar while synthesising.
+
+    Returns:
+        A :class:`Dataset` like ``speech_commands`` gives, with ``info["source"] == "synth_speech"``.
+    """
+    words = list(WORDS_V2 if words is None else words)
+    if not words or len(set(words)) != len(words) or not all(isinstance(w, str) and w.strip() for w in words):
+        raise ValueError(f"words must be distinct non-empty strings, got {words!r}")
+    if any(w.startswith(("_", ".", "-")) or "/" in w for w in words):
+        raise ValueError(f"words may not start with '_', '.' or '-' or contain '/', got {words!r}")
+    if not isinstance(renderings_per_word, int) or renderings_per_word < 3:
+        raise ValueError(f"renderings_per_word must be an int >= 3, got {renderings_per_word!r}")
+    root = synthesize_corpus(words, renderings_per_word, seed, progress=progress)
+    with torch.no_grad():
+        dataset = build_dataset(
+            root,
+            source="synth_speech",
+            version=f"synth-{_GENERATOR_VERSION}",
+            labels=labels,
+            frontend=frontend,
+            silence_fraction=silence_fraction,
+            normalize=normalize,
+            seed=seed,
+        )
+    dataset.info.update(words=words, renderings_per_word=renderings_per_word, seed=seed)
+    return dataset
+
+
+@hookimpl
+def nrstream_register_data_sources(register):
+    register("synth_speech", load_synth_speech)
