@@ -1,0 +1,92 @@
+"""``nrstream data``: fetch data sets and show what a data source loads.
+
+- ``nrstream data download NAME [--dest DIR] [--version V]``: calls the ``download``
+  function a data source's factory carries (``factory.download``), if it has one.
+- ``nrstream data info SOURCE [-o KEY=VALUE ...] [--json]``: loads the source and prints
+  where it loaded from, its sizes, classes and noise banks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import yaml
+
+from nrstream.errors import ConfigError, NrstreamError
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="download data sets and inspect data sources")
+    sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    download = sub.add_parser("download", help="download a data set and verify its checksums")
+    download.add_argument("name", help="data source, e.g. fashion_mnist or speech_commands")
+    download.add_argument("--dest", help="target folder (default: $NRSTREAM_DATA/<name>, else ~/.cache/nrstream)")
+    download.add_argument("--version", dest="data_version", help="data set version (speech_commands: 0.01 or 0.02)")
+    download.set_defaults(func=run_download)
+
+    info = sub.add_parser("info", help="load a data source and print its sizes and where it came from")
+    info.add_argument("source", help="data source name")
+    info.add_argument(
+        "-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="source option (YAML value)"
+    )
+    info.add_argument("--json", action="store_true", help="print Dataset.info as JSON")
+    info.set_defaults(func=run_info)
+
+
+def _factory(name: str):
+    from nrstream.plugins import get_registry
+
+    return get_registry().get("data_source", name).factory
+
+
+def run_download(args: argparse.Namespace) -> int:
+    download = getattr(_factory(args.name), "download", None)
+    if download is None:
+        raise NrstreamError(f"data source {args.name!r} has nothing to download")
+    kwargs = {"version": args.data_version} if args.data_version else {}
+    try:
+        path = download(args.dest, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cannot download {args.name!r}: {exc}") from exc
+    print(f"{args.name}: data in {path}")
+    return 0
+
+
+def _options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"option must be KEY=VALUE, got {pair!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from nrstream.datasets import load_dataset
+
+    _factory(args.source)  # an unknown name fails here, with suggestions
+    try:
+        dataset = load_dataset(args.source, **_options(args.option))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"data source {args.source!r}: {exc}") from exc
+    info = dict(dataset.info)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"source:   {info.get('source', args.source)}")
+    for key in ("version", "root", "labels", "mode"):
+        if key in info:
+            print(f"{key + ':':9} {info[key]}")
+    names = ", ".join(dataset.class_names[:12]) + (", ..." if dataset.num_classes > 12 else "")
+    print(f"classes:  {dataset.num_classes} ({names})")
+    print(f"features: {dataset.feature_size} per frame")
+    for split, bank in dataset.splits.items():
+        print(f"{split + ':':11} {len(bank):>7} samples, up to {bank.features.shape[1]} frames")
+    for split, bank in dataset.noise.items():
+        print(f"noise {split + ':':11} {len(bank)} recordings, {int(bank.lengths.sum())} frames")
+    if "cache" in info:
+        print(f"cache:    {'hit' if info['cache'].get('hit') else 'built'} ({info['cache'].get('key')})")
+    return 0
