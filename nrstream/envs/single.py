@@ -1,0 +1,122 @@
+"""``StreamEnv``: one lane of an nrstream stream as a plain ``gymnasium.Env``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from nrstream.datasets import load_dataset, make_stream
+from nrstream.envs.reader import ReadAhead
+from nrstream.stream import Chunk
+
+__all__ = ["StreamEnv", "chunk_info"]
+
+
+def chunk_info(chunk: Chunk) -> dict[str, torch.Tensor]:
+    """What ``info`` carries about the frames of an observation."""
+    return {
+        "label": chunk.label,
+        "mask": chunk.mask,
+        "start": chunk.start,
+        "end": chunk.end,
+        "sample_index": chunk.sample_index,
+    }
+
+
+class StreamEnv(gym.Env):
+    """An endless stream of labelled samples separated by noise, to classify frame by frame.
+
+    ## Description
+    Samples of a data source (spoken keywords, Fashion-MNIST rows, ...) follow each other
+    without end, each preceded by a noise gap of random length. The agent predicts a class
+    for every frame; only the prediction at a sample's last frame (its *decision frame*)
+    is scored. Nothing tells the agent where a sample starts: a recurrent agent must
+    forget stale information by itself ("Never Reset Again").
+
+    ## Observation Space
+    ``Box(-inf, inf, (frames_per_step, F), float32)``: the next ``frames_per_step``
+    feature frames (``F`` set by the data source: 28 pixel values for Fashion-MNIST rows,
+    40 log-mel bands for speech, ...).
+
+    ## Action Space
+    ``MultiDiscrete([C] * frames_per_step)``: the predicted class for each frame of the
+    previous observation (``C`` classes of the data source).
+
+    ## Rewards
+    ``1`` for each correct prediction at a decision frame of the previous observation,
+    ``0`` otherwise (noise frames and non-final sample frames never score).
+
+    ## Starting State
+    ``reset(seed=...)`` starts a new stream: a pure function of the seed.
+
+    ## Episode End
+    Never terminates. Truncation only under a step limit the user asks for
+    (``gymnasium.make(..., max_episode_steps=N)``).
+
+    ## Info
+    For the frames of the returned observation, numpy arrays of shape
+    ``(frames_per_step,)``: ``label`` (class, ``-1`` on noise), ``mask`` (sample frame),
+    ``start`` (first frame of a sample), ``end`` (decision frame), ``sample_index``
+    (samples started so far). ``label`` is for scoring and analysis: an honest agent
+    does not read it.
+
+    ## Arguments
+    ``source`` (data-source plugin name), ``source_options`` (its config), ``split``
+    (``train``/``validation``/``test``), ``gap_min``/``gap_max`` (noise frames between
+    samples), ``noise`` (``gaussian``/``silence``/``recorded``), ``noise_scale``,
+    ``frames_per_step``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        source: str = "toy",
+        source_options: dict[str, Any] | None = None,
+        split: str = "train",
+        gap_min: int = 5,
+        gap_max: int = 30,
+        noise: str = "gaussian",
+        noise_scale: float = 1.0,
+        frames_per_step: int = 1,
+    ) -> None:
+        if frames_per_step < 1:
+            raise ValueError(f"frames_per_step must be >= 1, got {frames_per_step!r}")
+        self.dataset = load_dataset(source, **(source_options or {}))
+        self._stream_options = dict(split=split, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
+        self.frames_per_step = frames_per_step
+        features, classes = self.dataset.feature_size, self.dataset.num_classes
+        self.observation_space = spaces.Box(-np.inf, np.inf, (frames_per_step, features), np.float32)
+        self.action_space = spaces.MultiDiscrete(np.full(frames_per_step, classes, dtype=np.int64))
+        self._reader: ReadAhead | None = None
+        self._chunk: Chunk | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        stream_seed = int(self.np_random.integers(2**31))
+        stream = make_stream(self.dataset, num_lanes=1, seed=stream_seed, **self._stream_options)
+        self._reader = ReadAhead(stream)
+        self._chunk = self._reader.take(self.frames_per_step)
+        return self._observation()
+
+    def step(self, action):
+        if self._chunk is None:
+            raise RuntimeError("call reset() before step()")
+        predicted = torch.as_tensor(np.asarray(action, dtype=np.int64)).reshape(-1)
+        scored = self._chunk
+        reward = float(((predicted == scored.label[0]) & scored.end[0]).sum())
+        self._chunk = self._reader.take(self.frames_per_step)
+        obs, info = self._observation()
+        return obs, reward, False, False, info
+
+    def _observation(self):
+        chunk = self._chunk[0]
+        info = {key: value.numpy() for key, value in chunk_info(chunk).items()}
+        return chunk.x.numpy().astype(np.float32, copy=True), info

@@ -1,0 +1,147 @@
+"""Gymnasium registration, the env checker, and the vector env's tensors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env, data_equivalence
+from gymnasium.vector.utils import batch_space
+
+from nrstream.datasets import load_dataset, make_stream
+from nrstream.envs.registration import ENVS
+from nrstream.stream import Chunk
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def test_ids_are_registered_without_importing_nrstream():
+    code = (
+        "import sys, gymnasium\n"
+        "env = gymnasium.make('nrstream/Toy-v0')\n"
+        "obs, info = env.reset(seed=0)\n"
+        "print(sorted(k for k in gymnasium.registry if k.startswith('nrstream/')), obs.shape)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"{sorted(ENVS)} (1, 8)"
+
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value")
+@pytest.mark.parametrize("frames_per_step", [1, 7])
+def test_single_env_passes_check_env(frames_per_step):
+    env = gymnasium.make("nrstream/Toy-v0", frames_per_step=frames_per_step)
+    check_env(env.unwrapped)
+    obs, info = env.reset(seed=1)
+    assert obs.shape == (frames_per_step, 8) and obs.dtype == np.float32
+    assert set(info) == {"label", "mask", "start", "end", "sample_index"}
+
+
+def test_single_env_follows_the_stream_and_rewards_decisions():
+    env = gymnasium.make("nrstream/Toy-v0", frames_per_step=5, gap_min=0, gap_max=3).unwrapped
+    obs, info = env.reset(seed=42)
+    stream_seed = int(np.random.default_rng(42).integers(2**31))
+    expected = make_stream(load_dataset("toy"), "train", num_lanes=1, seed=stream_seed, gap_max=3).next_chunk(200)
+    frames, total, decisions = [obs], 0.0, 0
+    for _ in range(39):
+        perfect = np.where(info["label"] >= 0, info["label"], 0)
+        decisions += int(info["end"].sum())
+        obs, reward, terminated, truncated, info = env.step(perfect)
+        total += reward
+        assert not terminated and not truncated
+        frames.append(obs)
+    assert np.array_equal(np.concatenate(frames), expected.x[0].numpy())
+    assert total == decisions > 0
+
+
+def test_hundred_thousand_steps_never_terminate():
+    env = gymnasium.make("nrstream/Toy-v0").unwrapped
+    env.reset(seed=0)
+    action = np.zeros(1, dtype=np.int64)
+    ended = 0
+    for _ in range(100_000):
+        _, _, terminated, truncated, _ = env.step(action)
+        ended += terminated or truncated
+    assert ended == 0
+
+
+def test_step_limit_truncates_only_when_asked():
+    env = gymnasium.make("nrstream/Toy-v0", max_episode_steps=3)
+    env.reset(seed=0)
+    flags = [env.step(env.action_space.sample())[3] for _ in range(3)]
+    assert flags == [False, False, True]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_vector_env_tensors(device):
+    envs = gymnasium.make_vec(
+        "nrstream/Toy-v0", num_envs=6, frames_per_step=10, device=device, vectorization_mode="vector_entry_point"
+    )
+    assert envs.observation_space == batch_space(envs.single_observation_space, 6)
+    assert envs.action_space == batch_space(envs.single_action_space, 6)
+    obs, info = envs.reset(seed=3)
+    assert obs.shape == (6, 10, 8) and obs.dtype == torch.float32 and obs.device.type == device
+    assert envs.observation_space.contains(obs.cpu().numpy())
+    actions = torch.as_tensor(envs.action_space.sample(), device=device)
+    obs, reward, terminated, truncated, info = envs.step(actions)
+    assert reward.shape == (6,) and reward.dtype == torch.float32 and reward.device.type == device
+    assert terminated.dtype == truncated.dtype == torch.bool and not (terminated | truncated).any()
+    for key in ("label", "mask", "start", "end", "sample_index"):
+        assert info[key].shape == (6, 10) and info[key].device.type == device
+    envs.close()
+    envs.close()  # idempotent
+
+
+def test_vector_env_is_deterministic_and_matches_the_stream():
+    def run(seed):
+        envs = gymnasium.make_vec(
+            "nrstream/Toy-v0", num_envs=3, frames_per_step=4, vectorization_mode="vector_entry_point"
+        )
+        obs, info = envs.reset(seed=seed)
+        out = [(obs, info)]
+        for _ in range(20):
+            step = envs.step(torch.where(info["label"] >= 0, info["label"], 0))
+            out.append(step)
+            info = step[-1]
+        return out
+
+    def numpy(data):
+        if isinstance(data, torch.Tensor):
+            return data.numpy()
+        if isinstance(data, dict):
+            return {key: numpy(value) for key, value in data.items()}
+        return tuple(numpy(value) for value in data)
+
+    first, again, other = run(7), run(7), run(8)
+    assert data_equivalence(numpy(first), numpy(again), exact=True)
+    assert not data_equivalence(numpy(first), numpy(other))
+    # lane b of the vector env is lane b of the seeded stream
+    stream_seed = int(np.random.default_rng(7).integers(2**31))
+    expected = make_stream(load_dataset("toy"), "train", num_lanes=3, seed=stream_seed, gap_min=5, gap_max=30)
+    chunk = Chunk.cat([expected.next_chunk(4) for _ in range(21)])
+    observed = torch.cat([first[0][0]] + [step[0] for step in first[1:]], dim=1)
+    assert torch.equal(observed, chunk.x)
+    # perfect actions earn one reward per decision frame of the previous observation
+    rewards = torch.stack([step[1] for step in first[1:]], 1)
+    assert torch.equal(rewards.sum(1), chunk.end[:, :80].sum(1).float())
+
+
+def test_vector_env_truncation_and_autoreset():
+    envs = gymnasium.make_vec(
+        "nrstream/Toy-v0", num_envs=2, max_episode_steps=2, vectorization_mode="vector_entry_point"
+    )
+    envs.reset(seed=0)
+    actions = torch.zeros(2, 1, dtype=torch.long)
+    flags = [bool(envs.step(actions)[3].all()) for _ in range(4)]
+    assert flags == [False, True, False, True]
+
+
+def test_bad_env_arguments():
+    with pytest.raises(ValueError, match="frames_per_step must be >= 1, got 0"):
+        gymnasium.make("nrstream/Toy-v0", frames_per_step=0)
+    envs = gymnasium.make_vec("nrstream/Toy-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    with pytest.raises(TypeError, match="one int seed"):
+        envs.reset(seed=[1, 2])

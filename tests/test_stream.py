@@ -1,0 +1,162 @@
+"""The endless stream: tiling, invariants, determinism, coverage."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nrstream.bank import SampleBank
+from nrstream.datasets import load_dataset, make_stream
+from nrstream.noise import GaussianNoise, RecordedNoise, SilenceNoise, make_noise
+from nrstream.stream import Chunk, GapLengths, Stream
+
+FIELDS = ("x", "label", "mask", "start", "end", "sample_index", "sample_id")
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return load_dataset("toy", seed=3)
+
+
+def read(stream: Stream, total: int, chunk: int) -> Chunk:
+    parts, left = [], total
+    while left > 0:
+        parts.append(stream.next_chunk(min(chunk, left)))
+        left -= chunk
+    return Chunk.cat(parts)
+
+
+def recordings() -> SampleBank:
+    generator = torch.Generator().manual_seed(0)
+    return SampleBank(torch.randn(3, 40, 8, generator=generator), torch.tensor([40, 17, 5]), torch.zeros(3), ["noise"])
+
+
+@pytest.mark.parametrize("noise", ["gaussian", "silence", "recorded"])
+def test_any_chunk_size_tiles_the_same_stream(toy, noise):
+    def stream():
+        reference = toy.splits["train"]
+        source = make_noise(noise, reference, recordings(), seed=5)
+        return Stream(toy.splits["train"], source, num_lanes=5, gaps=GapLengths(0, 9), seed=11)
+
+    whole = read(stream(), 700, 700)
+    for size in (1, 7, 100):
+        tiled = read(stream(), 700, size)
+        for name in FIELDS:
+            assert torch.equal(getattr(tiled, name), getattr(whole, name)), (size, name)
+
+
+def test_chunk_shapes_and_dtypes(toy):
+    chunk = make_stream(toy, "test", num_lanes=3, gap_min=1, gap_max=4).next_chunk(50)
+    assert chunk.x.shape == (3, 50, toy.feature_size) and chunk.x.dtype == torch.float32
+    for name in FIELDS[1:]:
+        value = getattr(chunk, name)
+        assert value.shape == (3, 50)
+        assert value.dtype == (torch.bool if name in ("mask", "start", "end") else torch.long)
+
+
+def _runs(flags: torch.Tensor) -> list[tuple[bool, int]]:
+    """Run-length encoding of a 1-D bool tensor."""
+    out: list[tuple[bool, int]] = []
+    for value in flags.tolist():
+        if out and out[-1][0] == value:
+            out[-1] = (value, out[-1][1] + 1)
+        else:
+            out.append((value, 1))
+    return out
+
+
+def test_labels_starts_ends_and_gaps_are_consistent(toy):
+    bank = toy.splits["train"]
+    gap_min, gap_max = 2, 6
+    chunk = read(make_stream(toy, "train", num_lanes=4, seed=1, gap_min=gap_min, gap_max=gap_max), 2000, 64)
+    assert torch.equal(chunk.label >= 0, chunk.mask)
+    assert torch.equal(chunk.sample_id >= 0, chunk.mask)
+    assert torch.equal(chunk.label[chunk.mask], bank.labels[chunk.sample_id[chunk.mask]])
+    for lane in range(4):
+        starts = chunk.start[lane].nonzero().flatten().tolist()
+        ends = chunk.end[lane].nonzero().flatten().tolist()
+        assert len(starts) >= len(ends) >= len(starts) - 1
+        for s, e in zip(starts, ends, strict=False):
+            sid = int(chunk.sample_id[lane, s])
+            assert e - s + 1 == int(bank.lengths[sid])
+            assert torch.equal(chunk.x[lane, s : e + 1], bank.features[sid, : e - s + 1])
+            assert chunk.mask[lane, s : e + 1].all() and (chunk.sample_id[lane, s : e + 1] == sid).all()
+        # every noise run between two samples lies within the gap bounds (a 0-length gap leaves no run)
+        runs = _runs(chunk.mask[lane])
+        for value, length in runs[1:-1]:
+            if not value:
+                assert gap_min <= length <= gap_max
+        # sample_index counts the samples started so far
+        assert torch.equal(chunk.sample_index[lane], torch.cumsum(chunk.start[lane].long(), 0))
+
+
+def test_zero_gaps_give_back_to_back_samples(toy):
+    chunk = read(make_stream(toy, "train", num_lanes=2, gap_max=0), 300, 50)
+    assert chunk.mask.all()
+    assert torch.equal(chunk.start[:, 1:], chunk.end[:, :-1])
+
+
+def test_same_seed_same_stream_other_seed_other_stream(toy):
+    a = make_stream(toy, "train", num_lanes=3, seed=1, gap_min=0, gap_max=5).next_chunk(200)
+    b = make_stream(toy, "train", num_lanes=3, seed=1, gap_min=0, gap_max=5).next_chunk(200)
+    c = make_stream(toy, "train", num_lanes=3, seed=2, gap_min=0, gap_max=5).next_chunk(200)
+    assert all(torch.equal(getattr(a, f), getattr(b, f)) for f in FIELDS)
+    assert not torch.equal(a.x, c.x) and not torch.equal(a.label, c.label)
+
+
+def test_lanes_cover_the_split_exactly_once_per_pass(toy):
+    bank = toy.splits["test"]
+    lanes = 16
+    per_lane = math.ceil(len(bank) / lanes)
+    stream = make_stream(toy, "test", num_lanes=lanes, seed=4, gap_max=0)
+    ids = []
+    while int(stream.event.min()) < per_lane:
+        chunk = stream.next_chunk(32)
+        keep = chunk.start & (chunk.sample_index <= per_lane)
+        ids.append(chunk.sample_id[keep])
+    ids = torch.cat(ids)
+    assert len(ids) == lanes * per_lane
+    counts = torch.bincount(ids, minlength=len(bank))
+    assert (counts >= 1).all(), "a pass over the split missed samples"
+    assert counts.max() <= 2 and int((counts == 2).sum()) == lanes * per_lane - len(bank)
+
+
+def test_state_dict_resumes_the_same_stream(toy):
+    first = make_stream(toy, "train", num_lanes=3, seed=9, gap_max=7)
+    first.next_chunk(123)
+    saved = first.state_dict()
+    expected = first.next_chunk(77)
+    second = make_stream(toy, "train", num_lanes=3, seed=9, gap_max=7)
+    second.load_state_dict(saved)
+    resumed = second.next_chunk(77)
+    assert all(torch.equal(getattr(expected, f), getattr(resumed, f)) for f in FIELDS)
+
+
+def test_noise_sources():
+    mean, std = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 3.0])
+    gaussian = GaussianNoise(mean, std, seed=0, pool_size=50000)
+    frames = gaussian.frames(torch.zeros(50000, dtype=torch.long), torch.arange(50000))
+    assert torch.allclose(frames.mean(0), mean, atol=0.05) and torch.allclose(frames.std(0), std, rtol=0.03)
+    silence = SilenceNoise(torch.tensor([0.25, 0.5]))
+    assert torch.equal(silence.frames(torch.tensor([3, 4]), torch.tensor([0, 9])), torch.tensor([[0.25, 0.5]] * 2))
+    recorded = RecordedNoise(recordings())
+    key = torch.tensor([2 + 3 * 4])  # recording 2 (5 frames), starting at frame 4, wrapping round
+    got = recorded.frames(key.expand(3), torch.arange(3))
+    assert torch.equal(got, recordings().features[2, torch.tensor([4, 0, 1])])
+
+
+def test_bad_arguments_name_the_value(toy):
+    with pytest.raises(ValueError, match="min=3, max=1"):
+        GapLengths(3, 1)
+    with pytest.raises(ValueError, match="unknown noise kind 'pink'"):
+        make_noise("pink", toy.splits["train"])
+    with pytest.raises(ValueError, match="needs noise recordings"):
+        make_noise("recorded", toy.splits["train"])
+    with pytest.raises(ValueError, match="needs a noise source"):
+        Stream(toy.splits["train"], None, 2, GapLengths(0, 3))
+    with pytest.raises(ValueError, match="chunk length must be >= 1"):
+        make_stream(toy, "train", num_lanes=1).next_chunk(0)
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        make_stream(toy, "dev", num_lanes=1)
