@@ -70,7 +70,7 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Ten
     """All states of ``h_t = a_t * h_{t-1} + b_t`` with ``h_{-1} = h0``, by a parallel scan.
 
     Args:
-        a: ``[B or 1, T, N]`` decays (complex or real).
+        a: ``[B or 1, T or 1, N]`` decays (complex or real); broadcast over lanes and frames.
         b: ``[B, T, N]`` inputs.
         h0: ``[B, N]`` the state before the first frame.
 
@@ -79,7 +79,8 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor) -> torch.Ten
     (``|a| <= 1``) and never divides, so it is as safe as the sequential loop.
     """
     b = torch.cat([b[:, :1] + a[:, :1] * h0[:, None], b[:, 1:]], dim=1)
-    a = a.expand_as(b)
+    # Without resets a stays [1, T, N]: the decay products are shared by all lanes.
+    a = a.expand(a.shape[0], b.shape[1], a.shape[2])
     steps, d = b.shape[1], 1
     while d < steps:
         # out of place, for autograd: frames before d are already final
