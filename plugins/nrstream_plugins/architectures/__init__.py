@@ -1,1 +1,16 @@
-"""Built-in architectures."""
+"""Built-in architectures, each an ordinary plugin module (entry-point group ``nrstream``).
+
+========  ==================  ==========================================  =============================
+name      module              state (batch first)                         ``aux["hidden"]``
+========  ==================  ==========================================  =============================
+``rnn``   ``recurrent``       ``h [B, L, H]``                             top layer's ``h``, ``[B, T, H]``
+``gru``   ``recurrent``       ``h [B, L, H]``                             top layer's ``h``, ``[B, T, H]``
+``lstm``  ``recurrent``       ``(h, c)``, each ``[B, L, H]``              top layer's ``h``, ``[B, T, H]``
+``ssm``   ``ssm``             ``[B, L, N, 2]`` complex as (re, im)        top layer's state, ``[B, T, 2N]``
+``snn``   ``snn``             ``((v, s, b) per layer..., u [B, C])``      top layer's membrane, ``[B, T, H]``
+========  ==================  ==========================================  =============================
+
+All take ``hidden_size`` (``H``), ``num_layers`` (``L``) and ``dropout``, start from an
+all-zero state, and reset a lane by zeroing it. Kind-specific keys are in each class's
+docstring.
+"""
