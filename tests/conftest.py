@@ -1,0 +1,37 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _test_data_dir() -> Path:
+    """``$NRSTREAM_TEST_DATA``, else ``shared/data`` beside the repository (as CI checks it out)."""
+    env = os.environ.get("NRSTREAM_TEST_DATA", "").strip()
+    return Path(env) if env else REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def speech_sample() -> Path:
+    """The 300-clip Speech Commands v0.01 sample; skips the test where it is absent."""
+    path = _test_data_dir() / "speech_commands_v0.01_sample"
+    if not (path / "validation_list.txt").is_file():
+        pytest.skip(f"Speech Commands sample not found at {path} (set NRSTREAM_TEST_DATA)")
+    return path
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty ``$NRSTREAM_CACHE`` (and an empty ``$NRSTREAM_DATA``) for one test."""
+    cache = tmp_path / "cache"
+    data = tmp_path / "data"
+    cache.mkdir()
+    data.mkdir()
+    monkeypatch.setenv("NRSTREAM_CACHE", str(cache))
+    monkeypatch.setenv("NRSTREAM_DATA", str(data))
+    return cache
