@@ -1,0 +1,178 @@
+"""Plugin discovery through real entry points of really installed distributions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from nrstream import cli
+from nrstream.errors import PluginError
+from nrstream.plugins import PluginLoadWarning, get_registry, reload_plugins
+
+BUILTINS = {"toy", "fashion_mnist", "speech_commands", "synth_speech", "recurrent", "ssm", "snn", "losses", "metrics"}
+
+# name -> module source; each becomes its own distribution `nrstream-test-<name>`
+DISTRIBUTIONS = {
+    "extra_metric": """
+        from nrstream import hookimpl
+
+        class Count:
+            def __init__(self):
+                self.n = 0
+            def update(self, chunk, logits, aux=None):
+                self.n += int(chunk.end.sum())
+            def compute(self):
+                return {"decisions": self.n}
+            def reset(self):
+                self.n = 0
+
+        @hookimpl
+        def nrstream_register_metrics(register):
+            register("decision_count", Count)
+    """,
+    "duplicate_gru": """
+        from nrstream import hookimpl
+
+        @hookimpl
+        def nrstream_register_architectures(register):
+            register("gru", lambda **kw: None)
+    """,
+    "broken_import": """
+        import a_module_that_does_not_exist
+    """,
+    "typo_hook": """
+        from nrstream import hookimpl
+
+        @hookimpl
+        def nrstream_register_architecture(register):  # missing the final "s"
+            register("never", object)
+    """,
+}
+
+
+def _write_distribution(root: Path, name: str, source: str) -> Path:
+    folder = root / name
+    (folder / name).mkdir(parents=True)
+    (folder / name / "__init__.py").write_text(textwrap.dedent(source))
+    (folder / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
+        [build-system]
+        requires = ["hatchling"]
+        build-backend = "hatchling.build"
+        [project]
+        name = "nrstream-test-{name.replace("_", "-")}"
+        version = "1.2.3"
+        [project.entry-points.nrstream]
+        {name} = "{name}"
+        [tool.hatch.build.targets.wheel]
+        packages = ["{name}"]
+        """)
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Install the test distributions with pip into their own folder, put it on sys.path."""
+    root = tmp_path_factory.mktemp("plugins")
+    folders = [_write_distribution(root / "src", name, source) for name, source in DISTRIBUTIONS.items()]
+    target = root / "site"
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    result = subprocess.run([*command, "--target", str(target), *map(str, folders)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    sys.path.insert(0, str(target))
+    yield target
+    sys.path.remove(str(target))
+    for name in DISTRIBUTIONS:
+        sys.modules.pop(name, None)
+    reload_plugins()
+
+
+@pytest.fixture
+def load(site, monkeypatch):
+    """Load exactly the named plugins (built-ins and test distributions)."""
+
+    def _load(*names: str, strict: bool = False):
+        monkeypatch.setenv("NRSTREAM_LOAD_PLUGINS", ",".join(names))
+        monkeypatch.setenv("NRSTREAM_STRICT_PLUGINS", "1" if strict else "0")
+        reload_plugins()
+        return get_registry()
+
+    yield _load
+    monkeypatch.delenv("NRSTREAM_LOAD_PLUGINS")
+    reload_plugins()
+
+
+def test_builtins_are_plugins_found_through_entry_points():
+    reload_plugins()
+    registry = get_registry()
+    assert {"rnn", "gru", "lstm", "ssm", "snn"} <= set(registry.names("architecture"))
+    assert registry.get("architecture", "gru").plugin == "recurrent"
+    assert registry.get("data_source", "toy").plugin == "toy"
+
+
+def test_out_of_tree_plugin_is_discovered(load):
+    registry = load("extra_metric", "toy")
+    assert registry.names("metric") == ["decision_count"]
+    assert registry.get("metric", "decision_count").plugin == "extra_metric"
+
+
+def test_plugins_command_lists_distribution_and_registrations(load, capsys):
+    load("extra_metric", "toy")
+    assert cli.main(["plugins", "--json"]) == 0
+    listed = {p["name"]: p for p in json.loads(capsys.readouterr().out)}
+    assert listed["extra_metric"]["distribution"] == "nrstream-test-extra-metric"
+    assert listed["extra_metric"]["version"] == "1.2.3"
+    assert listed["extra_metric"]["registers"] == {"metric": ["decision_count"]}
+    assert listed["toy"]["registers"] == {"data_source": ["toy"]}
+
+
+def test_duplicate_name_names_both_plugins(load):
+    with pytest.raises(PluginError, match="architecture 'gru' is registered by both plugin") as raised:
+        load("recurrent", "duplicate_gru")
+    assert "'recurrent'" in str(raised.value) and "'duplicate_gru'" in str(raised.value)
+
+
+def test_broken_plugin_warns_and_the_rest_works(load):
+    with pytest.warns(PluginLoadWarning, match="'broken_import' .*failed to import: ModuleNotFoundError"):
+        registry = load("broken_import", "toy")
+    assert registry.names("data_source") == ["toy"]
+
+
+def test_strict_mode_turns_a_broken_plugin_into_an_error(load):
+    with pytest.raises(PluginError, match="'broken_import'"):
+        load("broken_import", "toy", strict=True)
+
+
+def test_typo_in_a_hook_name_is_caught(load):
+    with pytest.warns(PluginLoadWarning, match="'typo_hook' .*invalid.*nrstream_register_architecture"):
+        registry = load("typo_hook", "toy")
+    assert "never" not in registry.names("architecture")
+
+
+def test_disable_plugins_by_name(site, monkeypatch):
+    monkeypatch.setenv("NRSTREAM_DISABLE_PLUGINS", "broken_import,typo_hook,duplicate_gru,extra_metric,ssm")
+    reload_plugins()
+    registry = get_registry()
+    assert "ssm" not in registry.names("architecture") and "gru" in registry.names("architecture")
+    monkeypatch.delenv("NRSTREAM_DISABLE_PLUGINS")
+    reload_plugins()
+
+
+def test_unknown_name_suggests_the_closest(load):
+    registry = load("recurrent")
+    with pytest.raises(PluginError, match=r"unknown architecture 'gur'; did you mean 'gru'\?"):
+        registry.get("architecture", "gur")
+
+
+def test_cli_reports_plugin_errors_in_one_line(site):
+    env = {"NRSTREAM_LOAD_PLUGINS": "recurrent,duplicate_gru", "PYTHONPATH": str(site), "PATH": ""}
+    result = subprocess.run([sys.executable, "-m", "nrstream.cli", "plugins"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("nrstream: error: architecture 'gru'")
+    assert "Traceback" not in result.stderr
