@@ -1,0 +1,32 @@
+"""Built-in streaming metrics, river style: ``update(chunk, logits, aux=None)``, ``compute()``, ``reset()``.
+
+``accuracy``, ``accuracy_by_position``, ``rolling_accuracy``, ``noise_entropy`` and
+``state_norm`` (needs hidden states). :class:`Rolling` is the generic window behind
+``rolling_accuracy``.
+"""
+
+from __future__ import annotations
+
+from nrstream import hookimpl
+from nrstream_plugins.metrics._accuracy import Accuracy, AccuracyByPosition, RollingAccuracy, wilson_interval
+from nrstream_plugins.metrics._diagnostics import NoiseEntropy, StateNorm
+from nrstream_plugins.metrics.rolling import Rolling
+
+__all__ = [
+    "Accuracy",
+    "AccuracyByPosition",
+    "RollingAccuracy",
+    "NoiseEntropy",
+    "StateNorm",
+    "Rolling",
+    "wilson_interval",
+]
+
+
+@hookimpl
+def nrstream_register_metrics(register):
+    register("accuracy", Accuracy)
+    register("accuracy_by_position", AccuracyByPosition)
+    register("rolling_accuracy", RollingAccuracy)
+    register("noise_entropy", NoiseEntropy)
+    register("state_norm", StateNorm)

@@ -1,0 +1,172 @@
+"""Accuracy at decision frames: overall (with a Wilson interval), by sample position, rolling.
+
+Private: plugins register the classes. ``update(chunk, logits [B, T, C], aux=None)`` scores
+the argmax prediction at every decision frame (``chunk.end``); counts stay on the logits'
+device and are read back only in ``compute``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nrstream_plugins._options import positive_int
+from nrstream_plugins.metrics.rolling import Rolling
+
+__all__ = ["Accuracy", "AccuracyByPosition", "RollingAccuracy", "wilson_interval", "Z95"]
+
+Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
+
+
+def wilson_interval(correct: int, total: int, z: float = Z95) -> list[float] | None:
+    """Wilson score interval ``[lo, hi]`` for ``correct / total``; ``None`` when ``total == 0``."""
+    if total == 0:
+        return None
+    p, z2 = correct / total, z * z
+    centre = (p + z2 / (2 * total)) / (1 + z2 / total)
+    half = z / (1 + z2 / total) * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def decision_hits(chunk, logits: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` bool: a correct prediction at a decision frame."""
+    return (logits.argmax(-1) == chunk.label) & chunk.end
+
+
+class Accuracy:
+    """Accuracy at decision frames (``accuracy``).
+
+    ``compute()`` -> ``{"accuracy", "correct", "total", "ci95": [lo, hi]}`` (Wilson score
+    interval, 95 %); ``accuracy`` and ``ci95`` are ``None`` before any decision.
+    """
+
+    needs_hidden = False
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._correct: torch.Tensor | int = 0
+        self._total: torch.Tensor | int = 0
+
+    @torch.no_grad()
+    def update(self, chunk, logits: torch.Tensor, aux: dict | None = None) -> None:
+        self._correct = self._correct + decision_hits(chunk, logits).sum()
+        self._total = self._total + chunk.end.sum()
+
+    def compute(self) -> dict:
+        correct, total = int(self._correct), int(self._total)
+        return {
+            "accuracy": correct / total if total else None,
+            "correct": correct,
+            "total": total,
+            "ci95": wilson_interval(correct, total),
+        }
+
+
+class AccuracyByPosition:
+    """Accuracy of the ``k``-th sample of a lane (``accuracy_by_position``).
+
+    ``k = chunk.sample_index`` at the decision frame (1 for a lane's first sample): with
+    the state never reset, accuracy falling with ``k`` is saturation.
+
+    Args:
+        max_position: positions ``1..max_position`` are tracked; later decisions are only
+            counted in ``beyond``.
+
+    ``compute()`` -> ``{"position": [1..K], "accuracy": [...], "correct": [...],
+    "total": [...], "beyond": int}``, ``K`` the last position seen (at most
+    ``max_position``); ``accuracy`` is ``None`` at positions without a decision.
+    """
+
+    needs_hidden = False
+
+    def __init__(self, *, max_position: int = 128) -> None:
+        self.max_position = positive_int("max_position", max_position)
+        self.reset()
+
+    def reset(self) -> None:
+        self._correct: torch.Tensor | None = None
+        self._total: torch.Tensor | None = None
+        self._beyond: torch.Tensor | int = 0
+
+    @torch.no_grad()
+    def update(self, chunk, logits: torch.Tensor, aux: dict | None = None) -> None:
+        if self._total is None:
+            self._correct = torch.zeros(self.max_position + 1, dtype=torch.long, device=logits.device)
+            self._total = torch.zeros_like(self._correct)
+        k = chunk.sample_index
+        tracked = chunk.end & (k <= self.max_position)
+        slot = torch.where(tracked, k, 0).reshape(-1)  # slot 0 collects what is not tracked
+        self._total.scatter_add_(0, slot, tracked.reshape(-1).long())
+        self._correct.scatter_add_(0, slot, (tracked & decision_hits(chunk, logits)).reshape(-1).long())
+        self._beyond = self._beyond + (chunk.end & (k > self.max_position)).sum()
+
+    def compute(self) -> dict:
+        total = [] if self._total is None else self._total[1:].tolist()
+        correct = [] if self._correct is None else self._correct[1:].tolist()
+        last = max((i + 1 for i, n in enumerate(total) if n), default=0)
+        total, correct = total[:last], correct[:last]
+        return {
+            "position": list(range(1, last + 1)),
+            "accuracy": [c / n if n else None for c, n in zip(correct, total, strict=True)],
+            "correct": correct,
+            "total": total,
+            "beyond": int(self._beyond),
+        }
+
+
+class RollingAccuracy:
+    """Accuracy over the last ``window`` decisions, as a curve (``rolling_accuracy``).
+
+    Decisions are taken in stream order — by frame time, then lane — and fed to a generic
+    :class:`~nrstream_plugins.metrics.rolling.Rolling` window (memory: ``window`` values).
+    Selecting the decisions of a chunk has a data-dependent size, so this metric reads one
+    count back from the device per ``update``.
+
+    Args:
+        window: ``W``, decisions per window (default 1000).
+        every: keep one curve point every ``every`` decisions (default 100).
+
+    ``compute()`` -> ``{"x": [decisions seen], "y": [accuracy over the last min(x, W)
+    decisions], "window", "every", "decisions", "last"}``; ``last`` is the current value.
+    """
+
+    needs_hidden = False
+
+    def __init__(self, *, window: int = 1000, every: int = 100) -> None:
+        self.window = positive_int("window", window)
+        self.every = positive_int("every", every)
+        self._rolling = Rolling(self.window)
+        self.reset()
+
+    def reset(self) -> None:
+        self._rolling.reset()
+        self._x: list[torch.Tensor] = []
+        self._y: list[torch.Tensor] = []
+        self._last: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def update(self, chunk, logits: torch.Tensor, aux: dict | None = None) -> None:
+        hits = (logits.argmax(-1) == chunk.label).T  # [T, B]: time-major = stream order
+        values = hits[chunk.end.T]
+        if values.numel() == 0:
+            return
+        seen = self._rolling.seen
+        means = self._rolling.update(values)
+        n = torch.arange(seen + 1, seen + values.numel() + 1, device=means.device)
+        keep = n % self.every == 0
+        self._x.append(n[keep])
+        self._y.append(means[keep])
+        self._last = means[-1]
+
+    def compute(self) -> dict:
+        return {
+            "x": torch.cat(self._x).tolist() if self._x else [],
+            "y": torch.cat(self._y).tolist() if self._y else [],
+            "window": self.window,
+            "every": self.every,
+            "decisions": self._rolling.seen,
+            "last": None if self._last is None else float(self._last),
+        }
