@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One entry point for set-up and everyday tasks; every task installs what it needs first.
+#
+#   bash scripts/dev.sh run [nrstream evaluate options]   # the quick-start experiment
+#   bash scripts/dev.sh test [pytest options]             # the test suite
+#   bash scripts/dev.sh lint                              # ruff
+#   bash scripts/dev.sh setup                             # only install
+#
+# Set-up: Debian packages espeak-ng and dataset-fashion-mnist (through apt-get when run
+# as root, otherwise it says what to install), then a virtual environment in .venv
+# (override with VENV=...) with nrstream installed in editable mode with its dev extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+system_setup() {
+  local missing=()
+  command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+  [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
+  "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "nrstream setup: apt-get install ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "nrstream setup: please install ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]});" \
+         "without them the Fashion-MNIST and synthesized-speech sources and their tests are unavailable." >&2
+  fi
+}
+
+python_setup() {
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  local stamp="$VENV/.nrstream-installed"
+  if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    touch "$stamp"
+  fi
+}
+
+setup() { system_setup; python_setup; }
+
+task=${1:-}
+[ $# -gt 0 ] && shift
+case "$task" in
+  setup) setup ;;
+  run)   setup; exec "$VENV/bin/nrstream" evaluate configs/quickstart.yaml "$@" ;;
+  test)  setup; exec "$VENV/bin/python" -m pytest "$@" ;;
+  lint)  setup; exec "$VENV/bin/ruff" check . ;;
+  *) echo "usage: bash scripts/dev.sh {run|test|lint|setup} [args]" >&2; exit 2 ;;
+esac
