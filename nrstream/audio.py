@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,7 +51,9 @@ def read_wav(path: str | Path, sample_rate: int = 16000) -> torch.Tensor:
         from scipy.io import wavfile
 
         try:
-            rate, raw = wavfile.read(str(path))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", wavfile.WavFileWarning)
+                rate, raw = wavfile.read(str(path))
         except Exception:
             raise DataFileError(f"cannot read audio file {path}: {first}") from first
         data = _to_float(raw)
