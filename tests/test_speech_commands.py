@@ -156,3 +156,21 @@ def test_download_from_a_local_tarball(speech_sample, tmp_path, tmp_cache, monke
     data = sc.load_speech_commands()  # found on the default search path
     assert data.info["root"] == str(dest) and data.info["version"] == "0.02"
     assert data.sizes() == {"train": 4, "validation": 4, "test": 4}
+
+
+def test_cli_data_info_and_download(speech_sample, tmp_cache, capsys, monkeypatch):
+    from nrstream.cli import main
+    from nrstream.datasets import clear_dataset_cache
+
+    clear_dataset_cache()
+    assert main(["data", "info", "speech_commands", "-o", f"root={speech_sample}", "-o", "labels=12"]) == 0
+    out = capsys.readouterr().out
+    assert str(speech_sample) in out and "train:" in out and "226 samples" in out and "_unknown_" in out
+    assert main(["data", "download", "toy"]) == 2
+    assert "nothing to download" in capsys.readouterr().err
+
+    calls = []
+    monkeypatch.setattr(sc, "download_speech_commands", lambda dest=None, **kw: calls.append((dest, kw)) or "here")
+    monkeypatch.setattr(sc.load_speech_commands, "download", sc.download_speech_commands)
+    assert main(["data", "download", "speech_commands", "--version", "0.01"]) == 0
+    assert calls == [(None, {"version": "0.01"})]
