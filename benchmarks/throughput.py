@@ -1,0 +1,240 @@
+"""Inference throughput: the raw model, nrstream's vector env + agent, and a plain Gymnasium loop.
+
+One process, one model (the registry's ``gru``), ``B`` lanes, frames per second for:
+
+1. ``raw``: the model's forward over a pre-built ``[B, T, F]`` tensor, no stream — the ceiling;
+   ``raw_reset``: the same forward with the reset tensor of a real chunk (``start``), what
+   the model itself costs under oracle resets;
+2. ``nrstream``: ``gymnasium.make_vec(id, num_envs=B, frames_per_step=T,
+   vectorization_mode="vector_entry_point")`` feeding an :class:`nrstream.Agent` with reset
+   policy ``never``; actions are the argmax, the env scores them (reward), and the
+   ``accuracy`` and ``noise_entropy`` metrics are updated every step;
+3. ``nrstream_oracle``: the same with reset policy ``oracle`` (the agent reads ``info["start"]``);
+4. ``gymnasium``: ``gymnasium.vector.SyncVectorEnv`` over ``B`` single envs
+   (``gymnasium.make(id)``, one frame per step), the agent stepping a ``torch.nn.GRUCell``
+   and a ``Linear`` (the same weights) frame by frame — what one writes without nrstream.
+
+Everything runs under ``torch.inference_mode()``. Frames = lanes x frames; warm-up calls
+are excluded; each figure is the median of ``--repeats`` interleaved measurements of
+``--seconds`` each.
+
+    python benchmarks/throughput.py                          # CPU, B=256, T=100, H=128, F=40
+    python benchmarks/throughput.py --device cuda --json results/throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from types import SimpleNamespace
+
+import gymnasium
+import numpy as np
+import torch
+from torch import nn
+
+from _common import add_common_options, env_kwargs, interleaved_medians, machine, print_table, setup, write_json
+from nrstream import Agent
+from nrstream.plugins import get_registry
+
+METRICS = ("accuracy", "noise_entropy")
+TARGETS = {"nrstream/raw": 0.9, "nrstream_oracle/raw": 0.8, "nrstream/gymnasium": 50.0}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_options(parser, seconds=3.0, repeats=3)
+    parser.add_argument(
+        "--skip-gymnasium", action="store_true", help="leave out case 4 (building B single envs takes a while)"
+    )
+    return parser.parse_args(argv)
+
+
+def build_model(args, features: int, classes: int, device: torch.device) -> nn.Module:
+    torch.manual_seed(args.seed)
+    model = get_registry().create("architecture", "gru", input_size=features, num_classes=classes, hidden_size=args.hidden)
+    return model.to(device).eval()
+
+
+def nrstream_case(args, model: nn.Module, device: torch.device, reset_policy: str):
+    """Case 2 / 3: the vector env feeding an agent, decisions scored, metrics updated."""
+    envs = gymnasium.make_vec(
+        args.env_id,
+        num_envs=args.batch,
+        frames_per_step=args.chunk,
+        vectorization_mode="vector_entry_point",
+        device=device,
+        **env_kwargs(args),
+    )
+    agent = Agent(model, reset_policy=reset_policy)
+    metrics = [get_registry().create("metric", name) for name in METRICS]
+    obs, info = envs.reset(seed=args.seed)
+    total_reward = torch.zeros((), device=device)
+    frames = args.batch * args.chunk
+
+    def step() -> int:
+        nonlocal obs, info, total_reward
+        logits = agent(obs, info["start"])  # only the oracle policy reads start
+        seen = SimpleNamespace(**info)  # the metrics read label, mask, end
+        for metric in metrics:
+            metric.update(seen, logits)
+        obs, reward, _terminated, _truncated, info = envs.step(logits.argmax(-1))
+        total_reward += reward.sum()  # stays on the device: no sync per step
+        return frames
+
+    def summary() -> dict:
+        out = {"reward": float(total_reward)}
+        for metric in metrics:
+            out.update({k: v for k, v in metric.compute().items() if k in ("accuracy", "total", "noise_entropy")})
+        return out
+
+    return step, summary, envs
+
+
+def raw_cases(args, model: nn.Module, device: torch.device):
+    """Case 1: the model alone on a pre-built chunk (and with that chunk's resets)."""
+    # a real chunk of the stream, so that x and the reset pattern are those of cases 2 and 3
+    envs = gymnasium.make_vec(
+        args.env_id,
+        num_envs=args.batch,
+        frames_per_step=args.chunk,
+        vectorization_mode="vector_entry_point",
+        device=device,
+        **env_kwargs(args),
+    )
+    obs, info = envs.reset(seed=args.seed + 1)
+    x, start = obs.clone(), info["start"].clone()
+    frames = args.batch * args.chunk
+    state = {"raw": model.initial_state(args.batch, device), "raw_reset": model.initial_state(args.batch, device)}
+
+    def raw() -> int:
+        _, state["raw"] = model(x, state["raw"])
+        return frames
+
+    def raw_reset() -> int:
+        _, state["raw_reset"] = model(x, state["raw_reset"], reset=start)
+        return frames
+
+    columns = int(start.any(0).sum())
+    return raw, raw_reset, columns
+
+
+def gymnasium_case(args, model: nn.Module, device: torch.device):
+    """Case 4: SyncVectorEnv over B single envs, a GRUCell stepped frame by frame."""
+    kwargs = env_kwargs(args)
+    envs = gymnasium.vector.SyncVectorEnv(
+        [lambda: gymnasium.make(args.env_id, frames_per_step=1, **kwargs) for _ in range(args.batch)]
+    )
+    features = envs.single_observation_space.shape[-1]
+    cell = nn.GRUCell(features, args.hidden).to(device).eval()
+    readout = nn.Linear(args.hidden, model.num_classes).to(device).eval()
+    # the same weights as the registry's GRU, so that all cases compute the same function
+    cell.load_state_dict({k.removesuffix("_l0"): v for k, v in model.rnn.state_dict().items() if k.endswith("_l0")})
+    readout.load_state_dict(model.readout.state_dict())
+    obs, info = envs.reset(seed=args.seed)
+    h = torch.zeros(args.batch, args.hidden, device=device)
+    counts = {"reward": 0.0, "decisions": 0}
+
+    def step() -> int:
+        nonlocal obs, info, h
+        x = torch.from_numpy(obs).to(device)[:, 0]  # (B, 1, F) -> (B, F)
+        h = cell(x, h)
+        actions = readout(h).argmax(-1, keepdim=True).cpu().numpy()  # (B, 1)
+        counts["decisions"] += int(info["end"].sum())
+        obs, reward, _terminated, _truncated, info = envs.step(actions)
+        counts["reward"] += float(np.sum(reward))
+        return args.batch
+
+    def summary() -> dict:
+        d = counts["decisions"]
+        return {"reward": counts["reward"], "total": d, "accuracy": counts["reward"] / d if d else None}
+
+    return step, summary, envs
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = setup(args)
+    print(f"throughput: {args.env_id}, B={args.batch}, T={args.chunk}, GRU H={args.hidden}, device={device}, "
+          f"{args.repeats} x {args.seconds:g} s per figure", flush=True)
+    with torch.inference_mode():
+        # the env decides F and C (the toy source is sized by --features / --classes)
+        probe = gymnasium.make_vec(args.env_id, num_envs=1, vectorization_mode="vector_entry_point", **env_kwargs(args))
+        features = probe.single_observation_space.shape[-1]
+        classes = int(probe.single_action_space.nvec[0])
+        probe.close()
+        model = build_model(args, features, classes, device)
+
+        raw, raw_reset, reset_columns = raw_cases(args, model, device)
+        step_never, summary_never, _ = nrstream_case(args, model, device, "never")
+        step_oracle, summary_oracle, _ = nrstream_case(args, model, device, "oracle")
+        cases = {"raw": raw, "raw_reset": raw_reset, "nrstream": step_never, "nrstream_oracle": step_oracle}
+        summaries = {"nrstream": summary_never, "nrstream_oracle": summary_oracle}
+        if not args.skip_gymnasium:
+            begin = time.perf_counter()
+            step_gym, summary_gym, envs_gym = gymnasium_case(args, model, device)
+            print(f"  built SyncVectorEnv of {args.batch} envs in {time.perf_counter() - begin:.1f} s", flush=True)
+            cases["gymnasium"] = step_gym
+            summaries["gymnasium"] = summary_gym
+
+        results = interleaved_medians(
+            cases, device, seconds=args.seconds, repeats=args.repeats, progress=lambda s: print(s, flush=True)
+        )
+        for name, summary in summaries.items():
+            results[name]["check"] = summary()
+
+    fps = {name: r["fps"] for name, r in results.items()}
+    ratios = {
+        "nrstream/raw": fps["nrstream"] / fps["raw"],
+        "nrstream_oracle/raw": fps["nrstream_oracle"] / fps["raw"],
+        "nrstream_oracle/raw_reset": fps["nrstream_oracle"] / fps["raw_reset"],
+        "raw_reset/raw": fps["raw_reset"] / fps["raw"],
+    }
+    if "gymnasium" in fps:
+        ratios["nrstream/gymnasium"] = fps["nrstream"] / fps["gymnasium"]
+    payload = {
+        "benchmark": "throughput",
+        "settings": {
+            "env_id": args.env_id,
+            "env_kwargs": env_kwargs(args),
+            "batch": args.batch,
+            "chunk": args.chunk,
+            "hidden": args.hidden,
+            "features": features,
+            "classes": classes,
+            "seconds": args.seconds,
+            "repeats": args.repeats,
+            "metrics": list(METRICS),
+            "reset_columns_per_chunk": reset_columns,
+        },
+        "machine": machine(device),
+        "fps": fps,
+        "ratios": ratios,
+        "targets": {k: {"target": v, "met": ratios[k] >= v} for k, v in TARGETS.items() if k in ratios},
+        "cases": results,
+    }
+
+    labels = {
+        "raw": "1  raw model forward",
+        "raw_reset": "1r raw model forward, chunk's resets",
+        "nrstream": "2  nrstream, reset never",
+        "nrstream_oracle": "3  nrstream, reset oracle",
+        "gymnasium": "4  plain Gymnasium, GRUCell per frame",
+    }
+    print()
+    print_table([(labels[k], f"{v:>14,.0f} frames/s") for k, v in fps.items()], "frames per second (median)")
+    rows = []
+    for key, value in ratios.items():
+        target = TARGETS.get(key)
+        verdict = "" if target is None else f"  (target >= {target:g}: {'met' if value >= target else 'MISSED'})"
+        rows.append((key, f"{value:10.3f}{verdict}"))
+    print_table(rows, "ratios")
+    print(f"  oracle reset columns in the raw chunk: {reset_columns} of {args.chunk}")
+    print(f"  load average: {payload['machine']['loadavg']}")
+    write_json(args.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
