@@ -9,6 +9,9 @@ from nrstream.errors import ConfigError
 from nrstream.plugins import get_registry, reload_plugins
 
 ARCHITECTURES = ["rnn", "gru", "lstm", "ssm", "snn"]
+# Contract tests run each SSM scan method, since "auto" picks only one of them on the CPU.
+CASES = {"rnn": {}, "gru": {}, "lstm": {}, "ssm": {"scan": "parallel"}, "ssm-sequential": {"scan": "sequential"},
+         "snn": {}}
 F, C = 5, 3
 
 
@@ -17,15 +20,20 @@ def architecture_plugins(monkeypatch):
     """Load only the plugins these tests need, so a broken unrelated plugin cannot fail them."""
     monkeypatch.setenv("NRSTREAM_LOAD_PLUGINS", "recurrent,ssm,snn,toy")
     reload_plugins()
+    # These models are tiny; one thread is as fast and stays fast on a busy machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     monkeypatch.delenv("NRSTREAM_LOAD_PLUGINS")
     reload_plugins()
 
 
-def build(name: str, **config) -> torch.nn.Module:
-    config = {"hidden_size": 8, "num_layers": 2, **config}
-    return get_registry().create("architecture", name, input_size=config.pop("input_size", F), num_classes=C,
-                                 **config)
+def build(case: str, **config) -> torch.nn.Module:
+    """A small model of a test case (an architecture name, or ``ssm-sequential``)."""
+    config = {"hidden_size": 8, "num_layers": 2, **CASES.get(case, {}), **config}
+    return get_registry().create("architecture", case.split("-")[0], input_size=config.pop("input_size", F),
+                                 num_classes=C, **config)
 
 
 def flatten(state) -> list[torch.Tensor]:
@@ -57,7 +65,7 @@ def test_all_registered_by_their_plugins():
     assert registry.get("architecture", "snn").plugin == "snn"
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("name", CASES)
 @pytest.mark.parametrize("with_reset", [False, True], ids=["no_reset", "reset"])
 def test_chunked_equals_frame_by_frame(name, with_reset):
     torch.manual_seed(0)
@@ -75,7 +83,7 @@ def test_chunked_equals_frame_by_frame(name, with_reset):
         assert_states_close(state, full_state)
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("name", CASES)
 def test_reset_equals_fresh_state_for_reset_lanes_only(name):
     torch.manual_seed(1)
     model = build(name).double().eval()
@@ -95,7 +103,7 @@ def test_reset_equals_fresh_state_for_reset_lanes_only(name):
     assert_states_close(tuple(s[1:2] for s in flatten(state)), tuple(flatten(fresh_state)))
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
+@pytest.mark.parametrize("name", CASES)
 def test_gradients_reach_every_parameter(name):
     torch.manual_seed(2)
     model = build(name, input_size=F).train()
@@ -139,6 +147,7 @@ def test_bad_config_names_the_value(name, key, value):
         ("ssm", {"r_min": 0.995}, "r_min.*0.995"),
         ("ssm", {"r_max": 1.0}, "r_max.*1.0"),
         ("ssm", {"state_size": 0}, "state_size.*0"),
+        ("ssm", {"scan": "fft"}, "scan.*'fft'"),
         ("snn", {"surrogate_slope": 0}, "surrogate_slope.*0"),
         ("snn", {"adaptive": "yes"}, "adaptive.*'yes'"),
     ],
@@ -146,6 +155,21 @@ def test_bad_config_names_the_value(name, key, value):
 def test_bad_kind_specific_config(name, config, message):
     with pytest.raises(ConfigError, match=message):
         build(name, **config)
+
+
+@pytest.mark.parametrize("reset", [False, True])
+@pytest.mark.parametrize("steps", [1, 2, 7, 16, 33])
+def test_parallel_scan_matches_the_loop(steps, reset):
+    from nrstream_plugins.architectures._common import linear_scan
+
+    torch.manual_seed(steps)
+    a = torch.exp(torch.complex(-torch.rand(1, 1, 6, dtype=torch.float64), torch.randn(1, 1, 6, dtype=torch.float64)))
+    if reset:
+        a = a * (torch.rand(3, steps, 1) > 0.3)
+    b = torch.randn(3, steps, 6, dtype=torch.complex128)
+    h0 = torch.randn(3, 6, dtype=torch.complex128)
+    expected = linear_scan(a, b, h0, "sequential")
+    torch.testing.assert_close(linear_scan(a, b, h0, "parallel"), expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["gru", "ssm"])
@@ -196,7 +220,7 @@ def detach(state):
 
 @pytest.mark.parametrize(
     ("name", "steps", "lr"),
-    [("rnn", 120, 1e-2), ("gru", 120, 1e-2), ("lstm", 120, 1e-2), ("ssm", 120, 5e-3), ("snn", 150, 1e-2)],
+    [("rnn", 60, 1e-2), ("gru", 60, 1e-2), ("lstm", 60, 1e-2), ("ssm", 60, 5e-3), ("snn", 60, 1e-2)],
 )
 def test_learns_toy_well_above_chance(name, steps, lr):
     from nrstream.datasets import load_dataset

@@ -3,7 +3,8 @@
 Each layer keeps a complex diagonal state ``h_t = lambda * h_{t-1} + gamma * B u_t`` with
 ``|lambda| < 1`` by construction, so it is stable whatever the training does. The
 recurrence is linear, so a whole chunk is computed by a parallel (log-depth) scan instead
-of a loop over frames; the carried state makes chunked and frame-by-frame calls agree.
+of a loop over frames (on accelerators; see ``scan`` for the CPU); the carried state makes
+chunked and frame-by-frame calls agree.
 A reset is exact and free: the scan's decay ``a_t`` is set to zero at reset frames, which
 cuts every lane's dependence on what came before.
 """
@@ -18,7 +19,15 @@ from torch import nn
 
 from nrstream import hookimpl
 
-from ._common import Architecture, fraction, linear_scan, positive_float, positive_int
+from ._common import (
+    SCAN_METHODS,
+    Architecture,
+    ArchitectureConfigError,
+    fraction,
+    linear_scan,
+    positive_float,
+    positive_int,
+)
 
 __all__ = ["LRULayer", "SSMClassifier"]
 
@@ -33,8 +42,9 @@ class LRULayer(nn.Module):
     """
 
     def __init__(self, hidden_size: int, state_size: int, r_min: float, r_max: float, max_phase: float,
-                 dropout: float) -> None:
+                 dropout: float, scan: str = "auto") -> None:
         super().__init__()
+        self.scan = scan
         h, n = hidden_size, state_size
         self.norm = nn.LayerNorm(h)
         u1, u2 = torch.rand(n), torch.rand(n)
@@ -60,7 +70,7 @@ class LRULayer(nn.Module):
         a = lam.reshape(1, 1, -1)
         if reset is not None:
             a = torch.where(reset[..., None], torch.zeros((), dtype=a.dtype, device=a.device), a)
-        h = linear_scan(a, bu, h0)
+        h = linear_scan(a, bu, h0, self.scan)
         y = h.real @ self.c_re.T - h.imag @ self.c_im.T + self.d * u
         y = self.drop(F.glu(self.glu(F.gelu(y)), dim=-1))
         return x + y, h
@@ -79,6 +89,10 @@ class SSMClassifier(Architecture):
         r_min, r_max: initial ring of ``|lambda|``, ``0 <= r_min < r_max < 1``; a low
             ``r_min`` gives fast-forgetting modes, which a reset-free stream needs.
         max_phase: initial phases of ``lambda`` lie in ``[0, max_phase]`` radians.
+        scan: how a chunk's recurrence is computed: ``parallel`` (log-depth associative
+            scan), ``sequential`` (a loop over frames, vectorised over lanes and states) or
+            ``auto`` (parallel on accelerators, sequential on the CPU, where the scan's extra
+            memory traffic makes it slower). All give the same numbers.
 
     State: ``[B, num_layers, N, 2]`` float, the complex states as (real, imaginary) pairs
     (real, so that detaching, moving and norms behave as for the other architectures).
@@ -99,6 +113,7 @@ class SSMClassifier(Architecture):
         r_min: float = 0.4,
         r_max: float = 0.99,
         max_phase: float = math.pi,
+        scan: str = "auto",
     ) -> None:
         super().__init__(input_size=input_size, num_classes=num_classes)
         self.hidden_size = positive_int("hidden_size", hidden_size)
@@ -108,9 +123,12 @@ class SSMClassifier(Architecture):
         self.r_max = fraction("r_max", r_max, low=0.0, high=1.0)
         self.r_min = fraction("r_min", r_min, low=0.0, high=self.r_max)
         self.max_phase = positive_float("max_phase", max_phase)
+        if scan not in SCAN_METHODS:
+            raise ArchitectureConfigError(f"scan must be one of {', '.join(SCAN_METHODS)}, got {scan!r}")
+        self.scan = scan
         self.encoder = nn.Linear(self.input_size, self.hidden_size)
         self.layers = nn.ModuleList(
-            LRULayer(self.hidden_size, self.state_size, self.r_min, self.r_max, self.max_phase, self.dropout)
+            LRULayer(self.hidden_size, self.state_size, self.r_min, self.r_max, self.max_phase, self.dropout, scan)
             for _ in range(self.num_layers)
         )
         self.norm = nn.LayerNorm(self.hidden_size)
