@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torchaudio
 
-from nrstream.datafiles import DataFileError
+from nrstream.errors import DataFileError
 
 __all__ = ["FeatureFrontend", "read_wav", "fix_length"]
 

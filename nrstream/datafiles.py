@@ -21,25 +21,15 @@ import urllib.request
 from pathlib import Path
 
 from nrstream.cache import cache_dir
-from nrstream.errors import NrstreamError
+from nrstream.errors import DataFileError, DownloadError
 
 __all__ = [
-    "DataFileError",
-    "DownloadError",
     "data_root",
     "download",
     "file_checksum",
     "safe_extract_tar",
     "missing_data_message",
 ]
-
-
-class DataFileError(NrstreamError):
-    """A data file exists but cannot be read (truncated, corrupt, wrong format); names the file."""
-
-
-class DownloadError(NrstreamError):
-    """A download failed or its checksum did not match."""
 
 
 def data_root() -> Path | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["NrstreamError", "PluginError", "ConfigError", "DataNotFoundError"]
+__all__ = ["NrstreamError", "PluginError", "ConfigError", "DataNotFoundError", "DataFileError", "DownloadError"]
 
 
 class NrstreamError(Exception):
@@ -19,3 +19,11 @@ class ConfigError(NrstreamError):
 
 class DataNotFoundError(NrstreamError):
     """A data source could not find its files; the message lists where it looked."""
+
+
+class DataFileError(NrstreamError):
+    """A data file exists but cannot be read (truncated, corrupt, wrong format); names the file."""
+
+
+class DownloadError(NrstreamError):
+    """A download failed or its checksum did not match."""

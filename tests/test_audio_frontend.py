@@ -14,7 +14,8 @@ import torch
 
 from nrstream import cache
 from nrstream.audio import FeatureFrontend, fix_length, read_wav
-from nrstream.datafiles import DataFileError, DownloadError, download, safe_extract_tar
+from nrstream.datafiles import download, safe_extract_tar
+from nrstream.errors import DataFileError, DownloadError
 
 
 def test_default_frontend_gives_101_frames_of_40_log_mels():

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium
 import numpy as np
@@ -16,6 +18,7 @@ from nrstream.datasets import load_dataset, make_stream
 from nrstream.envs.registration import ENVS
 from nrstream.stream import Chunk
 
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
@@ -38,6 +41,30 @@ def test_single_env_passes_check_env(frames_per_step):
     obs, info = env.reset(seed=1)
     assert obs.shape == (frames_per_step, 8) and obs.dtype == np.float32
     assert set(info) == {"label", "mask", "start", "end", "sample_index"}
+
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value")
+@pytest.mark.parametrize(
+    "env_id", ["nrstream/FashionMNIST-v0", "nrstream/SpeechCommands-v0", "nrstream/SynthSpeech-v0"]
+)
+def test_real_data_ids_pass_check_env(env_id, request):
+    options = {
+        "nrstream/FashionMNIST-v0": {},
+        "nrstream/SpeechCommands-v0": lambda: {"root": str(request.getfixturevalue("speech_sample"))},
+        "nrstream/SynthSpeech-v0": lambda: {"words": ["yes", "no", "up"], "renderings_per_word": 3, "progress": False},
+    }[env_id]
+    if env_id == "nrstream/FashionMNIST-v0" and not Path(FASHION_MNIST).is_dir():
+        pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST} (apt-get install dataset-fashion-mnist)")
+    if env_id == "nrstream/SynthSpeech-v0":
+        if shutil.which("espeak-ng") is None:
+            pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+        request.getfixturevalue("tmp_cache")
+    source_options = options() if callable(options) else options
+    env = gymnasium.make(env_id, source_options=source_options, frames_per_step=3)
+    check_env(env.unwrapped)
+    obs, info = env.reset(seed=0)
+    assert obs.shape == env.observation_space.shape and obs.dtype == np.float32
+    assert env.action_space.nvec[0] == env.unwrapped.dataset.num_classes
 
 
 def test_single_env_follows_the_stream_and_rewards_decisions():

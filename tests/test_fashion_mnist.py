@@ -12,7 +12,7 @@ import pytest
 from nrstream_plugins.data import fashion_mnist as fm
 
 from nrstream import DataNotFoundError
-from nrstream.datafiles import DataFileError, DownloadError
+from nrstream.errors import DataFileError, DownloadError
 
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 needs_debian = pytest.mark.skipif(

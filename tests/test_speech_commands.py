@@ -16,7 +16,7 @@ from nrstream_plugins.data import speech_commands as sc
 
 from nrstream import DataNotFoundError
 from nrstream.cache import CacheWarning
-from nrstream.datafiles import DataFileError
+from nrstream.errors import DataFileError
 from nrstream.plugins import get_registry
 
 WORDS = ["bed", "no", "yes", "cat"]

@@ -30,7 +30,8 @@ import torch
 from nrstream import DataNotFoundError, hookimpl
 from nrstream.bank import Dataset, SampleBank
 from nrstream.cache import cache_dir
-from nrstream.datafiles import DataFileError, data_root, download, download_root, missing_data_message
+from nrstream.datafiles import data_root, download, download_root, missing_data_message
+from nrstream.errors import DataFileError
 
 __all__ = ["load_fashion_mnist", "download_fashion_mnist", "read_idx", "CLASS_NAMES"]
 
