@@ -229,8 +229,17 @@ class _Ctx:
         raise ConfigError(f"{self.path}: {where}{message}")
 
 
-def _suggest(name: str, valid: list[str], what: str = "key") -> str:
+def _closest(name: str, valid: list[str]) -> list[str]:
+    """Names within 0.1 of the best difflib ratio (at least 0.6), best first."""
     close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.6)
+    if not close:
+        return []
+    best = difflib.SequenceMatcher(None, str(name), close[0]).ratio()
+    return [c for c in close if difflib.SequenceMatcher(None, str(name), c).ratio() >= best - 0.1]
+
+
+def _suggest(name: str, valid: list[str], what: str = "key") -> str:
+    close = _closest(name, valid)
     if close:
         return f"did you mean {', '.join(repr(c) for c in close)}?"
     return f"valid {what}s: {', '.join(valid) or 'none'}"
@@ -322,7 +331,8 @@ def _named(ctx: _Ctx, key: str, value: Any, cls: type = MetricConfig) -> Any:
     ctx.fail(key, f"expected a name or {{name: ..., options: {{...}}}}, got {_describe(value)}")
 
 
-def _agents(ctx: _Ctx, value: Any) -> list[AgentConfig]:
+def _agents(ctx: _Ctx, value: Any) -> tuple[list[AgentConfig], list[dict[str, str]]]:
+    """The agents, and for each the key paths of its names and options (for error messages)."""
     if isinstance(value, dict):
         for k in value:
             if k not in ("archs", "losses"):
@@ -332,17 +342,33 @@ def _agents(ctx: _Ctx, value: Any) -> list[AgentConfig]:
                 ctx.fail(f"agents.{k}", f"expected a non-empty list, got {_describe(value.get(k))}")
         archs = [_named(ctx, f"agents.archs[{i}]", a) for i, a in enumerate(value["archs"])]
         losses = [_named(ctx, f"agents.losses[{i}]", loss) for i, loss in enumerate(value["losses"])]
-        return [AgentConfig(a.name, loss.name, dict(a.options), dict(loss.options)) for a in archs for loss in losses]
+        agents, paths = [], []
+        for i, a in enumerate(archs):
+            for j, loss in enumerate(losses):
+                agents.append(AgentConfig(a.name, loss.name, dict(a.options), dict(loss.options)))
+                arch_key, loss_key = f"agents.archs[{i}]", f"agents.losses[{j}]"
+                paths.append(
+                    {
+                        "arch": arch_key if isinstance(value["archs"][i], str) else f"{arch_key}.name",
+                        "arch_options": f"{arch_key}.options",
+                        "loss": loss_key if isinstance(value["losses"][j], str) else f"{loss_key}.name",
+                        "loss_options": f"{loss_key}.options",
+                    }
+                )
+        return agents, paths
     if isinstance(value, list) and value:
-        return [_build(ctx, f"agents[{i}]", a, AgentConfig) for i, a in enumerate(value)]
+        agents = [_build(ctx, f"agents[{i}]", a, AgentConfig) for i, a in enumerate(value)]
+        keys = ("arch", "arch_options", "loss", "loss_options")
+        return agents, [{k: f"agents[{i}].{k}" for k in keys} for i in range(len(agents))]
     ctx.fail("agents", f"expected a non-empty list or {{archs: [...], losses: [...]}}, got {_describe(value)}")
 
 
-def _check_plugin(ctx: _Ctx, key: str, kind: str, name: str, options: dict, registry, skip=()) -> None:
+def _check_plugin(ctx: _Ctx, key: str, options_key: str, kind: str, name: str, options: dict, registry, skip=()):
+    """``name`` is registered as a ``kind`` and, where its factory says, takes ``options``."""
     names = registry.names(kind)
     what = kind.replace("_", " ")
     if name not in names:
-        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        close = _closest(name, names)
         hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         ctx.fail(key, f"unknown {what} {name!r}{hint} (registered: {', '.join(names) or 'none'})")
     try:
@@ -354,32 +380,31 @@ def _check_plugin(ctx: _Ctx, key: str, kind: str, name: str, options: dict, regi
     valid = [p for p in params if p not in skip and params[p].kind is not inspect.Parameter.VAR_POSITIONAL]
     for option in options:
         if option not in valid:
-            option_key = key.rsplit(".", 1)[0] if key.endswith((".arch", ".loss", ".source", ".fallback")) else key
-            suffix = {"architecture": "arch_options", "loss": "loss_options", "metric": "options"}.get(kind)
-            if kind == "data_source":
-                suffix = "fallback_options" if key.endswith("fallback") else "options"
             ctx.fail(
-                f"{option_key}.{suffix}.{option}",
-                f"unknown option of {what} {name!r}; {_suggest(option, valid, 'option')}",
+                f"{options_key}.{option}", f"unknown option of {what} {name!r}; {_suggest(option, valid, 'option')}"
             )
 
 
-def _check_plugins(ctx: _Ctx, config: Config) -> None:
+def _check_plugins(ctx: _Ctx, config: Config, agent_paths: list[dict[str, str]]) -> None:
     from nrstream.plugins import get_registry
 
     try:
         registry = get_registry()
     except PluginError as exc:
         ctx.fail("", str(exc))
-    _check_plugin(ctx, "data.source", "data_source", config.data.source, config.data.options, registry)
-    if config.data.fallback != "none":
-        _check_plugin(ctx, "data.fallback", "data_source", config.data.fallback, config.data.fallback_options, registry)
-    for i, agent in enumerate(config.agents):
-        skip = ("input_size", "num_classes")
-        _check_plugin(ctx, f"agents[{i}].arch", "architecture", agent.arch, agent.arch_options, registry, skip)
-        _check_plugin(ctx, f"agents[{i}].loss", "loss", agent.loss, agent.loss_options, registry)
+    data = config.data
+    _check_plugin(ctx, "data.source", "data.options", "data_source", data.source, data.options, registry)
+    if data.fallback != "none":
+        fallback = ("data.fallback", "data.fallback_options", "data_source", data.fallback, data.fallback_options)
+        _check_plugin(ctx, *fallback, registry)
+    skip = ("input_size", "num_classes")
+    for agent, path in zip(config.agents, agent_paths, strict=True):
+        arch = (path["arch"], path["arch_options"], "architecture", agent.arch, agent.arch_options)
+        _check_plugin(ctx, *arch, registry, skip)
+        _check_plugin(ctx, path["loss"], path["loss_options"], "loss", agent.loss, agent.loss_options, registry)
     for i, metric in enumerate(config.evaluate.metrics):
-        _check_plugin(ctx, f"evaluate.metrics[{i}].name", "metric", metric.name, metric.options, registry)
+        key = f"evaluate.metrics[{i}]"
+        _check_plugin(ctx, f"{key}.name", f"{key}.options", "metric", metric.name, metric.options, registry)
 
 
 def parse_config(raw: Any, path: str = "<config>", *, check_plugins: bool = True) -> Config:
@@ -390,7 +415,7 @@ def parse_config(raw: Any, path: str = "<config>", *, check_plugins: bool = True
     raw = dict(raw)
     if "agents" not in raw:
         ctx.fail("agents", "missing required key")
-    agents = _agents(ctx, raw.pop("agents"))
+    agents, agent_paths = _agents(ctx, raw.pop("agents"))
     config = _build(ctx, "", {**raw, "agents": []}, Config)
     config.agents = agents
     config.path = path
@@ -409,7 +434,7 @@ def parse_config(raw: Any, path: str = "<config>", *, check_plugins: bool = True
         if labels.count(label) > 1:
             ctx.fail("agents", f"{label} is listed twice; give each arch/loss pair once")
     if check_plugins:
-        _check_plugins(ctx, config)
+        _check_plugins(ctx, config, agent_paths)
     return config
 
 
