@@ -95,8 +95,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--arch", nargs="+", default=DEFAULT_ARCHITECTURES, help="registered architecture names")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     rows = []
     header = f"{'arch':<8}{'params':>10}{'fwd fr/s':>14}{'fwd+bwd fr/s':>15}{'per-frame fr/s':>16}{'chunk/frame':>13}"
