@@ -48,7 +48,8 @@ class LRULayer(nn.Module):
         h, n = hidden_size, state_size
         self.norm = nn.LayerNorm(h)
         u1, u2 = torch.rand(n), torch.rand(n)
-        self.nu_log = nn.Parameter(torch.log(-0.5 * torch.log(u1 * (r_max**2 - r_min**2) + r_min**2)))
+        radius_squared = (u1 * (r_max**2 - r_min**2) + r_min**2).clamp_min(1e-8)  # r_min may be 0
+        self.nu_log = nn.Parameter(torch.log(-0.5 * torch.log(radius_squared)))
         self.theta_log = nn.Parameter(torch.log(max_phase * u2 + 1e-8))
         modulus = torch.exp(-torch.exp(self.nu_log.detach()))
         self.gamma_log = nn.Parameter(torch.log(torch.sqrt(1 - modulus**2)))
