@@ -1,0 +1,137 @@
+"""Training engine: protocols, checkpoints, and resume-after-interruption (toy stream, CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nrstream.config import load_config
+from nrstream.engine import load_checkpoint, load_data, steps_per_epoch, train_agent
+from nrstream.evaluation import decision_accuracy, lanes_for_length, wilson_interval
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU = torch.device("cpu")
+
+
+def toy_config(checkpoints: Path, **train):
+    config = load_config(ROOT / "configs" / "toy.yaml")
+    config.run.checkpoint_dir = str(checkpoints)
+    config.train.progress = False
+    for key, value in train.items():
+        setattr(config.train, key, value)
+    return config
+
+
+class Interrupt(KeyboardInterrupt):
+    pass
+
+
+def stop_at(step_to_stop: int):
+    def on_step(step: int) -> None:
+        if step == step_to_stop:
+            raise Interrupt
+
+    return on_step
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+@pytest.mark.parametrize("loss", ["ce_kl", "reset"])
+@pytest.mark.parametrize("checkpoint_every", [3, 0])
+def test_resume_after_interruption_gives_the_same_weights(tmp_path, loss, checkpoint_every):
+    # 2 epochs of 5-7 steps; with checkpoint_every=0 the resumed run restarts from the first epoch's end
+    kwargs = {"checkpoint_every": checkpoint_every, "lanes": 8, "samples_per_lane": 8}
+    whole = toy_config(tmp_path / "whole", **kwargs)
+    (agent,) = [a for a in whole.agents if a.loss == loss]
+    data = load_data(whole)
+    per_epoch = steps_per_epoch(whole, data.dataset, "segmented" if loss == "reset" else "continual")
+    assert per_epoch >= 3  # so that the interruption falls inside the second epoch
+    done = train_agent(whole, agent, data, CPU, log=quiet)
+    assert done.steps == 2 * per_epoch and not done.reused
+
+    broken = toy_config(tmp_path / "broken", **kwargs)
+    with pytest.raises(Interrupt):
+        train_agent(broken, agent, data, CPU, on_step=stop_at(per_epoch + 2), log=quiet)
+    partial = load_checkpoint(next((tmp_path / "broken").glob("*/last.pt")))
+    assert not partial["finished"] and 0 < partial["step"] < 2 * per_epoch
+    resumed = train_agent(broken, agent, data, CPU, log=quiet)
+    assert resumed.steps == done.steps
+
+    a = load_checkpoint(next((tmp_path / "whole").glob("*/last.pt")))
+    b = load_checkpoint(next((tmp_path / "broken").glob("*/last.pt")))
+    assert a["model"].keys() == b["model"].keys()
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    assert [h["loss"] for h in a["history"]] == pytest.approx([h["loss"] for h in b["history"]], abs=0)
+    assert a["stream"]["frames_read"] == b["stream"]["frames_read"]
+
+
+def test_finished_checkpoint_is_reused_and_loads_weights_only(tmp_path):
+    config = toy_config(tmp_path / "ck", steps=3, validate=False)
+    data = load_data(config)
+    agent = config.agents[1]
+    first = train_agent(config, agent, data, CPU, log=quiet)
+    files = sorted(p.name for p in first.folder.iterdir())
+    assert files == ["best.pt", "last.pt"]  # no temporary files left behind
+    ckpt = torch.load(first.folder / "last.pt", weights_only=True)
+    assert ckpt["finished"] and ckpt["step"] == 3 and ckpt["protocol"] == "continual"
+    again = train_agent(config, agent, data, CPU, on_step=stop_at(1), log=quiet)
+    assert again.reused and again.steps == 3
+    for name, value in first.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[name])
+    # a changed training setup gets its own folder
+    config.train.lr = 0.02
+    other = train_agent(config, agent, data, CPU, log=quiet)
+    assert other.folder != first.folder and not other.reused
+
+
+def test_validation_and_best_checkpoint(tmp_path):
+    config = toy_config(tmp_path / "ck")
+    data = load_data(config)
+    result = train_agent(config, config.agents[1], data, CPU, log=quiet)
+    history = result.history
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(0 <= h["val_accuracy"] <= 1 for h in history)
+    best = load_checkpoint(result.folder / "best.pt")
+    assert best["score"] == max(h["val_accuracy"] for h in history)
+    for name, value in result.model.state_dict().items():  # evaluate.checkpoint: best
+        assert torch.equal(value, best["model"][name])
+
+
+def test_decision_accuracy_counts_exactly_n_decisions_per_lane(tmp_path):
+    config = toy_config(tmp_path / "ck")
+    data = load_data(config)
+    from nrstream.datasets import make_stream
+
+    class Constant(torch.nn.Module):
+        """Always predicts class 0: accuracy is the share of class-0 samples scored."""
+
+        def initial_state(self, batch_size, device):
+            return torch.zeros(batch_size, 1, device=device)
+
+        def forward(self, x, state, reset=None, aux=None):
+            logits = torch.zeros(*x.shape[:2], 4)
+            logits[..., 0] = 1
+            return logits, state
+
+    for n in (1, 3, 8):
+        lanes = lanes_for_length(n, 100, len(data.dataset.splits["test"]))
+        assert lanes * n >= 128
+        stream = make_stream(data.dataset, "test", num_lanes=lanes, gap_min=2, gap_max=8, seed=n)
+        result = decision_accuracy(Constant(), stream, "never", n, chunk_length=7)
+        assert result.total == lanes * n
+        again = make_stream(data.dataset, "test", num_lanes=lanes, gap_min=2, gap_max=8, seed=n)
+        chunk = again.next_chunk(n * (8 + 12))  # long enough for every lane's n-th decision
+        scored = chunk.label[chunk.end & (chunk.sample_index <= n)]
+        assert scored.numel() == lanes * n
+        assert result.correct == int((scored == 0).sum())
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(8500, 10000)
+    assert lo == pytest.approx(0.84287, abs=1e-4) and hi == pytest.approx(0.85687, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0
