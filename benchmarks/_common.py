@@ -42,8 +42,12 @@ def add_common_options(parser: argparse.ArgumentParser, *, seconds: float, repea
     parser.add_argument("--features", type=int, default=40, help="toy source feature size F (default %(default)s)")
     parser.add_argument("--classes", type=int, default=12, help="toy source classes C (default %(default)s)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default %(default)s)")
-    parser.add_argument("--seconds", type=float, default=seconds, help="duration of one measurement (default %(default)s)")
-    parser.add_argument("--repeats", type=int, default=repeats, help="measurements per figure; median (default %(default)s)")
+    parser.add_argument(
+        "--seconds", type=float, default=seconds, help="duration of one measurement (default %(default)s)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=repeats, help="measurements per figure; median (default %(default)s)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here")

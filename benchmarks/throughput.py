@@ -32,9 +32,9 @@ from types import SimpleNamespace
 import gymnasium
 import numpy as np
 import torch
+from _common import add_common_options, env_kwargs, interleaved_medians, machine, print_table, setup, write_json
 from torch import nn
 
-from _common import add_common_options, env_kwargs, interleaved_medians, machine, print_table, setup, write_json
 from nrstream import Agent
 from nrstream.plugins import get_registry
 
@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def build_model(args, features: int, classes: int, device: torch.device) -> nn.Module:
     torch.manual_seed(args.seed)
-    model = get_registry().create("architecture", "gru", input_size=features, num_classes=classes, hidden_size=args.hidden)
+    model = get_registry().create(
+        "architecture", "gru", input_size=features, num_classes=classes, hidden_size=args.hidden
+    )
     return model.to(device).eval()
 
 
@@ -156,8 +158,11 @@ def gymnasium_case(args, model: nn.Module, device: torch.device):
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     device = setup(args)
-    print(f"throughput: {args.env_id}, B={args.batch}, T={args.chunk}, GRU H={args.hidden}, device={device}, "
-          f"{args.repeats} x {args.seconds:g} s per figure", flush=True)
+    print(
+        f"throughput: {args.env_id}, B={args.batch}, T={args.chunk}, GRU H={args.hidden}, device={device}, "
+        f"{args.repeats} x {args.seconds:g} s per figure",
+        flush=True,
+    )
     with torch.inference_mode():
         # the env decides F and C (the toy source is sized by --features / --classes)
         probe = gymnasium.make_vec(args.env_id, num_envs=1, vectorization_mode="vector_entry_point", **env_kwargs(args))
