@@ -14,11 +14,17 @@ import torch
 __all__ = ["log_probs", "cross_entropy", "kl_uniform", "normalised_entropy", "kl_softmax", "masked_total"]
 
 
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
 def log_probs(logits: torch.Tensor) -> torch.Tensor:
     """``log softmax`` over the last dimension, in at least float32."""
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()
-    return torch.log_softmax(logits, dim=-1)
+    logits = _at_least_float32(logits)
+    # z - logsumexp(z) is log_softmax; torch's log_softmax kernel is several times slower on
+    # the CPU for a short class dimension (C = 10-35 here), forward and backward
+    # (benchmarks/training.py, README "Performance").
+    return logits - torch.logsumexp(logits, dim=-1, keepdim=True)
 
 
 def cross_entropy(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
@@ -34,8 +40,9 @@ def kl_uniform(logits: torch.Tensor) -> torch.Tensor:
     ``sum_k (1/C) log((1/C) / p_k) = -log C - mean_k log p_k``; zero exactly when the
     prediction is uniform. Its gradient w.r.t. the logits is ``softmax - 1/C``.
     """
-    num_classes = logits.shape[-1]
-    return -log_probs(logits).mean(-1) - math.log(num_classes)
+    logits = _at_least_float32(logits)
+    # = logsumexp(z) - mean_k z_k - log C: no [B, T, C] log-probabilities needed
+    return torch.logsumexp(logits, -1) - logits.mean(-1) - math.log(logits.shape[-1])
 
 
 def normalised_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -44,9 +51,10 @@ def normalised_entropy(logits: torch.Tensor) -> torch.Tensor:
     Written as ``(logsumexp(z) - sum_k p_k z_k) / log C`` so that constant logits give
     exactly 1 (no ``0 * log 0`` either).
     """
-    if logits.dtype not in (torch.float32, torch.float64):
-        logits = logits.float()
-    entropy = torch.logsumexp(logits, -1) - (torch.softmax(logits, -1) * logits).sum(-1)
+    logits = _at_least_float32(logits)
+    lse = torch.logsumexp(logits, -1)
+    # exp(z - logsumexp z) is the softmax, without torch.softmax's slow short-last-dim CPU kernel
+    entropy = lse - (torch.exp(logits - lse.unsqueeze(-1)) * logits).sum(-1)
     return entropy / math.log(logits.shape[-1])
 
 
