@@ -77,6 +77,19 @@ class SampleBank:
     def to(self, device: torch.device | str) -> SampleBank:
         return SampleBank(self.features.to(device), self.lengths.to(device), self.labels.to(device), self.class_names)
 
+    def frames(self, sample: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+        """``features[sample, position]``: frames ``[..., F]`` for index tensors of one shape.
+
+        A row gather on the flattened bank; on the CPU it is several times faster than
+        advanced indexing with two index tensors (``benchmarks/throughput.py``).
+        """
+        features = self.features
+        if not features.is_contiguous():
+            return features[sample, position]
+        sample, position = torch.broadcast_tensors(sample, position)
+        rows = (sample * features.shape[1] + position).reshape(-1)
+        return features.view(-1, features.shape[2]).index_select(0, rows).view(*sample.shape, features.shape[2])
+
     def valid_mask(self) -> torch.Tensor:
         """``[N, L_max]`` bool, true on real (not padding) frames."""
         steps = torch.arange(self.features.shape[1], device=self.device)

@@ -53,7 +53,9 @@ class GaussianNoise(NoiseSource):
         self.pool = (self.mean + self.scale * self.std * pool).to(mean.device)
 
     def frames(self, key: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        return self.pool[(key + offset) % self.pool.shape[0]]
+        index = (key + offset) % self.pool.shape[0]
+        # index_select: a row gather, several times faster on the CPU than pool[index]
+        return self.pool.index_select(0, index.reshape(-1)).view(*index.shape, self.feature_size)
 
     def to(self, device: torch.device | str) -> GaussianNoise:
         moved = object.__new__(GaussianNoise)
@@ -92,7 +94,7 @@ class RecordedNoise(NoiseSource):
         which = key % len(bank)
         length = bank.lengths[which]
         position = ((key // len(bank)) + offset) % length
-        return bank.features[which, position]
+        return bank.frames(which, position)
 
     def to(self, device: torch.device | str) -> RecordedNoise:
         return RecordedNoise(self.recordings.to(device))

@@ -182,7 +182,7 @@ class Stream:
         position = offset - gap_j
         sample = sid.gather(1, j)
 
-        x = self.bank.features[sample, position.clamp_min(0)]
+        x = self.bank.frames(sample, position.clamp_min(0))
         if self.noise is not None and self.gaps.max > 0:
             key = counter_rng.hash32(self.seed, _NOISE, lane, k).gather(1, j)
             x = torch.where(is_sample[..., None], x, self.noise.frames(key, offset))

@@ -21,7 +21,10 @@ class ReadAhead:
     def take(self, length: int) -> Chunk:
         left = 0 if self._buffer is None else self._buffer.length - self._position
         if left < length:
-            fresh = self.stream.next_chunk(max(self.read_size, length - left))
+            # With the buffer used up, read a multiple of `length`: steps of a fixed size
+            # then never leave a remainder to concatenate (a copy of every frame).
+            size = length * -(-self.read_size // length) if left == 0 else max(self.read_size, length - left)
+            fresh = self.stream.next_chunk(size)
             self._buffer = fresh if left == 0 else Chunk.cat([self._buffer[:, self._position :], fresh])
             self._position = 0
         chunk = self._buffer[:, self._position : self._position + length]
