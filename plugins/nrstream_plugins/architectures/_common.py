@@ -87,9 +87,11 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, method: str 
     if method == "auto":
         method = "sequential" if b.device.type == "cpu" else "parallel"
     if method == "sequential":
+        # unbind, not b[:, t]: each indexed frame's backward would zero-fill all of [B, T, N]
+        decays = a.unbind(1) if a.shape[1] > 1 else [a[:, 0]] * b.shape[1]
         h, states = h0, []
-        for t in range(b.shape[1]):
-            h = a[:, min(t, a.shape[1] - 1)] * h + b[:, t]
+        for decay, frame in zip(decays, b.unbind(1), strict=True):
+            h = decay * h + frame
             states.append(h)
         return torch.stack(states, dim=1)
     # Hillis-Steele: ceil(log2 T) rounds of elementwise ops, each combining a frame with

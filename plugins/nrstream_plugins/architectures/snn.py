@@ -88,10 +88,11 @@ class LIFLayer(nn.Module):
         rho = torch.sigmoid(self.adapt_decay) if self.adaptive else None
         v, s, b = state
         spikes, membranes = [], []
-        for t in range(x.shape[1]):
+        # unbind, not current[:, t]: each indexed frame's backward would zero-fill all of [B, T, H]
+        for t, frame in enumerate(current.unbind(1)):
             if t in cuts:
                 v, s, b = zero_lanes((v, s, b), ~reset[:, t])
-            v = alpha * v + current[:, t] + self.w_rec(s)
+            v = alpha * v + frame + self.w_rec(s)
             if self.adaptive:
                 b = rho * b + (1 - rho) * s
                 theta = 1 + self.beta * b

@@ -46,10 +46,11 @@ class MinGRU(nn.Module):
         h, hidden = state, []
         # Sequential for clarity. The gates do not depend on h, so a parallel scan over T
         # (h_t = a_t h_{t-1} + b_t with a = 1 - z, b = z * h~) would give the same result.
-        for t in range(x.shape[1]):
+        # unbind gives per-frame views whose backward is cheap (x[:, t] would zero-fill [B, T, H])
+        for t, (z_t, candidate_t) in enumerate(zip(z.unbind(1), candidate.unbind(1), strict=True)):
             if reset is not None:
                 h = h * ~reset[:, t, None]  # forget, just before frame t, in the reset lanes
-            h = (1 - z[:, t]) * h + z[:, t] * candidate[:, t]
+            h = (1 - z_t) * h + z_t * candidate_t
             hidden.append(h)
         hidden = torch.stack(hidden, dim=1)
         if aux is not None:  # losses and metrics that read hidden states ask for them
