@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--hidden", type=int, default=128, help="hidden_size H")
     parser.add_argument("--input-size", type=int, default=40, help="features F per frame")
     parser.add_argument("--classes", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--arch", nargs="+", default=DEFAULT_ARCHITECTURES, help="registered architecture names")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
