@@ -143,8 +143,12 @@ class RollingAccuracy:
 
     def reset(self) -> None:
         self._rolling.reset()
-        self._x: list[torch.Tensor] = []
-        self._y: list[torch.Tensor] = []
+        # Curve points sit at decisions every, 2 * every, ...: their x needs no storage, their
+        # y lives in one device buffer that doubles when full. (Keeping a small tensor per
+        # update instead fragments the host heap between the large per-chunk tensors: the
+        # resident memory of a CPU run grew without bound, benchmarks/soak.py.)
+        self._y: torch.Tensor | None = None
+        self._points = 0
         self._last: torch.Tensor | None = None
 
     @torch.no_grad()
@@ -155,16 +159,26 @@ class RollingAccuracy:
             return
         seen = self._rolling.seen
         means = self._rolling.update(values)
-        n = torch.arange(seen + 1, seen + values.numel() + 1, device=means.device)
-        keep = n % self.every == 0
-        self._x.append(n[keep])
-        self._y.append(means[keep])
+        # decision number n = seen + 1 + i is kept when n % every == 0
+        kept = means[(-(seen + 1)) % self.every :: self.every]
+        if kept.numel():
+            self._append(kept)
         self._last = means[-1]
+
+    def _append(self, y: torch.Tensor) -> None:
+        end = self._points + y.numel()
+        if self._y is None or end > self._y.numel():
+            grown = y.new_empty(max(end, 2 * self._points, 256))
+            if self._points:
+                grown[: self._points] = self._y[: self._points]
+            self._y = grown
+        self._y[self._points : end] = y
+        self._points = end
 
     def compute(self) -> dict:
         return {
-            "x": torch.cat(self._x).tolist() if self._x else [],
-            "y": torch.cat(self._y).tolist() if self._y else [],
+            "x": [self.every * (i + 1) for i in range(self._points)],
+            "y": [] if self._y is None else self._y[: self._points].tolist(),
             "window": self.window,
             "every": self.every,
             "decisions": self._rolling.seen,
