@@ -190,6 +190,9 @@ def _figures(results: dict, folder: Path) -> list[str]:
         style = "--" if run["reset"] == "oracle" else "-"
         ax.errorbar(lengths, acc, yerr=err, linestyle=style, marker="o", markersize=3, capsize=2, label=_label(run))
     ax.set_xscale("log", base=2)
+    all_lengths = sorted({int(n) for run in runs for n in run["accuracy_by_length"]})
+    ax.set_xticks(all_lengths, [str(n) for n in all_lengths])
+    ax.minorticks_off()
     ax.set_xlabel("stream length n (samples per lane, never reset unless oracle)")
     ax.set_ylabel("accuracy at decision frames (%)")
     ax.set_title("Accuracy vs stream length (95% Wilson CI)")
