@@ -198,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if "gymnasium" in fps:
         ratios["nrstream/gymnasium"] = fps["nrstream"] / fps["gymnasium"]
+        ratios["raw/gymnasium"] = fps["raw"] / fps["gymnasium"]  # the most 2/4 could be
     payload = {
         "benchmark": "throughput",
         "settings": {
