@@ -383,6 +383,13 @@ def train_agent(
                 save(finished=False)
             if on_step is not None:
                 on_step(step)
+    except KeyboardInterrupt:
+        saved = load_checkpoint(last_path)["step"] if last_path.exists() else 0
+        log(
+            f"nrstream: {agent_config.label} interrupted at step {step}; run the same command again to resume "
+            f"from step {saved} ({folder})"
+        )
+        raise
     finally:
         if bar is not None:
             bar.close()
