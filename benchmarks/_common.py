@@ -131,6 +131,9 @@ def _loadavg() -> list[float] | None:
         return None
 
 
+_LOAD_AT_START = _loadavg()  # when the script started (imported this module)
+
+
 def machine(device: torch.device) -> dict:
     info = {
         "python": platform.python_version(),
@@ -140,6 +143,8 @@ def machine(device: torch.device) -> dict:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
+        # 1, 5 and 15 minute load averages: results are only comparable on a quiet machine
+        "loadavg_start": _LOAD_AT_START,
         "loadavg": _loadavg(),
     }
     try:

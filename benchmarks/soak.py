@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict:
                 else f"{result_accuracy['accuracy']:.4f} over {result_accuracy['total']:,} decisions",
             ),
             ("model", "trained {steps} ce_kl steps".format(**training) if training["trained"] else "untrained"),
-            ("load average", str(payload["machine"]["loadavg"])),
+            ("load average", f"{payload['machine']['loadavg_start']} at start, {payload['machine']['loadavg']} at end"),
         ],
         "soak",
     )

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append((key, f"{value:10.3f}{verdict}"))
     print_table(rows, "ratios")
     print(f"  oracle reset columns in the raw chunk: {reset_columns} of {args.chunk}")
-    print(f"  load average: {payload['machine']['loadavg']}")
+    print(f"  load average: {payload['machine']['loadavg_start']} at start, {payload['machine']['loadavg']} at end")
     write_json(args.json, payload)
     return payload
 

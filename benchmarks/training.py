@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append((key, f"{value:8.3f}{verdict}"))
     if rows:
         print_table(rows, "ratios")
-    print(f"  load average: {payload['machine']['loadavg']}")
+    print(f"  load average: {payload['machine']['loadavg_start']} at start, {payload['machine']['loadavg']} at end")
     write_json(args.json, payload)
     return payload
 
