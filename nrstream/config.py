@@ -46,6 +46,7 @@ train.amp                       bool                        false         bfloat
 train.validate                  bool                        true          validation accuracy after each epoch
 train.validation_lanes          int >= 1                    256           lanes of the validation stream
 train.checkpoint_every          int >= 0                    0             steps between checkpoints (0: each epoch)
+train.reset_state_every         int >= 0                    0             continual: zero the state every k steps
 train.progress                  bool                        true          progress bar (on a terminal)
 evaluate.lengths                list of int >= 1            1..128        stream lengths n (samples per lane)
 evaluate.min_decisions          int >= 1                    10000         decisions behind every accuracy
@@ -59,6 +60,10 @@ evaluate.metrics                list                        (see below)   metric
 
 ``agents`` is either a list of ``{arch, arch_options, loss, loss_options}`` or the product
 ``{archs: [...], losses: [...]}`` whose entries are a name or ``{name: ..., options: {...}}``.
+``train.reset_state_every`` bounds the training streams of the ``continual`` protocol: with
+``k > 0`` every lane restarts from the initial state every ``k`` steps (``k x chunk_length``
+frames), so the network never trains on longer histories; ``0`` (default) lets the state
+run on forever.
 ``evaluate.metrics`` entries are a name or ``{name: ..., options: {...}}``; the default is
 ``accuracy, accuracy_by_position, rolling_accuracy, noise_entropy, state_norm``.
 """
@@ -153,6 +158,7 @@ class TrainConfig:
     validate: bool = True
     validation_lanes: int = 256
     checkpoint_every: int = 0
+    reset_state_every: int = 0
     progress: bool = True
 
 
@@ -211,6 +217,7 @@ _AT_LEAST = {
     "train.grad_clip": 0,
     "train.validation_lanes": 1,
     "train.checkpoint_every": 0,
+    "train.reset_state_every": 0,
     "evaluate.min_decisions": 1,
     "evaluate.chunk_length": 1,
     "evaluate.endless_lanes": 1,
@@ -474,6 +481,8 @@ def agent_key(config: Config, agent: AgentConfig, served: dict | None = None) ->
     train = dataclasses.asdict(config.train)
     for key in ("progress", "checkpoint_every"):
         train.pop(key)
+    if not train["reset_state_every"]:
+        train.pop("reset_state_every")  # added later: the default keeps older checkpoints' keys
     data = dataclasses.asdict(config.data)
     if served is not None:
         data["source"], data["options"] = served["source"], served["options"]

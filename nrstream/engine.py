@@ -7,6 +7,8 @@ Protocols (the loss's ``protocol`` attribute picks one):
 * ``continual`` — the configured stream with noise gaps, the state carried across
   samples, noise and chunk boundaries; truncated backprop through time: the state is
   detached between chunks, so gradients span one chunk of ``train.chunk_length`` frames.
+  ``train.reset_state_every = k > 0`` restarts every lane from the initial state every
+  ``k`` steps, to study how the length of the training streams matters.
 
 An epoch is ``train.samples_per_lane`` samples per lane (default: one pass over the
 train split), converted to a fixed number of steps of ``lanes x chunk_length`` frames.
@@ -339,6 +341,8 @@ def train_agent(
     began, frames = time.perf_counter(), 0
     try:
         while step < total:
+            if protocol == "continual" and t.reset_state_every and step % t.reset_state_every == 0:
+                agent.reset(t.lanes, device)  # bounded training streams (train.reset_state_every)
             chunk = stream.next_chunk(t.chunk_length)
             aux = {} if needs_hidden else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):

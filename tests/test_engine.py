@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -49,13 +50,16 @@ def quiet(_line: str) -> None:
     pass
 
 
-@pytest.mark.parametrize("loss", ["ce_kl", "reset"])
-@pytest.mark.parametrize("checkpoint_every", [3, 0])
-def test_resume_after_interruption_gives_the_same_weights(tmp_path, loss, checkpoint_every):
+@pytest.mark.parametrize(
+    "loss, checkpoint_every, reset_state_every",
+    [("ce_kl", 3, 0), ("ce_kl", 0, 0), ("reset", 3, 0), ("reset", 0, 0), ("ce", 3, 2)],
+)
+def test_resume_after_interruption_gives_the_same_weights(tmp_path, loss, checkpoint_every, reset_state_every):
     # 2 epochs of 5-7 steps; with checkpoint_every=0 the resumed run restarts from the first epoch's end
     kwargs = {"checkpoint_every": checkpoint_every, "lanes": 8, "samples_per_lane": 8}
+    kwargs["reset_state_every"] = reset_state_every
     whole = toy_config(tmp_path / "whole", **kwargs)
-    (agent,) = [a for a in whole.agents if a.loss == loss]
+    agent = dataclasses.replace(whole.agents[1], loss=loss)
     data = load_data(whole)
     per_epoch = steps_per_epoch(whole, data.dataset, "segmented" if loss == "reset" else "continual")
     assert per_epoch >= 3  # so that the interruption falls inside the second epoch
@@ -144,3 +148,15 @@ def test_wilson_interval():
     lo, hi = wilson_interval(8500, 10000)
     assert lo == pytest.approx(0.84287, abs=1e-4) and hi == pytest.approx(0.85687, abs=1e-4)
     assert wilson_interval(0, 10)[0] == 0.0
+
+
+def test_reset_state_every_bounds_the_training_streams(tmp_path):
+    config = toy_config(tmp_path / "ck", steps=4, validate=False)
+    data = load_data(config)
+    agent = config.agents[1]
+    carried = train_agent(config, agent, data, CPU, log=quiet)
+    config.train.reset_state_every = 1
+    bounded = train_agent(config, agent, data, CPU, log=quiet)
+    assert bounded.folder != carried.folder
+    weights = zip(carried.model.state_dict().values(), bounded.model.state_dict().values(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in weights)
