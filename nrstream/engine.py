@@ -269,6 +269,10 @@ def train_agent(
     key = folder.name
     loss_fn = get_registry().create("loss", agent_config.loss, **agent_config.loss_options)
     protocol = getattr(loss_fn, "protocol", None)
+    if protocol not in ("segmented", "continual"):
+        raise NrstreamError(
+            f"loss {agent_config.loss!r} has protocol {protocol!r}; expected 'segmented' or 'continual'"
+        )
     settings = _protocol_settings(config, protocol)
     model = build_model(agent_config, dataset, config.run.seed).to(device)
 
