@@ -297,6 +297,8 @@ def train_agent(
     step, history, best, seconds = 0, [], -1.0, 0.0
     epoch_loss = [0.0, 0]
 
+    for stale in folder.glob(".*.tmp"):  # left by a run killed while saving
+        stale.unlink(missing_ok=True)
     if last_path.exists():
         ckpt = load_checkpoint(last_path)
         if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("key") != key:

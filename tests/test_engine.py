@@ -113,6 +113,13 @@ def test_validation_and_best_checkpoint(tmp_path):
     assert best["score"] == max(h["val_accuracy"] for h in history)
     for name, value in result.model.state_dict().items():  # evaluate.checkpoint: best
         assert torch.equal(value, best["model"][name])
+    config.evaluate.checkpoint = "last"
+    (result.folder / ".last.pt.999.tmp").write_bytes(b"half")  # as a kill during a save leaves it
+    last = train_agent(config, config.agents[1], data, CPU, log=quiet)
+    assert last.reused and not (result.folder / ".last.pt.999.tmp").exists()
+    final = load_checkpoint(result.folder / "last.pt")["model"]
+    for name, value in last.model.state_dict().items():
+        assert torch.equal(value, final[name])
 
 
 def test_decision_accuracy_counts_exactly_n_decisions_per_lane(tmp_path):
