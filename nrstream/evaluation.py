@@ -9,6 +9,11 @@ Two kinds of run, both vectorised over lanes and chunked over time:
   plugins (rolling accuracy, noise entropy, state norm, ...).
 
 :func:`evaluate_agent` puts both together for one trained model and one reset policy.
+
+Accuracy by length is counted here, in the core, rather than by the ``accuracy`` metric
+plugin: it needs the per-lane cut-off at the ``n``-th decision, and the headline numbers
+must not depend on which metric plugins are installed. The endless run is where the
+configured metric plugins (``evaluate.metrics``) see every chunk.
 """
 
 from __future__ import annotations
