@@ -167,3 +167,22 @@ def test_reset_state_every_bounds_the_training_streams(tmp_path):
     assert bounded.folder != carried.folder
     weights = zip(carried.model.state_dict().values(), bounded.model.state_dict().values(), strict=True)
     assert not all(torch.equal(a, b) for a, b in weights)
+
+
+@pytest.mark.parametrize("arch", ["rnn", "gru", "lstm", "ssm", "snn"])
+def test_every_architecture_trains_resumes_and_evaluates(tmp_path, arch):
+    """Nested-tuple states (lstm, snn) survive checkpoints; aux["hidden"] reaches losses and metrics."""
+    from nrstream.config import AgentConfig
+    from nrstream.evaluation import evaluate_agent
+
+    config = toy_config(tmp_path / "ck", steps=3, checkpoint_every=1, validate=False)
+    config.evaluate.lengths, config.evaluate.endless_samples = [1, 2], 8
+    data = load_data(config)
+    agent = AgentConfig(arch, "ce_kl_state", {"hidden_size": 8}, {})
+    with pytest.raises(Interrupt):
+        train_agent(config, agent, data, CPU, on_step=stop_at(2), log=quiet)
+    result = train_agent(config, agent, data, CPU, log=quiet)
+    assert result.steps == 3 and not result.reused
+    evaluated = evaluate_agent(result.model, data.dataset, config, "oracle", CPU)
+    assert evaluated["by_length"]["2"].total == 2 * 128
+    assert evaluated["metrics"]["state_norm"]["mean"] > 0
