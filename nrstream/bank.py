@@ -137,5 +137,11 @@ class Dataset:
     def feature_size(self) -> int:
         return self.splits["train"].feature_size
 
+    def train_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training split's per-feature mean and std (``[F]`` each), computed once."""
+        if "_train_stats" not in self.__dict__:
+            self.__dict__["_train_stats"] = self.splits["train"].feature_stats()
+        return self.__dict__["_train_stats"]
+
     def sizes(self) -> dict[str, int]:
         return {name: len(bank) for name, bank in self.splits.items()}

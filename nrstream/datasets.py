@@ -60,7 +60,9 @@ def make_stream(
     bank = dataset.splits[split].to(device)
     noise_source = None
     if gap_max > 0:
-        reference = dataset.splits["train"].to(device)
+        # built on the CPU beside the training split, then moved: only the noise goes to the device
+        reference = dataset.splits["train"]
         recordings = dataset.noise.get(split)
-        noise_source = make_noise(noise, reference, recordings, scale=noise_scale, seed=seed)
+        stats = dataset.train_stats() if noise == "gaussian" else None
+        noise_source = make_noise(noise, reference, recordings, scale=noise_scale, seed=seed, stats=stats).to(device)
     return Stream(bank, noise_source, num_lanes, GapLengths(gap_min, gap_max), seed=seed, shuffle=shuffle)

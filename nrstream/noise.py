@@ -111,16 +111,19 @@ def make_noise(
     scale: float = 1.0,
     seed: int = 0,
     value: float | torch.Tensor | None = None,
+    stats: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> NoiseSource:
     """Build a noise source by name.
 
     Args:
         kind: ``gaussian`` (statistics of ``reference``), ``silence`` (``value``, default
             zeros) or ``recorded`` (segments of ``recordings``).
-        reference: the bank whose feature statistics set the Gaussian's mean and spread.
+        reference: the bank whose feature statistics set the Gaussian's mean and spread,
+            and whose device the noise lives on.
+        stats: ``reference.feature_stats()`` when the caller has it already.
     """
     if kind == "gaussian":
-        mean, std = reference.feature_stats()
+        mean, std = reference.feature_stats() if stats is None else stats
         return GaussianNoise(mean, std, scale=scale, seed=seed).to(reference.device)
     if kind == "silence":
         fill = torch.zeros(reference.feature_size) if value is None else torch.as_tensor(value, dtype=torch.float32)

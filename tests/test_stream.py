@@ -160,3 +160,14 @@ def test_bad_arguments_name_the_value(toy):
         make_stream(toy, "train", num_lanes=1).next_chunk(0)
     with pytest.raises(ValueError, match="unknown split 'dev'"):
         make_stream(toy, "dev", num_lanes=1)
+
+
+def test_gaussian_noise_follows_the_training_statistics_computed_once(toy):
+    mean, std = toy.splits["train"].feature_stats()
+    assert toy.train_stats() is toy.train_stats()
+    assert all(torch.equal(a, b) for a, b in zip(toy.train_stats(), (mean, std), strict=True))
+    stream = make_stream(toy, "test", num_lanes=64, seed=0, gap_min=30, gap_max=30, noise_scale=2.0)
+    chunk = stream.next_chunk(300)
+    noise = chunk.x[~chunk.mask]
+    assert torch.allclose(noise.mean(0), mean, atol=0.15)
+    assert torch.allclose(noise.std(0), 2.0 * std, rtol=0.1)
