@@ -35,3 +35,14 @@ def tmp_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("NRSTREAM_CACHE", str(cache))
     monkeypatch.setenv("NRSTREAM_DATA", str(data))
     return cache
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Toy models are tiny: one intra-op thread is as fast, and does not spin on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,9 +10,18 @@ from nrstream.plugins import get_registry, reload_plugins
 
 ARCHITECTURES = ["rnn", "gru", "lstm", "ssm", "snn"]
 # Contract tests run each SSM scan method, since "auto" picks only one of them on the CPU.
-CASES = {"rnn": {}, "gru": {}, "lstm": {}, "ssm": {"scan": "parallel"}, "ssm-sequential": {"scan": "sequential"},
-         "snn": {}}
+CASES = {
+    "rnn": {},
+    "gru": {},
+    "lstm": {},
+    "ssm": {"scan": "parallel"},
+    "ssm-sequential": {"scan": "sequential"},
+    "snn": {},
+}
 F, C = 5, 3
+
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
@@ -20,11 +29,7 @@ def architecture_plugins(monkeypatch):
     """Load only the plugins these tests need, so a broken unrelated plugin cannot fail them."""
     monkeypatch.setenv("NRSTREAM_LOAD_PLUGINS", "recurrent,ssm,snn,toy")
     reload_plugins()
-    # These models are tiny; one thread is as fast and stays fast on a busy machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     yield
-    torch.set_num_threads(threads)
     monkeypatch.delenv("NRSTREAM_LOAD_PLUGINS")
     reload_plugins()
 
@@ -32,8 +37,9 @@ def architecture_plugins(monkeypatch):
 def build(case: str, **config) -> torch.nn.Module:
     """A small model of a test case (an architecture name, or ``ssm-sequential``)."""
     config = {"hidden_size": 8, "num_layers": 2, **CASES.get(case, {}), **config}
-    return get_registry().create("architecture", case.split("-")[0], input_size=config.pop("input_size", F),
-                                 num_classes=C, **config)
+    return get_registry().create(
+        "architecture", case.split("-")[0], input_size=config.pop("input_size", F), num_classes=C, **config
+    )
 
 
 def flatten(state) -> list[torch.Tensor]:
@@ -45,8 +51,8 @@ def flatten(state) -> list[torch.Tensor]:
 def run_chunks(model, x, reset, size):
     state, outputs = model.initial_state(x.shape[0], x.device), []
     for begin in range(0, x.shape[1], size):
-        part = None if reset is None else reset[:, begin:begin + size]
-        logits, state = model(x[:, begin:begin + size], state, part)
+        part = None if reset is None else reset[:, begin : begin + size]
+        logits, state = model(x[:, begin : begin + size], state, part)
         outputs.append(logits)
     return torch.cat(outputs, 1), state
 
@@ -227,8 +233,12 @@ def test_learns_toy_well_above_chance(name, steps, lr):
 
     dataset = load_dataset("toy", seed=0)
     model = get_registry().create(
-        "architecture", name, input_size=dataset.feature_size, num_classes=dataset.num_classes,
-        hidden_size=32, num_layers=1,
+        "architecture",
+        name,
+        input_size=dataset.feature_size,
+        num_classes=dataset.num_classes,
+        hidden_size=32,
+        num_layers=1,
     )
     accuracy = toy_accuracy(model, dataset, steps, lr)
     chance = 1 / dataset.num_classes

@@ -65,8 +65,9 @@ def test_runs_and_learns_on_the_toy_stream(registry):
 
     torch.manual_seed(0)
     dataset = load_dataset("toy", seed=0)
-    model = registry.create("architecture", "mingru", input_size=dataset.feature_size,
-                            num_classes=dataset.num_classes, hidden_size=32)
+    model = registry.create(
+        "architecture", "mingru", input_size=dataset.feature_size, num_classes=dataset.num_classes, hidden_size=32
+    )
     stream = make_stream(dataset, "train", num_lanes=32, seed=0, device="cpu")
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     state = model.initial_state(32, "cpu")
@@ -88,7 +89,7 @@ def test_runs_and_learns_on_the_toy_stream(registry):
         # frame by frame gives the same logits
         state, frames = model.initial_state(64, "cpu"), []
         for t in range(96):
-            out, state = model(chunk.x[:, t:t + 1], state, chunk.start[:, t:t + 1])
+            out, state = model(chunk.x[:, t : t + 1], state, chunk.start[:, t : t + 1])
             frames.append(out)
         torch.testing.assert_close(torch.cat(frames, 1), logits)
     accuracy = (logits.argmax(-1)[chunk.end] == chunk.label[chunk.end]).float().mean().item()

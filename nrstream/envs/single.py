@@ -9,11 +9,25 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from nrstream.bank import Dataset
 from nrstream.datasets import load_dataset, make_stream
 from nrstream.envs.reader import ReadAhead
 from nrstream.stream import Chunk
 
-__all__ = ["StreamEnv", "chunk_info"]
+__all__ = ["StreamEnv", "chunk_info", "lane_spaces"]
+
+
+def lane_spaces(
+    source: str, source_options: dict[str, Any] | None, frames_per_step: int
+) -> tuple[Dataset, spaces.Box, spaces.MultiDiscrete]:
+    """The data set and one lane's observation and action spaces (shared by both envs)."""
+    if frames_per_step < 1:
+        raise ValueError(f"frames_per_step must be >= 1, got {frames_per_step!r}")
+    dataset = load_dataset(source, **(source_options or {}))
+    features, classes = dataset.feature_size, dataset.num_classes
+    observation = spaces.Box(-np.inf, np.inf, (frames_per_step, features), np.float32)
+    action = spaces.MultiDiscrete(np.full(frames_per_step, classes, dtype=np.int64))
+    return dataset, observation, action
 
 
 def chunk_info(chunk: Chunk) -> dict[str, torch.Tensor]:
@@ -87,14 +101,9 @@ class StreamEnv(gym.Env):
         noise_scale: float = 1.0,
         frames_per_step: int = 1,
     ) -> None:
-        if frames_per_step < 1:
-            raise ValueError(f"frames_per_step must be >= 1, got {frames_per_step!r}")
-        self.dataset = load_dataset(source, **(source_options or {}))
+        self.dataset, self.observation_space, self.action_space = lane_spaces(source, source_options, frames_per_step)
         self._stream_options = dict(split=split, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
         self.frames_per_step = frames_per_step
-        features, classes = self.dataset.feature_size, self.dataset.num_classes
-        self.observation_space = spaces.Box(-np.inf, np.inf, (frames_per_step, features), np.float32)
-        self.action_space = spaces.MultiDiscrete(np.full(frames_per_step, classes, dtype=np.int64))
         self._reader: ReadAhead | None = None
         self._chunk: Chunk | None = None
 

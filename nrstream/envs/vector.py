@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from nrstream.datasets import load_dataset, make_stream
+from nrstream.datasets import make_stream
 from nrstream.envs.reader import ReadAhead
-from nrstream.envs.single import chunk_info
+from nrstream.envs.single import chunk_info, lane_spaces
 from nrstream.stream import Chunk
 
 __all__ = ["StreamVectorEnv"]
@@ -56,17 +54,14 @@ class StreamVectorEnv(VectorEnv):
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
     ) -> None:
-        if frames_per_step < 1:
-            raise ValueError(f"frames_per_step must be >= 1, got {frames_per_step!r}")
-        self.dataset = load_dataset(source, **(source_options or {}))
+        self.dataset, self.single_observation_space, self.single_action_space = lane_spaces(
+            source, source_options, frames_per_step
+        )
         self._stream_options = dict(split=split, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
         self.num_envs = int(num_envs)
         self.frames_per_step = int(frames_per_step)
         self.device = torch.device(device)
         self.max_episode_steps = max_episode_steps
-        features, classes = self.dataset.feature_size, self.dataset.num_classes
-        self.single_observation_space = spaces.Box(-np.inf, np.inf, (frames_per_step, features), np.float32)
-        self.single_action_space = spaces.MultiDiscrete(np.full(frames_per_step, classes, dtype=np.int64))
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.stream = None
