@@ -191,19 +191,13 @@ class TrainResult:
     steps: int = 0
 
 
-def _protocol_settings(config: Config, protocol: str) -> dict:
-    """Stream settings and reset policy of a protocol."""
+def _protocol_settings(config: Config, protocol: str) -> tuple[dict, str]:
+    """A protocol's stream options (keyword arguments of ``make_stream``) and reset policy."""
     if protocol == "segmented":
-        return {"gap_min": 0, "gap_max": 0, "noise": "gaussian", "noise_scale": 1.0, "reset": "oracle"}
+        return {"gap_min": 0, "gap_max": 0}, "oracle"
     if protocol == "continual":
         s = config.data.stream
-        return {
-            "gap_min": s.gap_min,
-            "gap_max": s.gap_max,
-            "noise": s.noise,
-            "noise_scale": s.noise_scale,
-            "reset": "never",
-        }
+        return {"gap_min": s.gap_min, "gap_max": s.gap_max, "noise": s.noise, "noise_scale": s.noise_scale}, "never"
     raise NrstreamError(f"loss protocol must be 'segmented' or 'continual', got {protocol!r}")
 
 
@@ -212,8 +206,8 @@ def steps_per_epoch(config: Config, dataset: Dataset, protocol: str) -> int:
     t = config.train
     bank = dataset.splits["train"]
     samples = t.samples_per_lane or math.ceil(len(bank) / t.lanes)
-    settings = _protocol_settings(config, protocol)
-    event = float(bank.lengths.float().mean()) + (settings["gap_min"] + settings["gap_max"]) / 2
+    stream_options, _ = _protocol_settings(config, protocol)
+    event = float(bank.lengths.float().mean()) + (stream_options["gap_min"] + stream_options["gap_max"]) / 2
     return max(1, math.ceil(samples * event / t.chunk_length))
 
 
@@ -227,21 +221,18 @@ def _scheduler(optimizer: torch.optim.Optimizer, kind: str, total: int) -> torch
 
 def validate(model: nn.Module, dataset: Dataset, config: Config, protocol: str, device: torch.device) -> float:
     """Decision-frame accuracy on the whole validation split, under the training protocol."""
-    settings = _protocol_settings(config, protocol)
+    stream_options, reset = _protocol_settings(config, protocol)
     lanes = min(config.train.validation_lanes, len(dataset.splits["validation"]))
     stream = make_stream(
         dataset,
         "validation",
         num_lanes=lanes,
         seed=derive_seed(config.run.seed, "validation"),
-        gap_min=settings["gap_min"],
-        gap_max=settings["gap_max"],
-        noise=settings["noise"],
-        noise_scale=settings["noise_scale"],
         device=device,
+        **stream_options,
     )
     per_lane = math.ceil(len(dataset.splits["validation"]) / lanes)
-    return decision_accuracy(model, stream, settings["reset"], per_lane, config.evaluate.chunk_length).accuracy
+    return decision_accuracy(model, stream, reset, per_lane, config.evaluate.chunk_length).accuracy
 
 
 def train_agent(
@@ -273,7 +264,7 @@ def train_agent(
         raise NrstreamError(
             f"loss {agent_config.loss!r} has protocol {protocol!r}; expected 'segmented' or 'continual'"
         )
-    settings = _protocol_settings(config, protocol)
+    stream_options, reset = _protocol_settings(config, protocol)
     model = build_model(agent_config, dataset, config.run.seed).to(device)
 
     per_epoch = steps_per_epoch(config, dataset, protocol)
@@ -285,13 +276,10 @@ def train_agent(
         "train",
         num_lanes=t.lanes,
         seed=derive_seed(config.run.seed, "train"),
-        gap_min=settings["gap_min"],
-        gap_max=settings["gap_max"],
-        noise=settings["noise"],
-        noise_scale=settings["noise_scale"],
         device=device,
+        **stream_options,
     )
-    agent = Agent(model, settings["reset"])
+    agent = Agent(model, reset)
     agent.reset(t.lanes, device)
     torch.manual_seed(derive_seed(config.run.seed, "train", agent_config.label))
     step, history, best, seconds = 0, [], -1.0, 0.0
