@@ -47,9 +47,11 @@ def _timed(fn, device: torch.device, repeats: int, warmup: int) -> float:
 def measure(name: str, args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    model = get_registry().create(
-        "architecture", name, input_size=args.input_size, num_classes=args.classes, hidden_size=args.hidden
-    ).to(device)
+    model = (
+        get_registry()
+        .create("architecture", name, input_size=args.input_size, num_classes=args.classes, hidden_size=args.hidden)
+        .to(device)
+    )
     x = torch.randn(args.batch, args.chunk, args.input_size, device=device)
     state = model.initial_state(args.batch, device)
     frames = args.batch * args.chunk
@@ -103,19 +105,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     rows = []
     header = f"{'arch':<8}{'params':>10}{'fwd fr/s':>14}{'fwd+bwd fr/s':>15}{'per-frame fr/s':>16}{'chunk/frame':>13}"
-    print(f"device={args.device} B={args.batch} T={args.chunk} H={args.hidden} F={args.input_size} "
-          f"threads={torch.get_num_threads()} torch={torch.__version__} (median of {args.repeats})")
+    print(
+        f"device={args.device} B={args.batch} T={args.chunk} H={args.hidden} F={args.input_size} "
+        f"threads={torch.get_num_threads()} torch={torch.__version__} (median of {args.repeats})"
+    )
     print(header)
     for name in args.arch:
         row = measure(name, args)
         rows.append(row)
-        print(f"{name:<8}{row['parameters']:>10,}{row['forward_fps']:>14,.0f}{row['forward_backward_fps']:>15,.0f}"
-              f"{row['frame_by_frame_fps']:>16,.0f}{row['chunked_over_frame_by_frame']:>12.1f}x", flush=True)
+        print(
+            f"{name:<8}{row['parameters']:>10,}{row['forward_fps']:>14,.0f}{row['forward_backward_fps']:>15,.0f}"
+            f"{row['frame_by_frame_fps']:>16,.0f}{row['chunked_over_frame_by_frame']:>12.1f}x",
+            flush=True,
+        )
     if args.json:
         payload = {
             "config": vars(args),
-            "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                            "threads": torch.get_num_threads(), "machine": platform.machine()},
+            "environment": {
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "threads": torch.get_num_threads(),
+                "machine": platform.machine(),
+            },
             "results": rows,
         }
         partial = f"{args.json}.partial"

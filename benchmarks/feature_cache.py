@@ -42,10 +42,17 @@ def main() -> None:
     env = dict(os.environ, NRSTREAM_CACHE=cache)
     runs = []
     for label in ("cold", "warm"):
-        out = subprocess.run(
-            [sys.executable, "-c", _CHILD, args.source, json.dumps(options)],
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
+        out = (
+            subprocess.run(
+                [sys.executable, "-c", _CHILD, args.source, json.dumps(options)],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         runs.append(json.loads(out))
         print(f"{label}: {runs[-1]['seconds']:.2f} s  cache hit={runs[-1]['hit']}  sizes={runs[-1]['sizes']}")
     print(f"speed-up: {runs[0]['seconds'] / runs[1]['seconds']:.1f}x  (cache in {cache})")

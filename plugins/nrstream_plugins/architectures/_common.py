@@ -131,5 +131,6 @@ class Architecture(nn.Module):
         if x.dim() != 3 or x.shape[2] != self.input_size:
             raise ValueError(f"x must be [B, T, {self.input_size}], got shape {tuple(x.shape)}")
         if reset is not None and (reset.shape != x.shape[:2] or reset.dtype != torch.bool):
-            raise ValueError(f"reset must be a bool [B, T] = {tuple(x.shape[:2])} tensor, got "
-                             f"{reset.dtype} {tuple(reset.shape)}")
+            raise ValueError(
+                f"reset must be a bool [B, T] = {tuple(x.shape[:2])} tensor, got {reset.dtype} {tuple(reset.shape)}"
+            )

@@ -41,8 +41,16 @@ class LRULayer(nn.Module):
     depend on how slowly it decays.
     """
 
-    def __init__(self, hidden_size: int, state_size: int, r_min: float, r_max: float, max_phase: float,
-                 dropout: float, scan: str = "auto") -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        state_size: int,
+        r_min: float,
+        r_max: float,
+        max_phase: float,
+        dropout: float,
+        scan: str = "auto",
+    ) -> None:
         super().__init__()
         self.scan = scan
         h, n = hidden_size, state_size
@@ -139,8 +147,7 @@ class SSMClassifier(Architecture):
         """Zeros, ``[batch_size, num_layers, N, 2]``."""
         return torch.zeros(batch_size, self.num_layers, self.state_size, 2, device=device, dtype=self._dtype)
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor, reset: torch.Tensor | None = None,
-                aux: dict | None = None):
+    def forward(self, x: torch.Tensor, state: torch.Tensor, reset: torch.Tensor | None = None, aux: dict | None = None):
         """Run ``x [B, T, F]`` from ``state``; return ``(logits [B, T, C], state)``.
 
         ``reset [B, T]`` bool zeroes a lane's state just before that frame.
