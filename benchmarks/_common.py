@@ -63,6 +63,21 @@ def env_kwargs(args: argparse.Namespace) -> dict:
     return {}
 
 
+def make_vector_env(args: argparse.Namespace, device: torch.device, **options):
+    """The benchmarks' vector env: ``args.batch`` lanes, ``args.chunk`` frames per step, on ``device``."""
+    import gymnasium
+
+    return gymnasium.make_vec(
+        args.env_id,
+        num_envs=args.batch,
+        frames_per_step=args.chunk,
+        vectorization_mode="vector_entry_point",
+        device=device,
+        **env_kwargs(args),
+        **options,
+    )
+
+
 def setup(args: argparse.Namespace) -> torch.device:
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -33,7 +33,7 @@ from types import SimpleNamespace
 
 import gymnasium
 import torch
-from _common import add_common_options, env_kwargs, machine, print_table, setup, sync, write_json
+from _common import add_common_options, env_kwargs, machine, make_vector_env, print_table, setup, sync, write_json
 
 from nrstream import Agent
 from nrstream.datasets import load_dataset, make_stream
@@ -128,15 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         flush=True,
     )
 
-    envs = gymnasium.make_vec(
-        args.env_id,
-        num_envs=args.batch,
-        frames_per_step=args.chunk,
-        vectorization_mode="vector_entry_point",
-        device=device,
-        split="test",
-        **env_kwargs(args),
-    )
+    envs = make_vector_env(args, device, split="test")
     features = envs.single_observation_space.shape[-1]
     classes = int(envs.single_action_space.nvec[0])
     torch.manual_seed(args.seed)

@@ -32,7 +32,16 @@ from types import SimpleNamespace
 import gymnasium
 import numpy as np
 import torch
-from _common import add_common_options, env_kwargs, interleaved_medians, machine, print_table, setup, write_json
+from _common import (
+    add_common_options,
+    env_kwargs,
+    interleaved_medians,
+    machine,
+    make_vector_env,
+    print_table,
+    setup,
+    write_json,
+)
 from torch import nn
 
 from nrstream import Agent
@@ -61,14 +70,7 @@ def build_model(args, features: int, classes: int, device: torch.device) -> nn.M
 
 def nrstream_case(args, model: nn.Module, device: torch.device, reset_policy: str):
     """Case 2 / 3: the vector env feeding an agent, decisions scored, metrics updated."""
-    envs = gymnasium.make_vec(
-        args.env_id,
-        num_envs=args.batch,
-        frames_per_step=args.chunk,
-        vectorization_mode="vector_entry_point",
-        device=device,
-        **env_kwargs(args),
-    )
+    envs = make_vector_env(args, device)
     agent = Agent(model, reset_policy=reset_policy)
     metrics = [get_registry().create("metric", name) for name in METRICS]
     obs, info = envs.reset(seed=args.seed)
@@ -97,14 +99,7 @@ def nrstream_case(args, model: nn.Module, device: torch.device, reset_policy: st
 def raw_cases(args, model: nn.Module, device: torch.device):
     """Case 1: the model alone on a pre-built chunk (and with that chunk's resets)."""
     # a real chunk of the stream, so that x and the reset pattern are those of cases 2 and 3
-    envs = gymnasium.make_vec(
-        args.env_id,
-        num_envs=args.batch,
-        frames_per_step=args.chunk,
-        vectorization_mode="vector_entry_point",
-        device=device,
-        **env_kwargs(args),
-    )
+    envs = make_vector_env(args, device)
     obs, info = envs.reset(seed=args.seed + 1)
     x, start = obs.clone(), info["start"].clone()
     frames = args.batch * args.chunk
