@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["NrstreamError", "PluginError", "ConfigError", "DataNotFoundError", "DataFileError", "DownloadError"]
+__all__ = [
+    "NrstreamError",
+    "PluginError",
+    "ConfigError",
+    "PluginOptionError",
+    "DataNotFoundError",
+    "DataFileError",
+    "DownloadError",
+]
 
 
 class NrstreamError(Exception):
@@ -15,6 +23,10 @@ class PluginError(NrstreamError):
 
 class ConfigError(NrstreamError):
     """A config file names an unknown key or plugin, or has a value of the wrong type."""
+
+
+class PluginOptionError(ConfigError, ValueError):
+    """A plugin's factory rejected the options a config gave it (names the plugin)."""
 
 
 class DataNotFoundError(NrstreamError):

@@ -55,14 +55,19 @@ def derive_seed(seed: int, *parts: object) -> int:
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% for the default ``z``)."""
+    """The Wilson score interval of a proportion (95% for the default ``z``).
+
+    The interval always holds ``correct / total`` itself: at 0 % or 100 % the closed form
+    misses the end point by a rounding error (``0.9999999999999999``), which would give a
+    plot a negative error bar.
+    """
     if total <= 0:
         return 0.0, 1.0
     p = correct / total
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 def lanes_for_length(n: int, min_decisions: int, split_size: int) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import pluggy
 
 from nrstream import hookspecs
-from nrstream.errors import PluginError
+from nrstream.errors import NrstreamError, PluginError, PluginOptionError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -109,7 +109,14 @@ class Registry:
             raise PluginError(_unknown_message(kind, name, self.names(kind))) from None
 
     def create(self, kind: str, name: str, /, **kwargs: Any) -> Any:
-        return self.get(kind, name).factory(**kwargs)
+        """Call a component's factory; options it rejects become one-line errors naming it."""
+        factory = self.get(kind, name).factory
+        try:
+            return factory(**kwargs)
+        except NrstreamError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise PluginOptionError(f"{kind} {name!r}: {exc}") from exc
 
     def by_plugin(self, plugin: str) -> dict[str, list[str]]:
         return {

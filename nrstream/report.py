@@ -183,9 +183,9 @@ def _figures(results: dict, folder: Path) -> list[str]:
         lengths = [int(n) for n in run["accuracy_by_length"]]
         acc = [100 * a for a in run["accuracy_by_length"].values()]
         ci = list(run["accuracy_ci95_by_length"].values())
-        err = [
-            [a - 100 * c[0] for a, c in zip(acc, ci, strict=True)],
-            [100 * c[1] - a for a, c in zip(acc, ci, strict=True)],
+        err = [  # matplotlib refuses negative bars; a rounding error must not fail a run
+            [max(0.0, a - 100 * c[0]) for a, c in zip(acc, ci, strict=True)],
+            [max(0.0, 100 * c[1] - a) for a, c in zip(acc, ci, strict=True)],
         ]
         style = "--" if run["reset"] == "oracle" else "-"
         ax.errorbar(lengths, acc, yerr=err, linestyle=style, marker="o", markersize=3, capsize=2, label=_label(run))

@@ -159,3 +159,18 @@ def test_bad_config_is_one_line_and_exit_code_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == f"nrstream: error: {config}: train.epocs: unknown key; did you mean 'epochs'?\n"
     assert not (tmp_path / "run").exists()
+
+
+def test_perfect_and_zero_accuracy_still_plot(run_folder, tmp_path):
+    """At 100 % or 0 % the Wilson bound sits on the estimate: no negative error bar, no lost run."""
+    from nrstream.evaluation import wilson_interval
+    from nrstream.report import write_run_folder
+
+    results = json.loads((run_folder / "results.json").read_text())
+    for run, correct in zip(results["runs"], (10112, 0, 10112), strict=True):
+        for n in run["accuracy_by_length"]:
+            run["accuracy_by_length"][n] = correct / 10112
+            run["accuracy_ci95_by_length"][n] = list(wilson_interval(correct, 10112))
+    assert wilson_interval(10112, 10112)[1] == 1.0 and wilson_interval(0, 10112)[0] == 0.0
+    write_run_folder(tmp_path / "edge", results)
+    assert (tmp_path / "edge" / "accuracy_vs_length.png").read_bytes()[:4] == b"\x89PNG"

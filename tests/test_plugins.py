@@ -176,3 +176,13 @@ def test_cli_reports_plugin_errors_in_one_line(site):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("nrstream: error: architecture 'gru'")
     assert "Traceback" not in result.stderr
+
+
+def test_options_a_factory_rejects_become_one_line_errors_naming_the_plugin(load):
+    from nrstream.errors import ConfigError
+
+    registry = load("toy")
+    with pytest.raises(ConfigError, match=r"^data_source 'toy': toy needs num_classes >= 2, got 1$"):
+        registry.create("data_source", "toy", num_classes=1)
+    with pytest.raises(ConfigError, match=r"^data_source 'toy': .*unexpected keyword argument 'colour'"):
+        registry.create("data_source", "toy", colour="red")

@@ -65,3 +65,8 @@ def test_bad_options_are_rejected():
         ss.load_synth_speech(words=WORDS, renderings_per_word=2)
     with pytest.raises(ValueError, match="-rf"):
         ss.load_synth_speech(words=["yes", "-rf"])
+
+
+def test_yaml_booleans_as_words_get_a_hint():
+    with pytest.raises(ValueError, match="quote yes/no/on/off in YAML"):
+        ss.load_synth_speech(words=[True, False, "up"], renderings_per_word=3)

@@ -218,6 +218,10 @@ def load_synth_speech(
         A :class:`Dataset` like ``speech_commands`` gives, with ``info["source"] == "synth_speech"``.
     """
     words = list(WORDS_V2 if words is None else words)
+    if any(isinstance(w, bool) for w in words):
+        raise ValueError(
+            f"words must be strings, got {words!r}: quote yes/no/on/off in YAML, which reads them as booleans"
+        )
     if not words or len(set(words)) != len(words) or not all(isinstance(w, str) and w.strip() for w in words):
         raise ValueError(f"words must be distinct non-empty strings, got {words!r}")
     if any(w.startswith(("_", ".", "-")) or "/" in w for w in words):

@@ -7,10 +7,9 @@ device and are read back only in ``compute``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from nrstream import evaluation
 from nrstream_plugins._options import positive_int
 from nrstream_plugins.metrics.rolling import Rolling
 
@@ -23,10 +22,7 @@ def wilson_interval(correct: int, total: int, z: float = Z95) -> list[float] | N
     """Wilson score interval ``[lo, hi]`` for ``correct / total``; ``None`` when ``total == 0``."""
     if total == 0:
         return None
-    p, z2 = correct / total, z * z
-    centre = (p + z2 / (2 * total)) / (1 + z2 / total)
-    half = z / (1 + z2 / total) * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total))
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    return list(evaluation.wilson_interval(correct, total, z))
 
 
 def decision_hits(chunk, logits: torch.Tensor) -> torch.Tensor:
