@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from nrstream.atomic import atomic_file
+
 __all__ = [
     "env_kwargs",
     "setup",
@@ -177,11 +179,8 @@ def write_json(path: Path | None, payload: dict) -> None:
     """Write atomically (a partial file is never left behind)."""
     if path is None:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
 
 

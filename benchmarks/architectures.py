@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import time
 
 import torch
 
+from nrstream.atomic import atomic_file
 from nrstream.plugins import get_registry
 
 DEFAULT_ARCHITECTURES = ["rnn", "gru", "lstm", "ssm", "snn"]
@@ -129,10 +129,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             },
             "results": rows,
         }
-        partial = f"{args.json}.partial"
-        with open(partial, "w") as handle:
-            json.dump(payload, handle, indent=2)
-        os.replace(partial, args.json)  # atomic: never a half-written results file
+        with atomic_file(args.json) as tmp:  # never a half-written results file
+            tmp.write_text(json.dumps(payload, indent=2))
     return rows
 
 

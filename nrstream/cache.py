@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from nrstream.atomic import atomic_file
 
 __all__ = ["cache_dir", "fingerprint", "load", "save", "cached", "CacheWarning"]
 
@@ -78,15 +79,8 @@ def save(namespace: str, key: str, payload: Any) -> Path:
     import torch
 
     path = _entry(namespace, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": _FORMAT, "key": key, "payload": payload}, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_file(path) as tmp:
+        torch.save({"format": _FORMAT, "key": key, "payload": payload}, tmp)
     return path
 
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.request
 from pathlib import Path
 
+from nrstream.atomic import atomic_file, atomic_folder
 from nrstream.cache import cache_dir
 from nrstream.errors import DataFileError, DownloadError
 
@@ -75,13 +74,10 @@ def download(url: str, dest: Path, checksum: str, *, progress: bool = True) -> P
     dest = Path(dest)
     if dest.is_file() and file_checksum(dest, algorithm) == expected:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
+    with atomic_file(dest) as tmp:
         digest = hashlib.new(algorithm)
         try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url) as response:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url) as response:
                 total = int(response.headers.get("Content-Length") or 0)
                 bar = _progress(total, dest.name) if progress else None
                 for block in iter(lambda: response.read(1 << 20), b""):
@@ -98,9 +94,6 @@ def download(url: str, dest: Path, checksum: str, *, progress: bool = True) -> P
             raise DownloadError(
                 f"checksum mismatch for {url}: expected {algorithm} {expected}, got {actual}; nothing was kept"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return dest
 
 
@@ -117,10 +110,7 @@ def safe_extract_tar(archive: Path, dest: Path) -> Path:
     (a tarball must not write outside ``dest``). The archive is unpacked into a temporary
     sibling folder that replaces ``dest`` only when complete.
     """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part"))
-    try:
+    with atomic_folder(dest) as tmp:
         try:
             with tarfile.open(archive, "r:*") as tar:
                 members = tar.getmembers()
@@ -133,10 +123,4 @@ def safe_extract_tar(archive: Path, dest: Path) -> Path:
                 tar.extractall(tmp, members=members, filter="data")
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise DataFileError(f"cannot extract {archive}: {exc}") from exc
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest

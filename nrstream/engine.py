@@ -26,7 +26,6 @@ same weights as a run that never stopped.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from nrstream.agent import Agent, map_state
+from nrstream.atomic import atomic_file
 from nrstream.bank import Dataset
 from nrstream.config import AgentConfig, Config, agent_key
 from nrstream.datasets import load_dataset, make_stream
@@ -128,14 +128,8 @@ def _stderr(message: str) -> None:
 
 def save_atomic(obj: object, path: Path) -> None:
     """``torch.save`` into a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def load_checkpoint(path: Path) -> dict:

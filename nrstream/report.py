@@ -37,7 +37,6 @@ import json
 import math
 import os
 import platform
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +44,7 @@ from pathlib import Path
 import yaml
 
 import nrstream
+from nrstream.atomic import atomic_folder
 
 __all__ = ["environment", "run_entry", "write_run_folder", "console_table", "markdown_table", "RESULTS_FORMAT"]
 
@@ -236,28 +236,11 @@ def _figures(results: dict, folder: Path) -> list[str]:
 
 def write_run_folder(folder: Path, results: dict) -> list[str]:
     """Write every file of a run folder atomically; returns the file names."""
-    folder = Path(folder)
-    parent = folder.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = parent / f".{folder.name}.tmp-{os.getpid()}"
-    old = parent / f".{folder.name}.old-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_folder(folder) as tmp:
         (tmp / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
         (tmp / "results.csv").write_text(_csv(results))
         (tmp / "config.yaml").write_text(yaml.safe_dump(results["config"], sort_keys=False))
-        files = ["results.json", "results.csv", "config.yaml", *_figures(results, tmp)]
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not folder.exists():
-            os.replace(old, folder)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-    return files
+        return ["results.json", "results.csv", "config.yaml", *_figures(results, tmp)]
 
 
 def _fmt_pct(value) -> str:

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 
 from nrstream import DataNotFoundError, NrstreamError, hookimpl
+from nrstream.atomic import atomic_folder
 from nrstream.audio import read_wav
 from nrstream.bank import Dataset
 from nrstream.cache import cache_dir
@@ -167,9 +167,7 @@ def synthesize_corpus(
     final = cache_dir() / "synth_speech" / key
     if (final / _MARKER).is_file():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}.", suffix=".part"))
-    try:
+    with atomic_folder(final) as tmp:  # replaces an unfinished earlier attempt (no marker)
         plan = _plan(list(words), renderings_per_word, seed)
         for word in words:
             (tmp / word).mkdir()
@@ -185,12 +183,6 @@ def synthesize_corpus(
             soundfile.write(str(tmp / NOISE_FOLDER / f"{name}.wav"), wave, SAMPLE_RATE, subtype="PCM_16")
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         (tmp / _MARKER).write_text("")
-        if final.exists():  # an unfinished earlier attempt (no marker)
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
