@@ -152,7 +152,7 @@ class Stream:
     def _sample_ids(self, draw: torch.Tensor) -> torch.Tensor:
         n = len(self.bank)
         epoch, index = draw // n, draw % n
-        first, last = int(epoch.min()), int(epoch.max())
+        first, last = torch.stack(torch.aminmax(epoch)).tolist()  # one device sync, not two
         for old in [e for e in self._orders if e < first]:
             del self._orders[old]
         orders = torch.cat([self._order(e) for e in range(first, last + 1)])
