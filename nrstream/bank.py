@@ -96,8 +96,16 @@ class SampleBank:
         return steps[None, :] < self.lengths[:, None]
 
     def feature_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-feature mean and standard deviation over real frames, each ``[F]``."""
+        """Per-feature mean and standard deviation over real frames, each ``[F]``.
+
+        Frames holding a NaN or infinite value are left out (one bad sample must not make
+        every normalised sample NaN); with no finite frame at all, mean 0 and std 1.
+        """
         frames = self.features[self.valid_mask()].double()
+        frames = frames[torch.isfinite(frames).all(1)]
+        if len(frames) == 0:
+            ones = torch.ones(self.feature_size, device=self.device)
+            return torch.zeros_like(ones), ones
         return frames.mean(0).float(), frames.std(0, unbiased=False).clamp_min(1e-8).float()
 
 
