@@ -1,0 +1,245 @@
+"""Across-seed aggregates: what a result is worth when the network is trained again.
+
+A run trains every (architecture, loss) once per seed of ``run.seeds``; ``results.json``
+keeps each per-seed entry in ``runs`` and this module adds the ``aggregate`` block: one
+entry per (arch, arch options, loss, loss options, reset policy) with
+
+* ``accuracy_by_length`` — the mean over seeds of each per-seed accuracy (keys: stream
+  lengths as strings, values in [0, 1]);
+* ``accuracy_ci95_by_length`` — the across-seed 95 % Student-t interval of that mean,
+  ``m ± t_{0.975, n-1} · s / sqrt(n)`` with ``s`` the sample standard deviation of the
+  ``n`` per-seed accuracies (:func:`nrstream.stats.student_t_interval`); ``null`` with one
+  seed — one training run says nothing about the spread, so no interval is invented;
+* ``accuracy_by_seed`` — the per-seed accuracies behind each mean, in ``seeds`` order;
+* ``noise_entropy`` / ``noise_entropy_ci95`` — the same for the endless run's noise
+  entropy (``null`` when the metric was not configured);
+* ``flatness`` — ``acc(longest) - acc(shortest)`` computed per seed, then its mean and
+  interval: how much accuracy a never-reset agent loses over long streams, with the
+  seed-to-seed spread the comparison needs;
+* ``seeds`` and ``n_seeds`` — the seeds that produced an entry (a failed job has none).
+
+The per-seed Wilson intervals in ``runs`` stay: they measure how well the test split pins
+down *one* trained network; the interval here measures how much training again moves it.
+
+Torch-free; ``matplotlib`` is imported only by :func:`draw_accuracy_vs_length`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from nrstream.stats import student_t_interval
+
+__all__ = [
+    "CI_METHOD",
+    "aggregate_runs",
+    "group_key",
+    "aggregate_csv_rows",
+    "AGGREGATE_CSV_HEADER",
+    "aggregate_table",
+    "draw_accuracy_vs_length",
+]
+
+#: how the ``*_ci95*`` fields of the aggregate block are computed (stored in results.json)
+CI_METHOD = "student_t_across_seeds"
+
+
+def _options_key(options: Any) -> str:
+    return json.dumps(options or {}, sort_keys=True, default=str)
+
+
+def group_key(run: dict) -> tuple[str, str, str, str, str]:
+    """What makes two per-seed entries the same agent: arch, its options, loss, its options, reset."""
+    return (
+        run["arch"],
+        _options_key(run.get("arch_options")),
+        run["loss"],
+        _options_key(run.get("loss_options")),
+        run["reset"],
+    )
+
+
+def _interval(values: Sequence[float]) -> tuple[float, list[float] | None]:
+    mean, lo, hi = student_t_interval(values)
+    return mean, None if lo is None else [lo, hi]
+
+
+def _aggregate_group(runs: list[dict]) -> dict:
+    first = runs[0]
+    lengths = [n for n in first["accuracy_by_length"] if all(n in r["accuracy_by_length"] for r in runs)]
+    entry: dict[str, Any] = {
+        "arch": first["arch"],
+        "loss": first["loss"],
+        "reset": first["reset"],
+        "arch_options": dict(first.get("arch_options") or {}),
+        "loss_options": dict(first.get("loss_options") or {}),
+        "seeds": [r.get("seed") for r in runs],
+        "n_seeds": len(runs),
+        "accuracy_by_length": {},
+        "accuracy_ci95_by_length": {},
+        "accuracy_by_seed": {},
+    }
+    for n in lengths:
+        values = [float(r["accuracy_by_length"][n]) for r in runs]
+        mean, ci = _interval(values)
+        entry["accuracy_by_length"][n] = mean
+        entry["accuracy_ci95_by_length"][n] = ci
+        entry["accuracy_by_seed"][n] = values
+    entropies = [float(r["noise_entropy"]) for r in runs if r.get("noise_entropy") is not None]
+    if entropies:
+        entry["noise_entropy"], entry["noise_entropy_ci95"] = _interval(entropies)
+    else:
+        entry["noise_entropy"], entry["noise_entropy_ci95"] = None, None
+    entry["noise_entropy_n"] = len(entropies)
+    if len(lengths) >= 2:
+        short, long = min(lengths, key=int), max(lengths, key=int)
+        per_seed = [float(r["accuracy_by_length"][long]) - float(r["accuracy_by_length"][short]) for r in runs]
+        mean, ci = _interval(per_seed)
+        entry["flatness"] = {"from": short, "to": long, "mean": mean, "ci95": ci, "by_seed": per_seed}
+    else:
+        entry["flatness"] = None
+    return entry
+
+
+def aggregate_runs(runs: Iterable[dict]) -> list[dict]:
+    """The ``aggregate`` block of ``results.json`` from its per-seed ``runs`` entries.
+
+    Entries are grouped by :func:`group_key` in order of first appearance; within a group
+    the per-seed entries keep their order (the ``seeds`` list says which is which). Only
+    lengths that every seed of a group was scored on are aggregated. Raises ``ValueError``
+    (from :func:`~nrstream.stats.student_t_interval`) for a non-finite accuracy.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(group_key(run), []).append(run)
+    return [_aggregate_group(group) for group in groups.values()]
+
+
+# ---------------------------------------------------------------------------- rendering helpers for report.py
+
+#: columns of :func:`aggregate_csv_rows` (``ci95_*`` empty with one seed)
+AGGREGATE_CSV_HEADER = [
+    "arch",
+    "loss",
+    "reset",
+    "length",
+    "n_seeds",
+    "accuracy_mean",
+    "ci95_low",
+    "ci95_high",
+    "noise_entropy_mean",
+    "noise_entropy_ci95_low",
+    "noise_entropy_ci95_high",
+]
+
+
+def _f(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
+
+
+def aggregate_csv_rows(aggregate: Sequence[dict]) -> list[list[str]]:
+    """One CSV row per (aggregate entry, length), columns :data:`AGGREGATE_CSV_HEADER`."""
+    rows = []
+    for agg in aggregate:
+        ent_ci = agg.get("noise_entropy_ci95") or [None, None]
+        for n, mean in agg["accuracy_by_length"].items():
+            ci = agg["accuracy_ci95_by_length"][n] or [None, None]
+            rows.append(
+                [
+                    agg["arch"],
+                    agg["loss"],
+                    agg["reset"],
+                    n,
+                    str(agg["n_seeds"]),
+                    _f(mean),
+                    _f(ci[0]),
+                    _f(ci[1]),
+                    _f(agg.get("noise_entropy")),
+                    _f(ent_ci[0]),
+                    _f(ent_ci[1]),
+                ]
+            )
+    return rows
+
+
+def _pct(mean: float, ci: list[float] | None) -> str:
+    if ci is None:
+        return f"{100 * mean:.1f}"
+    return f"{100 * mean:.1f} ±{100 * (ci[1] - ci[0]) / 2:.1f}"
+
+
+def aggregate_table(aggregate: Sequence[dict], markdown: bool = False) -> str:
+    """Mean accuracy (%) per length ± the across-seed 95 % half-width, flatness and noise entropy.
+
+    One row per aggregate entry; "±" is omitted with one seed (no interval exists). With
+    ``markdown=True`` a Markdown table (README), else aligned plain text (console).
+    """
+    if not aggregate:
+        return "(no runs)"
+    lengths = list(aggregate[0]["accuracy_by_length"])
+    head = ["arch", "loss", "reset", "seeds", *[f"n={n}" for n in lengths], "flatness", "H_noise"]
+    rows = []
+    for agg in aggregate:
+        flat = agg.get("flatness")
+        ent = agg.get("noise_entropy")
+        ent_ci = agg.get("noise_entropy_ci95")
+        rows.append(
+            [
+                agg["arch"],
+                agg["loss"],
+                agg["reset"],
+                str(agg["n_seeds"]),
+                *[
+                    _pct(agg["accuracy_by_length"][n], agg["accuracy_ci95_by_length"][n])
+                    if n in agg["accuracy_by_length"]
+                    else "-"
+                    for n in lengths
+                ],
+                "-" if flat is None else _pct(flat["mean"], flat["ci95"]),
+                "-"
+                if ent is None
+                else f"{ent:.3f}" + ("" if ent_ci is None else f" ±{(ent_ci[1] - ent_ci[0]) / 2:.3f}"),
+            ]
+        )
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|---|---|---|---:|" + "---:|" * (len(head) - 4)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [
+        "  ".join(c.rjust(w) if i >= 3 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+        for r in [head, *rows]
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def draw_accuracy_vs_length(ax: Any, aggregate: Sequence[dict]) -> None:
+    """Draw accuracy (%) vs stream length on a matplotlib ``ax``: per agent the across-seed mean
+    (thick line), its shaded 95 % Student-t band (when there are >= 2 seeds) and each seed's
+    own curve (thin, faint, same colour). Oracle-reset agents are dashed. The caller sets
+    scales, labels and saves the figure."""
+    for agg in aggregate:
+        lengths = [int(n) for n in agg["accuracy_by_length"]]
+        mean = [100 * v for v in agg["accuracy_by_length"].values()]
+        style = "--" if agg["reset"] == "oracle" else "-"
+        label = f"{agg['arch']}/{agg['loss']}/{agg['reset']}"
+        if agg["n_seeds"] > 1:
+            label += f" (mean of {agg['n_seeds']} seeds)"
+        (line,) = ax.plot(lengths, mean, linestyle=style, marker="o", markersize=3, linewidth=2, label=label)
+        colour = line.get_color()
+        cis = list(agg["accuracy_ci95_by_length"].values())
+        if agg["n_seeds"] > 1 and all(ci is not None for ci in cis):
+            ax.fill_between(
+                lengths,
+                [100 * ci[0] for ci in cis],
+                [100 * ci[1] for ci in cis],
+                color=colour,
+                alpha=0.18,
+                linewidth=0,
+            )
+            for i in range(agg["n_seeds"]):
+                seed_curve = [100 * agg["accuracy_by_seed"][n][i] for n in agg["accuracy_by_length"]]
+                ax.plot(lengths, seed_curve, linestyle=style, color=colour, linewidth=0.6, alpha=0.45)
