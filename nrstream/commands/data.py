@@ -34,6 +34,10 @@ def add_parser(subparsers) -> None:
     info.add_argument("--json", action="store_true", help="print Dataset.info as JSON")
     info.set_defaults(func=run_info)
 
+    from nrstream.commands.recording import add_parser as add_make_recording  # issue 13
+
+    add_make_recording(sub)
+
 
 def _factory(name: str):
     from nrstream.plugins import get_registry
