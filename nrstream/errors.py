@@ -6,6 +6,7 @@ __all__ = [
     "NrstreamError",
     "PluginError",
     "ConfigError",
+    "OptionError",
     "PluginOptionError",
     "DataNotFoundError",
     "DataFileError",
@@ -25,8 +26,22 @@ class ConfigError(NrstreamError):
     """A config file names an unknown key or plugin, or has a value of the wrong type."""
 
 
-class PluginOptionError(ConfigError, ValueError):
-    """A plugin's factory rejected the options a config gave it (names the plugin)."""
+class OptionError(ConfigError, ValueError):
+    """A component (architecture, loss, metric, data source) rejects an option it was given.
+
+    The one option-error class: plugin factories raise it for a bad value, the registry
+    raises it for an unknown option or one of the wrong type. A ``ValueError`` too, as torch
+    users expect. ``option`` names the offending option when one is to blame, so that the
+    config loader can point at its key (``agents.archs[0].options.hidden_size``).
+    """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+#: old name of :class:`OptionError` (kept for one release)
+PluginOptionError = OptionError
 
 
 class DataNotFoundError(NrstreamError):
