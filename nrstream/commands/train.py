@@ -16,6 +16,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoints", metavar="DIR", help="checkpoint folder (default: run.checkpoint_dir)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override run.device")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, VALUE in YAML: --set train.epochs=1 --set agents.losses=[ce_kl] (repeatable)",
+    )
 
 
 def add_parser(subparsers) -> None:
@@ -31,7 +39,7 @@ def add_parser(subparsers) -> None:
 
 def prepare(args: argparse.Namespace) -> tuple[Config, torch.device, LoadedData]:
     """Load and validate the config, apply command-line overrides, load the data."""
-    config = load_config(args.config)
+    config = load_config(args.config, overrides=args.overrides)
     if args.checkpoints:
         config.run.checkpoint_dir = args.checkpoints
     if args.device:
