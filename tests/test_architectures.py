@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from nrstream.errors import ConfigError
 from nrstream.plugins import get_registry, reload_plugins
+from nrstream.testing import check_architecture
 
 ARCHITECTURES = ["rnn", "gru", "lstm", "ssm", "snn"]
 # Contract tests run each SSM scan method, since "auto" picks only one of them on the CPU.
@@ -17,6 +20,7 @@ CASES = {
     "ssm": {"scan": "parallel"},
     "ssm-sequential": {"scan": "sequential"},
     "snn": {},
+    "lstm-noforget": {"forget_gate": False},
 }
 F, C = 5, 3
 
@@ -42,27 +46,6 @@ def build(case: str, **config) -> torch.nn.Module:
     )
 
 
-def flatten(state) -> list[torch.Tensor]:
-    if isinstance(state, tuple):
-        return [t for s in state for t in flatten(s)]
-    return [state]
-
-
-def run_chunks(model, x, reset, size):
-    state, outputs = model.initial_state(x.shape[0], x.device), []
-    for begin in range(0, x.shape[1], size):
-        part = None if reset is None else reset[:, begin : begin + size]
-        logits, state = model(x[:, begin : begin + size], state, part)
-        outputs.append(logits)
-    return torch.cat(outputs, 1), state
-
-
-def assert_states_close(a, b):
-    for s, t in zip(flatten(a), flatten(b), strict=True):
-        assert s.shape == t.shape
-        torch.testing.assert_close(s, t, rtol=1e-9, atol=1e-9)
-
-
 def test_all_registered_by_their_plugins():
     registry = get_registry()
     assert set(ARCHITECTURES) <= set(registry.names("architecture"))
@@ -71,56 +54,26 @@ def test_all_registered_by_their_plugins():
     assert registry.get("architecture", "snn").plugin == "snn"
 
 
-@pytest.mark.parametrize("name", CASES)
-@pytest.mark.parametrize("with_reset", [False, True], ids=["no_reset", "reset"])
-def test_chunked_equals_frame_by_frame(name, with_reset):
-    torch.manual_seed(0)
-    model = build(name).double().eval()
-    x = torch.randn(4, 12, F, dtype=torch.float64)
-    reset = None
-    if with_reset:
-        reset = torch.zeros(4, 12, dtype=torch.bool)
-        reset[0, 3] = reset[1, 3] = reset[2, 7] = reset[0, 10] = True
-    full, full_state = run_chunks(model, x, reset, 12)
-    assert full.shape == (4, 12, C)
-    for size in (1, 5):
-        logits, state = run_chunks(model, x, reset, size)
-        torch.testing.assert_close(logits, full, rtol=1e-9, atol=1e-9)
-        assert_states_close(state, full_state)
+def check(case: str, **kwargs) -> None:
+    """``nrstream.testing.check_architecture`` on a small model of a test case."""
+    factory = get_registry().get("architecture", case.split("-")[0]).factory
+    options = {"hidden_size": 8, "num_layers": 2, **CASES[case]}
+    check_architecture(factory, input_size=F, num_classes=C, options=options, name=case, **kwargs)
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_reset_equals_fresh_state_for_reset_lanes_only(name):
-    torch.manual_seed(1)
-    model = build(name).double().eval()
-    x = torch.randn(3, 10, F, dtype=torch.float64)
-    at = 4
-    reset = torch.zeros(3, 10, dtype=torch.bool)
-    reset[1, at] = True
-    with_reset, _ = model(x, model.initial_state(3, "cpu"), reset)
-    without, _ = model(x, model.initial_state(3, "cpu"))
-    fresh, _ = model(x[1:2, at:], model.initial_state(1, "cpu"))
-    torch.testing.assert_close(with_reset[1:2, at:], fresh, rtol=1e-9, atol=1e-9)
-    torch.testing.assert_close(with_reset[1, :at], without[1, :at], rtol=0, atol=0)
-    torch.testing.assert_close(with_reset[[0, 2]], without[[0, 2]], rtol=0, atol=0)
-    # and the state a reset lane carries on with is the fresh run's too
-    _, state = model(x, model.initial_state(3, "cpu"), reset)
-    _, fresh_state = model(x[1:2, at:], model.initial_state(1, "cpu"))
-    assert_states_close(tuple(s[1:2] for s in flatten(state)), tuple(flatten(fresh_state)))
+def test_conformance(name):
+    """The conformance kit, float64 to 1e-9: shapes and dtypes; chunked (frame by frame and in
+    chunks of 5) == one chunk of 12 frames, without and with resets, logits and state; a reset
+    lane == a fresh start while the other lanes stay bit-identical; gradients reach every
+    parameter; ``num_parameters`` counts them."""
+    check(name)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_gradients_reach_every_parameter(name):
-    torch.manual_seed(2)
-    model = build(name, input_size=F).train()
-    x = torch.randn(4, 9, F)
-    reset = torch.zeros(4, 9, dtype=torch.bool)
-    reset[:2, 5] = True
-    logits, _ = model(x, model.initial_state(4, "cpu"), reset)
-    torch.nn.functional.cross_entropy(logits.reshape(-1, C), torch.randint(0, C, (36,))).backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert not missing, f"{name}: no gradient for {missing}"
-    assert model.num_parameters == sum(p.numel() for p in model.parameters())
+@pytest.mark.parametrize("name", ["gru", "lstm-noforget", "ssm", "snn"])
+def test_conformance_in_float32(name):
+    """The models train in float32: the same contract holds there, to 1e-5."""
+    check(name, dtype=torch.float32)
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -226,20 +179,105 @@ def detach(state):
 
 @pytest.mark.parametrize(
     ("name", "steps", "lr"),
-    [("rnn", 60, 1e-2), ("gru", 60, 1e-2), ("lstm", 60, 1e-2), ("ssm", 60, 5e-3), ("snn", 60, 1e-2)],
+    [
+        ("rnn", 60, 1e-2),
+        ("gru", 60, 1e-2),
+        ("lstm", 60, 1e-2),
+        ("ssm", 60, 5e-3),
+        ("snn", 60, 1e-2),
+    ],
 )
 def test_learns_toy_well_above_chance(name, steps, lr):
     from nrstream.datasets import load_dataset
 
     dataset = load_dataset("toy", seed=0)
+    options = {key: value for key, value in CASES[name].items() if key != "scan"}
     model = get_registry().create(
         "architecture",
-        name,
+        name.split("-")[0],
         input_size=dataset.feature_size,
         num_classes=dataset.num_classes,
         hidden_size=32,
         num_layers=1,
+        **options,
     )
     accuracy = toy_accuracy(model, dataset, steps, lr)
     chance = 1 / dataset.num_classes
     assert accuracy > chance + 0.5 * (1 - chance), f"{name}: toy accuracy {accuracy:.2f}"
+
+
+# --- lstm with forget_gate: false (Hochreiter & Schmidhuber 1997; Gers et al. 2000 added the gate) ---
+
+
+def sigmoid(v: float) -> float:
+    return 1.0 / (1.0 + math.exp(-v))
+
+
+def test_lstm_without_forget_gate_is_the_textbook_cell():
+    """One unit, one feature, weights set by hand; the expected values come from the textbook
+    equations written out below with Python floats: c_t = c_{t-1} + i_t g_t, h_t = o_t tanh(c_t)."""
+    model = build("lstm-noforget", input_size=1, hidden_size=1, num_layers=1).double()
+    rnn = model.rnn
+    w_ih, w_hh = (0.5, 1.0, -0.25), (0.1, -0.2, 0.3)  # gates i, g, o
+    b_ih, b_hh = (0.0, 0.1, 0.2), (0.05, 0.0, -0.1)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.tensor(w_ih, dtype=torch.float64).reshape(3, 1))
+        rnn.weight_hh_l0.copy_(torch.tensor(w_hh, dtype=torch.float64).reshape(3, 1))
+        rnn.bias_ih_l0.copy_(torch.tensor(b_ih, dtype=torch.float64))
+        rnn.bias_hh_l0.copy_(torch.tensor(b_hh, dtype=torch.float64))
+    xs = [1.0, 0.5, 0.25, 2.0]
+    h, c, expected_h, expected_c = 0.3, -0.2, [], []  # a non-zero starting state
+    for x in xs:
+        pre = [w_ih[k] * x + w_hh[k] * h + b_ih[k] + b_hh[k] for k in range(3)]
+        i, g, o = sigmoid(pre[0]), math.tanh(pre[1]), sigmoid(pre[2])
+        c = c + i * g
+        h = o * math.tanh(c)
+        expected_h.append(h)
+        expected_c.append(c)
+    state = (torch.tensor([[[0.3]]], dtype=torch.float64), torch.tensor([[[-0.2]]], dtype=torch.float64))
+    aux: dict = {}
+    _, (h_final, c_final) = model(torch.tensor(xs, dtype=torch.float64).reshape(1, 4, 1), state, aux=aux)
+    torch.testing.assert_close(
+        aux["hidden"].flatten(), torch.tensor(expected_h, dtype=torch.float64), rtol=1e-14, atol=0
+    )
+    torch.testing.assert_close(
+        c_final.flatten(), torch.tensor(expected_c[-1:], dtype=torch.float64), rtol=1e-14, atol=0
+    )
+    torch.testing.assert_close(
+        h_final.flatten(), torch.tensor(expected_h[-1:], dtype=torch.float64), rtol=1e-14, atol=0
+    )
+    # with these weights and inputs g > 0 on every frame: the cell only grows
+    assert expected_c == sorted(expected_c)
+
+
+def test_lstm_without_forget_gate_is_torch_lstm_with_the_forget_gate_held_open():
+    """Two layers, random weights: torch's fused LSTM whose forget gate is pinned at exactly 1
+    (zero weights, bias 1000: sigmoid(1000) == 1.0 in float64) computes the same thing."""
+    torch.manual_seed(3)
+    model = build("lstm-noforget", hidden_size=4, num_layers=2).double().eval()
+    fused = torch.nn.LSTM(F, 4, num_layers=2, batch_first=True).double()
+    with torch.no_grad():
+        for name, param in fused.named_parameters():
+            ours = getattr(model.rnn, name)  # same names; gates i, g, o vs torch's i, f, g, o
+            i, g, o = ours.chunk(3)
+            forget = torch.full_like(i, 1000.0 if name.startswith("bias_ih") else 0.0)
+            param.copy_(torch.cat([i, forget, g, o]))
+    x = torch.randn(3, 9, F, dtype=torch.float64)
+    state = model.initial_state(3, "cpu")
+    aux: dict = {}
+    _, (h, c) = model(x, state, aux=aux)
+    out, (h_fused, c_fused) = fused(x)
+    torch.testing.assert_close(aux["hidden"], out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h, h_fused.transpose(0, 1), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(c, c_fused.transpose(0, 1), rtol=1e-12, atol=1e-12)
+
+
+def test_lstm_forget_gate_option():
+    assert isinstance(build("lstm").rnn, torch.nn.LSTM)
+    assert not isinstance(build("lstm-noforget").rnn, torch.nn.LSTM)
+    # three gates instead of four: a quarter fewer recurrent parameters
+    assert (
+        build("lstm-noforget").num_parameters - build("lstm").num_parameters == -(4 * 8 * (F + 8 + 2) + 4 * 8 * 18) // 4
+    )
+    with pytest.raises(ConfigError, match="forget_gate.*'no'"):
+        build("lstm", forget_gate="no")

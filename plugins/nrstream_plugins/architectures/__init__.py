@@ -12,5 +12,7 @@ name      module              state (batch first)                         ``aux[
 
 All take ``hidden_size`` (``H``), ``num_layers`` (``L``) and ``dropout``, start from an
 all-zero state, and reset a lane by zeroing it. Kind-specific keys are in each class's
-docstring.
+docstring; ``lstm`` takes ``forget_gate`` (default ``true``; ``false`` is the LSTM
+without a forget gate, ``c_t = c_{t-1} + i_t * g_t``, a per-frame loop). Each passes
+:func:`nrstream.testing.check_architecture`.
 """
