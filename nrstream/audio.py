@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -41,10 +42,14 @@ def read_wav(path: str | Path, sample_rate: int = 16000) -> torch.Tensor:
         rate is resampled (band-limited sinc interpolation).
 
     Raises:
-        DataFileError: the file is missing, unreadable, or holds no samples; names the file.
+        DataFileError: the file is missing (or a dangling link), unreadable, holds no samples,
+            or holds NaN or infinite samples (a float WAV can); names the file.
     """
     import soundfile
 
+    if not os.path.exists(path):  # follows links: a dangling one is missing too
+        kind = "a link to a missing file" if os.path.islink(path) else "missing"
+        raise DataFileError(f"audio file {path} is {kind}")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as first:  # soundfile rejects a few valid WAV variants scipy reads
@@ -54,13 +59,19 @@ def read_wav(path: str | Path, sample_rate: int = 16000) -> torch.Tensor:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", wavfile.WavFileWarning)
                 rate, raw = wavfile.read(str(path))
+            data = _to_float(raw)
         except Exception:
-            raise DataFileError(f"cannot read audio file {path}: {first}") from first
-        data = _to_float(raw)
+            reason = " ".join(str(first).split())  # one line, whatever the library said
+            raise DataFileError(f"cannot read audio file {path}: {reason}") from first
         if data.ndim == 1:
             data = data[:, None]
-    if data.shape[0] == 0:
+    if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
         raise DataFileError(f"audio file {path} holds no samples")
+    bad = int(np.count_nonzero(~np.isfinite(data)))
+    if bad:
+        raise DataFileError(
+            f"audio file {path} holds {bad} NaN or infinite samples; repair or remove it (or set on_error: skip)"
+        )
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1), dtype=np.float32))
     if rate != sample_rate:
         wave = torchaudio.functional.resample(wave, int(rate), int(sample_rate))

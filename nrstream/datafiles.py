@@ -7,15 +7,22 @@ Source-independent helpers shared by the data-source plugins:
 - :func:`download`: fetch one URL (``http(s)://`` or ``file://``), verify its checksum,
   and move it into place atomically;
 - :func:`safe_extract_tar`: unpack a tarball, refusing members that escape the target.
+
+A download only ever adds to the user's folders: a file already at the destination that
+is not the expected one (wrong checksum), or a folder that an earlier download did not
+write (no :data:`DOWNLOAD_MARKER` in it), is refused with a one-line error, never replaced.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import json
 import os
 import sys
 import tarfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 from nrstream.atomic import atomic_file, atomic_folder
@@ -28,7 +35,13 @@ __all__ = [
     "file_checksum",
     "safe_extract_tar",
     "missing_data_message",
+    "DOWNLOAD_MARKER",
+    "written_by_download",
+    "check_replaceable",
 ]
+
+#: the file that marks a folder as extracted by ``nrstream data download`` (so it may be replaced)
+DOWNLOAD_MARKER = ".nrstream-download.json"
 
 
 def data_root() -> Path | None:
@@ -68,12 +81,18 @@ def download(url: str, dest: Path, checksum: str, *, progress: bool = True) -> P
 
     The bytes go to a temporary file beside ``dest`` and are moved into place with
     ``os.replace`` only once the checksum matches, so ``dest`` is never half-written.
-    An existing ``dest`` with the right checksum is kept as is.
+    An existing ``dest`` with the right checksum is kept as is; anything else already at
+    ``dest`` is not nrstream's and is refused (:class:`DownloadError`), never overwritten.
     """
     algorithm, expected = _parse_checksum(checksum)
     dest = Path(dest)
     if dest.is_file() and file_checksum(dest, algorithm) == expected:
         return dest
+    if dest.exists() or dest.is_symlink():
+        raise DownloadError(
+            f"{dest} already exists and is not the expected file ({algorithm} differs); it was left untouched: "
+            "move it away or download to another folder (--dest)"
+        )
     with atomic_file(dest) as tmp:
         digest = hashlib.new(algorithm)
         try:
@@ -103,13 +122,39 @@ def _progress(total: int, name: str):
     return tqdm(total=total or None, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False)
 
 
-def safe_extract_tar(archive: Path, dest: Path) -> Path:
+def written_by_download(folder: Path) -> dict | None:
+    """The provenance an earlier :func:`safe_extract_tar` left in ``folder``, or ``None`` if it wrote none."""
+    try:
+        info = json.loads((Path(folder) / DOWNLOAD_MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def check_replaceable(folder: Path) -> None:
+    """Raise :class:`DownloadError` unless ``folder`` is absent or an earlier download wrote it."""
+    folder = Path(folder)
+    if (folder.exists() or folder.is_symlink()) and (folder.is_symlink() or written_by_download(folder) is None):
+        raise DownloadError(
+            f"{folder} already exists and was not written by 'nrstream data download'; it was left untouched: "
+            "use it as the data root, move it away, or download to another folder (--dest)"
+        )
+
+
+def safe_extract_tar(archive: Path, dest: Path, provenance: dict | None = None) -> Path:
     """Unpack ``archive`` into a fresh folder ``dest``, atomically.
 
     Members with absolute paths, ``..`` components, links, or device files are refused
     (a tarball must not write outside ``dest``). The archive is unpacked into a temporary
-    sibling folder that replaces ``dest`` only when complete.
+    sibling folder that replaces ``dest`` only when complete; ``dest`` must not exist or
+    must hold the :data:`DOWNLOAD_MARKER` of an earlier extraction, which is written last
+    (with ``provenance``, e.g. the URL and checksum).
+
+    Raises:
+        DownloadError: ``dest`` exists and was not written by a download, or a member is unsafe.
     """
+    dest = Path(dest)
+    check_replaceable(dest)
     with atomic_folder(dest) as tmp:
         try:
             with tarfile.open(archive, "r:*") as tar:
@@ -121,6 +166,12 @@ def safe_extract_tar(archive: Path, dest: Path) -> Path:
                     if not (member.isfile() or member.isdir()):
                         raise DownloadError(f"refusing to extract {archive}: {member.name!r} is not a file or folder")
                 tar.extractall(tmp, members=members, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise DataFileError(f"cannot extract {archive}: {exc}") from exc
+        except (tarfile.TarError, EOFError, zlib.error) as exc:
+            raise DataFileError(f"cannot extract {archive}: {' '.join(str(exc).split())}") from exc
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # the destination's fault: atomic_folder names it as a full disk
+            raise DataFileError(f"cannot extract {archive}: {' '.join(str(exc).split())}") from exc
+        marker = {"archive": Path(archive).name, **(provenance or {})}
+        (tmp / DOWNLOAD_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     return dest

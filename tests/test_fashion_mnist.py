@@ -82,9 +82,9 @@ def test_torchvision_layout_under_nrstream_data(tmp_path, tmp_cache, monkeypatch
 def test_missing_data_lists_every_path_and_both_remedies(tmp_path, tmp_cache, monkeypatch):
     monkeypatch.setattr(fm, "SYSTEM_DIRS", [tmp_path / "system"])
     with pytest.raises(DataNotFoundError) as err:
-        fm.load_fashion_mnist(root=str(tmp_path / "mine"))
+        fm.load_fashion_mnist()
     message = str(err.value)
-    for path in fm.candidate_dirs(tmp_path / "mine"):
+    for path in fm.candidate_dirs():
         assert str(path) in message
     assert "apt-get install dataset-fashion-mnist" in message
     assert "nrstream data download fashion_mnist" in message

@@ -1,9 +1,11 @@
 """``nrstream data``: fetch data sets and show what a data source loads.
 
 - ``nrstream data download NAME [--dest DIR] [--version V]``: calls the ``download``
-  function a data source's factory carries (``factory.download``), if it has one.
+  function a data source's factory carries (``factory.download``), if it has one. The
+  data lands in its own sub-folder of ``DIR``; nothing already in ``DIR`` is deleted.
 - ``nrstream data info SOURCE [-o KEY=VALUE ...] [--json]``: loads the source and prints
-  where it loaded from, its sizes, classes and noise banks.
+  where it loaded from, its sizes, classes and noise banks. Features that are not all
+  finite (NaN/Inf) are an error: statistics or results computed from them would be too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 
 import yaml
 
-from nrstream.errors import ConfigError, NrstreamError
+from nrstream.errors import ConfigError, DataFileError, NrstreamError
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +24,13 @@ def add_parser(subparsers) -> None:
 
     download = sub.add_parser("download", help="download a data set and verify its checksums")
     download.add_argument("name", help="data source, e.g. fashion_mnist or speech_commands")
-    download.add_argument("--dest", help="target folder (default: $NRSTREAM_DATA/<name>, else ~/.cache/nrstream)")
+    download.add_argument(
+        "--dest",
+        metavar="DIR",
+        help="folder to download into; the data gets its own sub-folder there (fashion-mnist, "
+        "speech_commands_v<version>) and nothing else in DIR is touched (default: $NRSTREAM_DATA, "
+        "else ~/.cache/nrstream)",
+    )
     download.add_argument("--version", dest="data_version", help="data set version (speech_commands: 0.01 or 0.02)")
     download.set_defaults(func=run_download)
 
@@ -68,6 +76,21 @@ def _options(pairs: list[str]) -> dict:
     return options
 
 
+def _check_finite(source: str, dataset) -> None:
+    """Raise :class:`DataFileError` if any bank holds a NaN or infinite feature value."""
+    import torch
+
+    banks = [(split, bank) for split, bank in dataset.splits.items()]
+    banks += [(f"noise {split}", bank) for split, bank in dataset.noise.items()]
+    for split, bank in banks:
+        bad = ~torch.isfinite(bank.features).flatten(1).all(1)
+        if bool(bad.any()):
+            raise DataFileError(
+                f"data source {source!r}: {int(bad.sum())} of {len(bank)} samples of the {split} split hold NaN or "
+                f"infinite features (first: sample {int(bad.nonzero()[0])}); fix the data (or set on_error: skip)"
+            )
+
+
 def run_info(args: argparse.Namespace) -> int:
     from nrstream.datasets import load_dataset
 
@@ -76,6 +99,7 @@ def run_info(args: argparse.Namespace) -> int:
         dataset = load_dataset(args.source, **_options(args.option))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"data source {args.source!r}: {exc}") from exc
+    _check_finite(args.source, dataset)
     info = dict(dataset.info)
     if args.json:
         print(json.dumps(info, indent=2, default=str))

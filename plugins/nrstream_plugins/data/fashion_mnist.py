@@ -1,18 +1,22 @@
 """Sequential Fashion-MNIST: each 28x28 image read row by row or pixel by pixel.
 
-Data: the four official IDX files (gzipped or not), looked for in this order:
+Data: the four official IDX files (gzipped or not). With the ``root`` option they are
+read from ``root`` (or its torchvision layout ``root/FashionMNIST/raw``) and nowhere else:
+a ``root`` missing any of them is an error that names what is missing. Without it they
+are looked for in this order:
 
-1. the ``root`` option, and its torchvision layout ``root/FashionMNIST/raw``;
-2. ``$NRSTREAM_DATA/fashion-mnist``;
-3. ``/usr/share/datasets/fashion-mnist`` (Debian: ``apt-get install dataset-fashion-mnist``);
-4. ``$NRSTREAM_DATA/FashionMNIST/raw`` (where torchvision downloads it);
-5. ``~/.cache/nrstream/fashion-mnist`` (``$NRSTREAM_CACHE``; where ``nrstream data
+1. ``$NRSTREAM_DATA/fashion-mnist``;
+2. ``/usr/share/datasets/fashion-mnist`` (Debian: ``apt-get install dataset-fashion-mnist``);
+3. ``$NRSTREAM_DATA/FashionMNIST/raw`` (where torchvision downloads it);
+4. ``~/.cache/nrstream/fashion-mnist`` (``$NRSTREAM_CACHE``; where ``nrstream data
    download fashion_mnist`` puts it when ``$NRSTREAM_DATA`` is unset).
 
 Splits: ``test`` is the official 10,000 test images; ``validation`` is
 ``validation_size`` images drawn from the official 60,000 training images by a seeded
 permutation (deterministic), ``train`` the rest. Pixels are scaled to [0, 1] and then
-standardised with the mean and standard deviation of the ``train`` split.
+standardised with the mean and standard deviation of the ``train`` split. Images with a
+NaN or infinite pixel (possible in a float IDX file) are an error naming the file, or are
+skipped with a counted warning (``on_error="skip"``).
 
 Fashion-MNIST is by Zalando Research, MIT license.
 """
@@ -22,6 +26,8 @@ from __future__ import annotations
 import functools
 import gzip
 import os
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +37,14 @@ from nrstream import DataNotFoundError, hookimpl
 from nrstream.bank import Dataset, SampleBank
 from nrstream.cache import cache_dir
 from nrstream.datafiles import data_root, download, download_root, missing_data_message
-from nrstream.errors import DataFileError
+from nrstream.errors import DataFileError, DownloadError
 
-__all__ = ["load_fashion_mnist", "download_fashion_mnist", "read_idx", "CLASS_NAMES"]
+__all__ = ["load_fashion_mnist", "download_fashion_mnist", "read_idx", "CLASS_NAMES", "SkippedImagesWarning"]
+
+
+class SkippedImagesWarning(UserWarning):
+    """Images with NaN or infinite pixels were skipped (``on_error="skip"``)."""
+
 
 CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -74,8 +85,9 @@ def read_idx(path: str | Path) -> np.ndarray:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
             data = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataFileError(f"cannot read IDX file {path}: {exc}") from exc
+    except (OSError, EOFError, zlib.error) as exc:  # zlib.error: a corrupt deflate stream inside the .gz
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataFileError(f"cannot read IDX file {path}: {reason}") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
         raise DataFileError(f"{path} is not an IDX file (bad magic number)")
     ndim = data[3]
@@ -93,11 +105,11 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 def candidate_dirs(root: str | Path | None = None) -> list[Path]:
-    """Every folder searched, in order."""
-    dirs: list[Path] = []
+    """Every folder searched, in order: only ``root`` (and its torchvision layout) when it is given."""
     if root is not None:
         root = Path(root).expanduser()
-        dirs += [root, root / "FashionMNIST" / "raw"]
+        return [root, root / "FashionMNIST" / "raw"]
+    dirs: list[Path] = []
     env = data_root()
     if env is not None:
         dirs.append(env / "fashion-mnist")
@@ -116,13 +128,29 @@ def _locate(folder: Path, stem: str) -> Path | None:
 
 
 def find_files(root: str | Path | None = None) -> dict[str, Path]:
-    """The four IDX files from the first folder that has all of them."""
+    """The four IDX files from the first folder that has all of them.
+
+    Raises:
+        DataNotFoundError: none has; for an explicit ``root``, the message names the files
+            missing there (never falls back to another location).
+    """
     searched = candidate_dirs(root)
     for folder in searched:
         found = {key: _locate(folder, stem) for key, stem in FILES.items()}
         if all(found.values()):
             return found  # type: ignore[return-value]
-    raise DataNotFoundError(missing_data_message("Fashion-MNIST", searched, HOW_TO_GET))
+    if root is None:
+        raise DataNotFoundError(missing_data_message("Fashion-MNIST", searched, HOW_TO_GET))
+    folder = searched[0]
+    if not folder.is_dir():
+        missing = "does not exist"
+    else:
+        names = [stem + "[.gz]" for stem in FILES.values() if _locate(folder, stem) is None]
+        missing = f"misses {', '.join(names)} (nor are all four in {searched[1]})"
+    raise DataNotFoundError(
+        f"Fashion-MNIST root {folder} (data option 'root') {missing}; put the four IDX files there (get them "
+        f"with: {' or '.join(HOW_TO_GET)}), or remove 'root' to search the default places"
+    )
 
 
 @functools.lru_cache(maxsize=8)
@@ -135,7 +163,8 @@ def _read(path: Path) -> np.ndarray:
     return _read_cached(str(path), st.st_size, st.st_mtime_ns)
 
 
-def _pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _pair(images_path: Path, labels_path: Path, on_error: str = "raise") -> tuple[np.ndarray, np.ndarray, int]:
+    """``(images [N, 28, 28], labels [N], skipped)``: a checked pair of IDX files."""
     images, labels = _read(images_path), _read(labels_path)
     if images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataFileError(f"{images_path} must hold [N, 28, 28] images, has shape {images.shape}")
@@ -143,7 +172,16 @@ def _pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]
         raise DataFileError(f"{labels_path} has {labels.shape} labels for {images.shape[0]} images in {images_path}")
     if labels.size and int(labels.max()) >= len(CLASS_NAMES):
         raise DataFileError(f"{labels_path} holds label {int(labels.max())}, outside 0..9")
-    return images, labels
+    if images.dtype.kind != "f":
+        return images, labels, 0
+    finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)  # a float IDX file can hold NaN/Inf
+    bad = np.flatnonzero(~finite)
+    if len(bad) and on_error == "raise":
+        raise DataFileError(
+            f"{images_path} holds {len(bad)} images with NaN or infinite pixels (first: image {int(bad[0])}); "
+            "repair the file (or set on_error: skip)"
+        )
+    return images[finite], labels[finite], len(bad)
 
 
 def load_fashion_mnist(
@@ -153,6 +191,7 @@ def load_fashion_mnist(
     seed: int = 0,
     root: str | None = None,
     normalize: bool = True,
+    on_error: str = "raise",
 ) -> Dataset:
     """Build the Fashion-MNIST data set.
 
@@ -162,6 +201,8 @@ def load_fashion_mnist(
         seed: seed of the permutation that picks the validation images.
         root: a folder holding the four IDX files, searched first.
         normalize: standardise with the train split's pixel mean and standard deviation.
+        on_error: ``"raise"`` on an image with a NaN or infinite pixel, or ``"skip"`` it
+            with a counted warning.
 
     Returns:
         A :class:`~nrstream.bank.Dataset` whose banks hold ``[N, 28, 28]`` or ``[N, 784, 1]``
@@ -169,9 +210,18 @@ def load_fashion_mnist(
     """
     if mode not in ("rows", "pixels"):
         raise ValueError(f"mode must be 'rows' or 'pixels', got {mode!r}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     files = find_files(root)
-    train_images, train_labels = _pair(files["train_images"], files["train_labels"])
-    test_images, test_labels = _pair(files["test_images"], files["test_labels"])
+    train_images, train_labels, skipped_train = _pair(files["train_images"], files["train_labels"], on_error)
+    test_images, test_labels, skipped_test = _pair(files["test_images"], files["test_labels"], on_error)
+    if skipped_train + skipped_test:
+        warnings.warn(
+            f"skipped {skipped_train + skipped_test} images with NaN or infinite pixels "
+            f"({skipped_train} in {files['train_images']}, {skipped_test} in {files['test_images']})",
+            SkippedImagesWarning,
+            stacklevel=2,
+        )
     n = train_images.shape[0]
     if not isinstance(validation_size, int) or not 1 <= validation_size < n:
         raise ValueError(f"validation_size must be an int in [1, {n - 1}], got {validation_size!r}")
@@ -203,6 +253,7 @@ def load_fashion_mnist(
         "seed": seed,
         "normalization": {"mean": mean, "std": std},
         "sizes": {name: len(b) for name, b in splits.items()},
+        "skipped": skipped_train + skipped_test,
         "license": "MIT (Zalando Research)",
     }
     return Dataset(splits=splits, info=info)
@@ -211,13 +262,17 @@ def load_fashion_mnist(
 def download_fashion_mnist(
     dest: str | Path | None = None, *, base_url: str | None = None, progress: bool = True
 ) -> Path:
-    """Download and verify the four official files into ``dest``.
+    """Download and verify the four official files into ``dest/fashion-mnist``; returns that folder.
 
-    ``dest`` defaults to ``$NRSTREAM_DATA/fashion-mnist``, else ``~/.cache/nrstream/fashion-mnist``;
-    both are on the search path. Each file is checked against :data:`CHECKSUMS` and written
-    atomically; files already present with the right checksum are kept.
+    ``dest`` defaults to ``$NRSTREAM_DATA``, else ``~/.cache/nrstream``; ``<default>/fashion-mnist``
+    is on the search path. Each file is checked against :data:`CHECKSUMS` and written
+    atomically; files already present with the right checksum are kept, and a different
+    file under one of the four names is refused, never overwritten.
     """
-    dest = Path(dest).expanduser() if dest is not None else download_root() / "fashion-mnist"
+    parent = Path(dest).expanduser() if dest is not None else download_root()
+    if parent.exists() and not parent.is_dir():
+        raise DownloadError(f"--dest {parent} is a file, not a folder; pass a folder to download into")
+    dest = parent / "fashion-mnist"
     base = base_url or BASE_URL
     if not base.endswith("/"):
         base += "/"

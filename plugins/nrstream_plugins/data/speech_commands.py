@@ -50,12 +50,15 @@ from nrstream.bank import SPLITS, Dataset, SampleBank
 from nrstream.cache import cache_dir, cached, fingerprint
 from nrstream.datafiles import (
     DataFileError,
+    check_replaceable,
     data_root,
     download,
     download_root,
     missing_data_message,
     safe_extract_tar,
+    written_by_download,
 )
+from nrstream.errors import DownloadError
 
 __all__ = [
     "load_speech_commands",
@@ -98,18 +101,39 @@ class SkippedClipsWarning(UserWarning):
 
 
 def candidate_roots(root: str | Path | None = None) -> list[Path]:
-    roots = [Path(root).expanduser()] if root is not None else []
+    """The folders searched: only ``root`` when it is given, else the default search path."""
+    if root is not None:
+        return [Path(root).expanduser()]
     bases = [b for b in (data_root(), cache_dir()) if b is not None]
-    roots += [base / f"speech_commands_v{v}" for base in bases for v in ("0.02", "0.01")]
-    return list(dict.fromkeys(roots))
+    return list(dict.fromkeys(base / f"speech_commands_v{v}" for base in bases for v in ("0.02", "0.01")))
+
+
+_LISTS = ("validation_list.txt", "testing_list.txt")
 
 
 def _is_layout(folder: Path) -> bool:
-    return (folder / "validation_list.txt").is_file() and (folder / "testing_list.txt").is_file()
+    return all((folder / name).is_file() for name in _LISTS)
 
 
 def find_root(root: str | Path | None = None) -> Path:
+    """The data set folder: ``root`` itself when given (never another place), else the first on the search path.
+
+    Raises:
+        DataNotFoundError: an explicit ``root`` that does not exist or misses the split lists
+            (says which), or nothing on the search path.
+    """
     searched = candidate_roots(root)
+    if root is not None:
+        folder = searched[0]
+        if not folder.is_dir():
+            raise DataNotFoundError(f"Speech Commands root {folder} does not exist (data option 'root')")
+        missing = [name for name in _LISTS if not (folder / name).is_file()]
+        if missing:
+            raise DataNotFoundError(
+                f"Speech Commands root {folder} misses {' and '.join(missing)}; point 'root' at the folder holding "
+                "them and the word folders, or remove 'root' to search the default places"
+            )
+        return folder
     for folder in searched:
         if _is_layout(folder):
             return folder
@@ -132,6 +156,9 @@ def extract_features(
 ) -> tuple[torch.Tensor, list[int], list[str]]:
     """Read, fix to ``samples`` and featurise clips.
 
+    A clip that cannot be read, or whose samples or features are not all finite, raises a
+    :class:`DataFileError` naming it (``on_error="raise"``) or is skipped (``"skip"``).
+
     Returns:
         ``(features [K, frames, F], kept indices into paths, skipped paths with reasons)``.
     """
@@ -149,33 +176,85 @@ def extract_features(
     with ThreadPoolExecutor(max_workers=4) as pool, torch.no_grad():
         starts = range(0, len(paths), _BATCH)
         for start in tqdm(starts, desc="features", unit="batch", leave=False, disable=len(starts) < 4):
-            waves = []
+            waves, index = [], []
             for i, wave in enumerate(pool.map(read, paths[start : start + _BATCH]), start):
                 if isinstance(wave, str):
                     skipped.append(wave)
                 else:
                     waves.append(wave)
-                    kept.append(i)
-            if waves:
-                feats.append(frontend(torch.stack(waves)))
+                    index.append(i)
+            if not waves:
+                continue
+            batch = frontend(torch.stack(waves))  # [B, frames, F]
+            finite = torch.isfinite(batch).flatten(1).all(1)  # e.g. samples so large their power overflows
+            for j in (~finite).nonzero().flatten().tolist():
+                reason = f"audio file {paths[index[j]]} gives NaN or infinite features (samples far outside [-1, 1]?)"
+                if on_error == "raise":
+                    raise DataFileError(reason + "; repair or remove it (or set on_error: skip)")
+                skipped.append(reason)
+            feats.append(batch[finite])
+            kept += [i for i, ok in zip(index, finite.tolist(), strict=True) if ok]
     empty = torch.zeros(0, frontend.num_frames(samples), frontend.feature_size)
     return (torch.cat(feats) if feats else empty), kept, skipped
 
 
-def _noise_parts(paths: list[Path], frontend: FeatureFrontend, noise_split: tuple[float, ...]):
-    """``{split: [features [T, F] per recording]}`` from disjoint parts of each recording."""
+def _noise_parts(
+    paths: list[Path],
+    frontend: FeatureFrontend,
+    noise_split: tuple[float, ...],
+    on_error: str = "raise",
+    skipped: list[str] | None = None,
+):
+    """``{split: [features [T, F] per recording]}`` from disjoint parts of each recording.
+
+    An unreadable or non-finite recording raises, or (``on_error="skip"``) is left out and
+    its reason appended to ``skipped``.
+    """
     bounds = [0.0]
     for share in noise_split:
         bounds.append(bounds[-1] + share)
     parts: dict[str, list[torch.Tensor]] = {s: [] for s in SPLITS}
     with torch.no_grad():
         for path in paths:
-            wave = read_wav(path, frontend.sample_rate)
-            cuts = [round(b * len(wave)) for b in bounds]
-            for split, lo, hi in zip(SPLITS, cuts[:-1], cuts[1:], strict=True):
-                if hi - lo >= frontend.hop_length:
-                    parts[split].append(frontend(wave[lo:hi]))
+            try:
+                wave = read_wav(path, frontend.sample_rate)
+                cuts = [round(b * len(wave)) for b in bounds]
+                pieces = {
+                    split: frontend(wave[lo:hi])
+                    for split, lo, hi in zip(SPLITS, cuts[:-1], cuts[1:], strict=True)
+                    if hi - lo >= frontend.hop_length
+                }
+                if not all(bool(torch.isfinite(p).all()) for p in pieces.values()):
+                    raise DataFileError(
+                        f"audio file {path} gives NaN or infinite features (samples far outside [-1, 1]?); "
+                        "repair or remove it (or set on_error: skip)"
+                    )
+            except DataFileError as exc:
+                if on_error == "raise" or skipped is None:
+                    raise
+                skipped.append(str(exc))
+                continue
+            for split, piece in pieces.items():
+                parts[split].append(piece)
     return parts
+
+
+def _valid_payload(payload: Any, frames: int, size: int) -> bool:
+    """A cached payload has every part ``build`` writes, of consistent shapes."""
+    feats = payload["features"]
+    return (
+        isinstance(payload["clips"], list)
+        and isinstance(payload["skipped"], list)
+        and isinstance(feats, torch.Tensor)
+        and feats.shape == (len(payload["clips"]), frames, size)
+        and bool(torch.isfinite(feats).all())
+        and set(payload["noise"]) == set(SPLITS)
+        and all(
+            isinstance(p, torch.Tensor) and p.dim() == 2 and p.shape[1] == size
+            for v in payload["noise"].values()
+            for p in v
+        )
+    )
 
 
 def build_dataset(
@@ -216,7 +295,7 @@ def build_dataset(
 
     clip_paths = [root / c for c in clips]
     params = {
-        "loader": 1,
+        "loader": 2,  # 2: non-finite clips and recordings are refused or skipped
         "frontend": fe.params(),
         "samples": samples,
         "on_error": on_error,
@@ -226,17 +305,15 @@ def build_dataset(
 
     def build() -> dict[str, Any]:
         feats, kept, skipped = extract_features(clip_paths, fe, samples, on_error)
-        return {
-            "clips": [clips[i] for i in kept],
-            "features": feats,
-            "skipped": skipped,
-            "noise": _noise_parts(noise_paths, fe, noise_split),
-        }
+        noise = _noise_parts(noise_paths, fe, noise_split, on_error, skipped)
+        return {"clips": [clips[i] for i in kept], "features": feats, "skipped": skipped, "noise": noise}
 
-    payload, hit = cached("speech_commands", key, build)
+    frames = fe.num_frames(samples)
+    payload, hit = cached("speech_commands", key, build, check=lambda p: _valid_payload(p, frames, fe.feature_size))
     if payload["skipped"]:
         warnings.warn(
-            f"skipped {len(payload['skipped'])} unreadable clips in {root}; first: {payload['skipped'][0]}",
+            f"skipped {len(payload['skipped'])} unreadable or non-finite audio files in {root}; "
+            f"first: {payload['skipped'][0]}",
             SkippedClipsWarning,
             stacklevel=2,
         )
@@ -250,7 +327,6 @@ def build_dataset(
         class_names = [*KEYWORDS_12, SILENCE, UNKNOWN]
         label_of = {w: KEYWORDS_12.index(w) if w in KEYWORDS_12 else len(KEYWORDS_12) + 1 for w in words}
     clip_labels = torch.tensor([label_of[c.split("/")[0]] for c in payload["clips"]], dtype=torch.long)
-    frames = fe.num_frames(samples)
     features: torch.Tensor = payload["features"]
 
     banks, silence_counts = {}, {}
@@ -366,21 +442,38 @@ def load_speech_commands(
 def download_speech_commands(
     dest: str | Path | None = None, *, version: str = "0.02", keep_archive: bool = False, progress: bool = True
 ) -> Path:
-    """Download, verify and safely extract the official tarball.
+    """Download, verify and safely extract the official tarball into ``dest/speech_commands_v<version>``.
 
-    ``dest`` defaults to ``$NRSTREAM_DATA/speech_commands_v<version>``, else
-    ``~/.cache/nrstream/speech_commands_v<version>``; both are on the search path.
+    ``dest`` defaults to ``$NRSTREAM_DATA``, else ``~/.cache/nrstream``; either way the data
+    lands in its own sub-folder, which is on the search path for the defaults. Nothing
+    already in ``dest`` is deleted: the sub-folder is only (re)written if it is absent or
+    an earlier download wrote it, and an archive that was already there is kept.
+
+    Returns:
+        The data set folder, ``dest/speech_commands_v<version>``.
+
+    Raises:
+        DownloadError: the sub-folder exists but was not written by a download, or the
+            archive's checksum does not match.
     """
     if version not in URLS:
         raise ValueError(f"version must be one of {sorted(URLS)}, got {version!r}")
     url, checksum = URLS[version]
-    dest = Path(dest).expanduser() if dest is not None else download_root() / f"speech_commands_v{version}"
-    archive = dest.parent / f"speech_commands_v{version}.tar.gz"
+    parent = Path(dest).expanduser() if dest is not None else download_root()
+    if parent.exists() and not parent.is_dir():
+        raise DownloadError(f"--dest {parent} is a file, not a folder; pass a folder to download into")
+    folder = parent / f"speech_commands_v{version}"
+    previous = written_by_download(folder) if folder.is_dir() and not folder.is_symlink() else None
+    if previous is not None and previous.get("checksum") == checksum and _is_layout(folder):
+        return folder  # already downloaded and extracted
+    archive = parent / f"speech_commands_v{version}.tar.gz"
+    had_archive = archive.exists() or archive.is_symlink()
+    check_replaceable(folder)  # before anything is downloaded
     download(url, archive, checksum, progress=progress)
-    safe_extract_tar(archive, dest)
-    if not keep_archive:
+    safe_extract_tar(archive, folder, provenance={"source": "speech_commands", "url": url, "checksum": checksum})
+    if not keep_archive and not had_archive:
         archive.unlink(missing_ok=True)
-    return dest
+    return folder
 
 
 load_speech_commands.download = download_speech_commands  # type: ignore[attr-defined]
