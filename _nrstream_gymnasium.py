@@ -1,41 +1,85 @@
-"""Registers nrstream's Gymnasium ids the moment ``gymnasium`` is imported.
+"""Registers nrstream's Gymnasium ids right after ``gymnasium`` is first imported.
 
 Gymnasium 1.x no longer loads the ``gymnasium.envs`` entry points, yet
-``gymnasium.make("nrstream/Toy-v0")`` should work without ``import nrstream``. The
+``gymnasium.make("nrstream/Toy-v1")`` should work without ``import nrstream``. The
 ``nrstream-gymnasium.pth`` file installed beside this module imports it at interpreter
-start; it only adds a meta-path finder (no torch, no gymnasium) that wraps gymnasium's
-loader once and then removes itself. Registration itself is data only: entry-point
-strings that Gymnasium imports lazily on ``make``.
+start-up; ``import nrstream`` installs it too. It adds one ``sys.meta_path`` finder that
+answers only for ``gymnasium``: it asks the finders behind it for gymnasium's spec and
+wraps that spec's ``exec_module``, so that the ids are registered (data only: entry-point
+strings, no torch) once gymnasium's own code has run; then it removes itself.
+
+Why it is written this way:
+
+- Only ``sys`` is imported (already loaded at start-up). Subclassing
+  ``importlib.abc.MetaPathFinder`` imported ``importlib.abc``, which pulls in
+  ``importlib.resources`` and ``typing`` and doubled bare interpreter start-up
+  (``benchmarks/startup.py`` measures it); a finder is any object with ``find_spec``.
+- The finder stays installed until gymnasium is really executed, so a bare
+  ``importlib.util.find_spec("gymnasium")`` (TorchRL does one on import) does not use it up.
+- The ids are registered by ``nrstream.envs.registration``, which imports gymnasium only
+  inside ``register_envs()``: importing it first, in any order, cannot be circular.
 """
 
-import importlib.abc
-import importlib.util
 import sys
-import warnings
 
 
-class _RegisterAfterGymnasium(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname, path, target=None):
+def _register() -> None:
+    try:
+        from nrstream.envs.registration import register_envs
+
+        register_envs()
+    except Exception as exc:  # never break `import gymnasium`
+        import warnings
+
+        warnings.warn(
+            f"nrstream could not register its Gymnasium ids ({exc}); call nrstream.envs.register_envs()",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
+class RegisterAfterGymnasium:
+    """A ``sys.meta_path`` finder for ``gymnasium`` that finds nothing itself."""
+
+    def find_spec(self, fullname, path=None, target=None):
         if fullname != "gymnasium":
             return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
+        finders = list(sys.meta_path)
+        behind = finders[finders.index(self) + 1 :] if self in finders else finders
+        for finder in behind:
+            find_spec = getattr(finder, "find_spec", None)
+            spec = find_spec(fullname, path, target) if find_spec is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        exec_module = getattr(loader, "exec_module", None)
+        if exec_module is None:
             return spec
-        exec_module = spec.loader.exec_module
 
-        def exec_then_register(module):
+        def exec_module_then_register(module):
             exec_module(module)
-            try:
-                from nrstream.envs.registration import register_envs
+            uninstall()
+            _register()
 
-                register_envs()
-            except Exception as exc:  # never break `import gymnasium`
-                warnings.warn(f"nrstream could not register its Gymnasium envs: {exc}", stacklevel=2)
-
-        spec.loader.exec_module = exec_then_register
+        # an attribute of this spec's own loader instance: the module keeps its real loader type
+        loader.exec_module = exec_module_then_register
         return spec
 
 
-if "gymnasium" not in sys.modules and not any(isinstance(f, _RegisterAfterGymnasium) for f in sys.meta_path):
-    sys.meta_path.insert(0, _RegisterAfterGymnasium())
+def installed() -> bool:
+    return any(isinstance(finder, RegisterAfterGymnasium) for finder in sys.meta_path)
+
+
+def install() -> None:
+    """Add the finder (once) unless gymnasium is already imported."""
+    if "gymnasium" not in sys.modules and not installed():
+        sys.meta_path.insert(0, RegisterAfterGymnasium())
+
+
+def uninstall() -> None:
+    sys.meta_path[:] = [finder for finder in sys.meta_path if not isinstance(finder, RegisterAfterGymnasium)]
+
+
+install()

@@ -2,12 +2,15 @@
 
 The public names are imported lazily so that ``import nrstream`` (done by every Python
 process that imports gymnasium, to register the envs) stays cheap and torch-free.
+``import nrstream`` registers the Gymnasium ids (``nrstream/Toy-v1``, ...): at once if
+gymnasium is imported, else the moment it is (:mod:`nrstream.envs.registration`).
 """
 
 from __future__ import annotations
 
 import importlib
 
+from nrstream.envs.registration import register_envs, register_on_gymnasium_import
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError, PluginError
 from nrstream.hookspecs import hookimpl
 
@@ -28,6 +31,9 @@ _LAZY = {
     "get_registry": "nrstream.plugins",
     "load_dataset": "nrstream.datasets",
     "make_stream": "nrstream.datasets",
+    "load_config": "nrstream.config",
+    "run_experiment": "nrstream.experiment",
+    "Results": "nrstream.experiment",
 }
 
 __all__ = [
@@ -37,8 +43,21 @@ __all__ = [
     "PluginError",
     "ConfigError",
     "DataNotFoundError",
+    "register_envs",
+    "create",
     *_LAZY,
 ]
+
+
+def create(kind: str, name: str, /, **options):
+    """Build a registered component by kind and name, e.g. ``nrstream.create("loss", "ce_kl")``.
+
+    ``kind`` is ``architecture``, ``loss``, ``metric`` or ``data_source``; ``options`` go to the
+    plugin's factory. The same as ``nrstream.get_registry().create(kind, name, **options)``.
+    """
+    from nrstream.plugins import get_registry
+
+    return get_registry().create(kind, name, **options)
 
 
 def __getattr__(name: str):
@@ -50,3 +69,6 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(__all__)
+
+
+register_on_gymnasium_import()

@@ -169,6 +169,75 @@ def test_vector_env_truncation_and_autoreset():
 def test_bad_env_arguments():
     with pytest.raises(ValueError, match="frames_per_step must be >= 1, got 0"):
         gymnasium.make("nrstream/Toy-v0", frames_per_step=0)
-    envs = gymnasium.make_vec("nrstream/Toy-v0", num_envs=2, vectorization_mode="vector_entry_point")
-    with pytest.raises(TypeError, match="one int seed"):
-        envs.reset(seed=[1, 2])
+    envs = gymnasium.make_vec("nrstream/Toy-v0", num_envs=2)
+    with pytest.raises(ValueError, match=r"one seed per lane \(2\), got 3"):
+        envs.reset(seed=[1, 2, 3])
+    with pytest.raises(TypeError, match="takes an int >= 0, a list of 2 such ints, or None; got 'a'"):
+        envs.reset(seed="a")
+    with pytest.raises(TypeError, match="got \\[1, None\\]"):
+        envs.reset(seed=[1, None])
+
+
+@pytest.mark.parametrize("env_id", ["nrstream/Toy-v0", "nrstream/Toy-v1"])
+def test_render_mode_is_refused_with_one_clear_line(env_id):
+    message = r"nrstream envs do not render \(metadata render_modes is \[\]\), got render_mode='rgb_array'"
+    with pytest.raises(ValueError, match=message):
+        gymnasium.make_vec(env_id, num_envs=2, render_mode="rgb_array")
+    with pytest.raises(ValueError, match=message), pytest.warns(UserWarning, match="not in the possible render_modes"):
+        gymnasium.make(env_id, render_mode="rgb_array")
+    assert gymnasium.make_vec(env_id, num_envs=2, render_mode=None).render_mode is None
+
+
+def test_vector_env_is_the_default_of_make_vec_and_sync_is_numpy():
+    envs = gymnasium.make_vec("nrstream/Toy-v1", num_envs=3)
+    assert type(envs.unwrapped).__name__ == "StreamVectorEnv"
+    assert envs.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.NEXT_STEP
+    obs, info = envs.reset(seed=0)
+    assert isinstance(obs, torch.Tensor) and obs.shape == (3, 8)
+    sync = gymnasium.make_vec("nrstream/Toy-v1", num_envs=3, vectorization_mode="sync")
+    obs, info = sync.reset(seed=0)
+    assert isinstance(obs, np.ndarray) and obs.shape == (3, 8) and info["end"].shape == (3,)
+
+
+def test_vector_env_seeds_as_int_or_list():
+    envs = gymnasium.make_vec("nrstream/Toy-v1", num_envs=3, frames_per_step=20)
+
+    def first(seed):
+        return envs.reset(seed=seed)[0]
+
+    assert torch.equal(first(5), first(5))
+    assert torch.equal(first([5, 6, 7]), first([5, 6, 7]))
+    assert not torch.equal(first([5, 6, 7]), first([5, 6, 8]))
+    assert not torch.equal(first([5, 6, 7]), first(5))
+    assert not torch.equal(first([None, None, None]), first([None, None, None]))
+
+
+def test_v1_single_frame_spaces_are_conventional_and_v0_is_unchanged():
+    from gymnasium import spaces
+
+    v1, v0 = gymnasium.make("nrstream/Toy-v1"), gymnasium.make("nrstream/Toy-v0")
+    assert v1.observation_space == spaces.Box(-np.inf, np.inf, (8,), np.float32)
+    assert v1.action_space == spaces.Discrete(4)
+    assert v0.observation_space.shape == (1, 8) and v0.action_space == spaces.MultiDiscrete([4])
+    obs1, info1 = v1.reset(seed=3)
+    obs0, info0 = v0.reset(seed=3)
+    assert np.array_equal(obs1, obs0[0]) and info1["label"].shape == () and info0["label"].shape == (1,)
+    # the same stream, frame for frame, and the same rewards for the same predictions
+    for _ in range(60):
+        action = int(max(info1["label"], 0))
+        obs1, r1, _, _, info1 = v1.step(action)
+        obs0, r0, _, _, info0 = v0.step(np.array([action]))
+        assert np.array_equal(obs1, obs0[0]) and r1 == r0
+    # more frames per step: v1 is v0
+    assert gymnasium.make("nrstream/Toy-v1", frames_per_step=5).action_space == spaces.MultiDiscrete([4] * 5)
+    vec = gymnasium.make_vec("nrstream/Toy-v1", num_envs=4)
+    assert vec.single_action_space == spaces.Discrete(4) and vec.action_space.shape == (4,)
+    obs, info = vec.reset(seed=0)
+    assert obs.shape == (4, 8) and info["end"].shape == (4,)
+    obs, reward, *_ = vec.step(torch.zeros(4, dtype=torch.long))
+    assert obs.shape == (4, 8) and reward.shape == (4,)
+
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value")
+def test_v1_single_env_passes_check_env():
+    check_env(gymnasium.make("nrstream/Toy-v1").unwrapped)

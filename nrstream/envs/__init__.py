@@ -1,1 +1,11 @@
-"""Gymnasium environments over nrstream streams (see :mod:`nrstream.envs.registration`)."""
+"""Gymnasium environments over nrstream streams.
+
+``StreamEnv`` (:mod:`nrstream.envs.single`: one lane, numpy) and ``StreamVectorEnv``
+(:mod:`nrstream.envs.vector`: ``B`` lanes, torch tensors on one device), registered as
+``nrstream/<Name>-v<N>`` by :mod:`nrstream.envs.registration`. Importing this package
+imports neither torch nor gymnasium.
+"""
+
+from nrstream.envs.registration import ENVS, register_envs
+
+__all__ = ["ENVS", "register_envs"]

@@ -14,17 +14,32 @@ from nrstream.datasets import load_dataset, make_stream
 from nrstream.envs.reader import ReadAhead
 from nrstream.stream import Chunk
 
-__all__ = ["StreamEnv", "chunk_info", "lane_spaces"]
+__all__ = ["StreamEnv", "chunk_info", "lane_spaces", "check_render_mode"]
+
+
+def check_render_mode(render_mode: str | None) -> None:
+    """The envs draw nothing: ``render_mode=None`` is accepted, anything else is a clear error."""
+    if render_mode is not None:
+        raise ValueError(
+            f"nrstream envs do not render (metadata render_modes is []), got render_mode={render_mode!r}: "
+            "leave render_mode out; plot the observations or info['label'] yourself"
+        )
 
 
 def lane_spaces(
-    source: str, source_options: dict[str, Any] | None, frames_per_step: int
-) -> tuple[Dataset, spaces.Box, spaces.MultiDiscrete]:
-    """The data set and one lane's observation and action spaces (shared by both envs)."""
+    source: str, source_options: dict[str, Any] | None, frames_per_step: int, squeeze: bool = False
+) -> tuple[Dataset, spaces.Box, spaces.MultiDiscrete | spaces.Discrete]:
+    """The data set and one lane's observation and action spaces (shared by both envs).
+
+    ``Box((frames_per_step, F))`` and ``MultiDiscrete([C] * frames_per_step)``; with
+    ``squeeze`` and one frame per step, ``Box((F,))`` and ``Discrete(C)``.
+    """
     if frames_per_step < 1:
         raise ValueError(f"frames_per_step must be >= 1, got {frames_per_step!r}")
     dataset = load_dataset(source, **(source_options or {}))
     features, classes = dataset.feature_size, dataset.num_classes
+    if squeeze and frames_per_step == 1:
+        return dataset, spaces.Box(-np.inf, np.inf, (features,), np.float32), spaces.Discrete(classes)
     observation = spaces.Box(-np.inf, np.inf, (frames_per_step, features), np.float32)
     action = spaces.MultiDiscrete(np.full(frames_per_step, classes, dtype=np.int64))
     return dataset, observation, action
@@ -54,11 +69,13 @@ class StreamEnv(gym.Env):
     ## Observation Space
     ``Box(-inf, inf, (frames_per_step, F), float32)``: the next ``frames_per_step``
     feature frames (``F`` set by the data source: 28 pixel values for Fashion-MNIST rows,
-    40 log-mel bands for speech, ...).
+    40 log-mel bands for speech, ...). With ``squeeze=True`` (the ``-v1`` ids) and one
+    frame per step: ``Box(-inf, inf, (F,), float32)``, the next frame.
 
     ## Action Space
     ``MultiDiscrete([C] * frames_per_step)``: the predicted class for each frame of the
-    previous observation (``C`` classes of the data source).
+    previous observation (``C`` classes of the data source). With ``squeeze=True`` and one
+    frame per step: ``Discrete(C)``.
 
     ## Rewards
     ``1`` for each correct prediction at a decision frame of the previous observation,
@@ -73,19 +90,25 @@ class StreamEnv(gym.Env):
 
     ## Info
     For the frames of the returned observation, numpy arrays of shape
-    ``(frames_per_step,)``: ``label`` (class, ``-1`` on noise), ``mask`` (sample frame),
-    ``start`` (first frame of a sample), ``end`` (decision frame), ``sample_index``
-    (samples started so far). ``label`` is for scoring and analysis: an honest agent
-    does not read it.
+    ``(frames_per_step,)`` (numpy scalars when the spaces are squeezed): ``label``
+    (class, ``-1`` on noise), ``mask`` (sample frame), ``start`` (first frame of a
+    sample), ``end`` (decision frame), ``sample_index`` (samples started so far).
+    ``label`` is for scoring and analysis: an honest agent does not read it.
+    :meth:`nrstream.stream.Chunk.from_info` turns observation and info back into a chunk.
 
     ## Arguments
     ``source`` (data-source plugin name), ``source_options`` (its config), ``split``
     (``train``/``validation``/``test``), ``gap_min``/``gap_max`` (noise frames between
     samples), ``noise`` (``gaussian``/``silence``/``recorded``), ``noise_scale``,
-    ``frames_per_step``.
+    ``frames_per_step``, ``squeeze`` (drop the frame axis when ``frames_per_step`` is 1),
+    ``render_mode`` (only ``None``: nothing is drawn).
 
     ## Version History
-    * v0: initial version.
+    * v1: with ``frames_per_step=1`` (the default) the conventional single-frame spaces
+      ``Box((F,))`` and ``Discrete(C)`` and scalar ``info`` values (``squeeze=True``), as
+      TorchRL and Stable-Baselines3 expect; unchanged for more frames per step.
+    * v0: initial version: ``Box((frames_per_step, F))`` and
+      ``MultiDiscrete([C] * frames_per_step)`` for every ``frames_per_step``.
     """
 
     metadata = {"render_modes": []}
@@ -100,10 +123,17 @@ class StreamEnv(gym.Env):
         noise: str = "gaussian",
         noise_scale: float = 1.0,
         frames_per_step: int = 1,
+        squeeze: bool = False,
+        render_mode: str | None = None,
     ) -> None:
-        self.dataset, self.observation_space, self.action_space = lane_spaces(source, source_options, frames_per_step)
+        check_render_mode(render_mode)
+        self.render_mode = render_mode
+        self.dataset, self.observation_space, self.action_space = lane_spaces(
+            source, source_options, frames_per_step, squeeze
+        )
         self._stream_options = dict(split=split, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
         self.frames_per_step = frames_per_step
+        self.squeezed = isinstance(self.action_space, spaces.Discrete)
         self._reader: ReadAhead | None = None
         self._chunk: Chunk | None = None
 
@@ -126,6 +156,6 @@ class StreamEnv(gym.Env):
         return obs, reward, False, False, info
 
     def _observation(self):
-        chunk = self._chunk[0]
-        info = {key: value.numpy() for key, value in chunk_info(chunk).items()}
+        chunk = self._chunk[0, 0] if self.squeezed else self._chunk[0]
+        info = {key: value.numpy()[()] for key, value in chunk_info(chunk).items()}
         return chunk.x.numpy().astype(np.float32, copy=True), info

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from nrstream.datasets import make_stream
 from nrstream.envs.reader import ReadAhead
-from nrstream.envs.single import chunk_info, lane_spaces
+from nrstream.envs.single import check_render_mode, chunk_info, lane_spaces
 from nrstream.stream import Chunk
 
 __all__ = ["StreamVectorEnv"]
@@ -22,20 +24,38 @@ class StreamVectorEnv(VectorEnv):
     All lanes are read from one :class:`~nrstream.stream.Stream` in lockstep, so a step
     is a handful of tensor ops whatever ``num_envs`` is, and nothing leaves the device.
     Observations, rewards, flags and info are torch tensors; spaces are the batched
-    numpy spaces of the single env, for reference.
+    numpy spaces of the single env, for reference. ``gymnasium.make_vec`` builds this
+    env by default for the nrstream ids (``vectorization_mode="sync"`` gives Gymnasium's
+    ``SyncVectorEnv`` of numpy single envs instead).
 
     Example::
 
-        >>> envs = gymnasium.make_vec("nrstream/Toy-v0", num_envs=256, frames_per_step=100,
-        ...                           vectorization_mode="vector_entry_point")
+        >>> envs = gymnasium.make_vec("nrstream/Toy-v1", num_envs=256, frames_per_step=100)
         >>> obs, info = envs.reset(seed=0)
         >>> obs.shape, info["end"].shape          # (256, 100, F), (256, 100)
         >>> obs, reward, terminated, truncated, info = envs.step(actions)   # actions (256, 100)
         >>> reward.shape                          # (256,)
 
+    With ``frames_per_step=1`` on a ``-v1`` id: observations ``(num_envs, F)``, actions
+    and info values ``(num_envs,)``.
+
+    Gymnasium's vector wrappers: ``metadata["autoreset_mode"]`` is ``NEXT_STEP`` (after a
+    truncation, the next step's action is ignored and earns nothing; the stream goes
+    on). Wrappers that only call functions you give (``TransformObservation``,
+    ``TransformReward``, ``TransformAction``) work on the tensors as they are. Those that
+    keep statistics in numpy (``RecordEpisodeStatistics``, ``NormalizeObservation``,
+    ``NormalizeReward``) need numpy arrays: wrapped directly they fail on the first
+    ``step`` with numpy's ``TypeError``; put
+    ``gymnasium.wrappers.vector.ArrayConversion(envs, env_xp=torch, target_xp=numpy)``
+    (needs ``array-api-compat``, in the ``compat`` extra) between them, at the price of
+    one copy to host memory per step.
+
     Args: as the single env, plus ``num_envs`` (lanes), ``device`` and
     ``max_episode_steps`` (truncate all lanes after that many steps; the stream itself
     carries on after the automatic reset).
+
+    Version History: as :class:`~nrstream.envs.single.StreamEnv` (v1: squeezed
+    single-frame spaces; v0: a frame axis always).
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -53,10 +73,15 @@ class StreamVectorEnv(VectorEnv):
         frames_per_step: int = 1,
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
+        squeeze: bool = False,
+        render_mode: str | None = None,
     ) -> None:
+        check_render_mode(render_mode)
+        self.render_mode = render_mode
         self.dataset, self.single_observation_space, self.single_action_space = lane_spaces(
-            source, source_options, frames_per_step
+            source, source_options, frames_per_step, squeeze
         )
+        self.squeezed = isinstance(self.single_action_space, spaces.Discrete)
         self._stream_options = dict(split=split, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
         self.num_envs = int(num_envs)
         self.frames_per_step = int(frames_per_step)
@@ -74,11 +99,15 @@ class StreamVectorEnv(VectorEnv):
             f"StreamVectorEnv(num_envs={self.num_envs}, frames_per_step={self.frames_per_step}, stream={self.stream})"
         )
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Start a new stream (``seed``: one int for all lanes); ``seed=None`` draws one."""
-        if seed is not None and not isinstance(seed, int):
-            raise TypeError(f"StreamVectorEnv.reset takes one int seed for all lanes, got {seed!r}")
-        super().reset(seed=seed)
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Start a new stream for all lanes (they are one stream, drawn together).
+
+        ``seed``: an int; or, as Gymnasium's vector envs take it, a list of ``num_envs``
+        ints, which seeds the stream through ``numpy.random.SeedSequence(seeds)`` (the
+        same list gives the same stream; lane ``b`` is not lane 0 of a stream seeded with
+        ``seeds[b]``); ``None`` or a list of ``None`` draws a fresh seed.
+        """
+        super().reset(seed=self._one_seed(seed))
         stream_seed = int(self.np_random.integers(2**31))
         self.stream = make_stream(
             self.dataset, num_lanes=self.num_envs, seed=stream_seed, device=self.device, **self._stream_options
@@ -87,7 +116,25 @@ class StreamVectorEnv(VectorEnv):
         self._chunk = self._reader.take(self.frames_per_step)
         self._steps = 0
         self._needs_reset = False
-        return self._chunk.x, chunk_info(self._chunk)
+        return self._observation()
+
+    def _one_seed(self, seed) -> int | None:
+        if seed is None or (isinstance(seed, int | np.integer) and not isinstance(seed, bool)):
+            return None if seed is None else int(seed)
+        if isinstance(seed, list | tuple):
+            if len(seed) != self.num_envs:
+                raise ValueError(f"reset(seed=[...]) needs one seed per lane ({self.num_envs}), got {len(seed)}")
+            if all(s is None for s in seed):
+                return None
+            if all(isinstance(s, int | np.integer) and not isinstance(s, bool) and s >= 0 for s in seed):
+                return int(np.random.SeedSequence([int(s) for s in seed]).generate_state(1, np.uint64)[0] >> 1)
+        raise TypeError(
+            f"reset(seed=...) takes an int >= 0, a list of {self.num_envs} such ints, or None; got {seed!r}"
+        )
+
+    def _observation(self):
+        chunk = self._chunk[:, 0] if self.squeezed else self._chunk
+        return chunk.x, chunk_info(chunk)
 
     def step(self, actions):
         """``actions``: predicted classes ``(num_envs, frames_per_step)`` (or ``(num_envs,)``)."""
@@ -107,4 +154,5 @@ class StreamVectorEnv(VectorEnv):
         if self.max_episode_steps is not None and self._steps >= self.max_episode_steps:
             truncated.fill_(True)
             self._needs_reset = True
-        return self._chunk.x, reward, terminated, truncated, chunk_info(self._chunk)
+        obs, info = self._observation()
+        return obs, reward, terminated, truncated, info
