@@ -145,7 +145,11 @@ class NoForgetLSTM(nn.Module):
     Speed: torch has no fused kernel for this cell, so each layer loops over the ``T``
     frames in Python (the input projections of the whole chunk are one matmul before the
     loop; the loop does the recurrent matmul and the gates, vectorised over lanes and
-    units) — several times slower than the fused ``lstm``, fine for the shift experiment.
+    units). On the 2-core CPU (one thread, load ~11; B = 256, T = 100, F = 28, H = 128,
+    medians of 5 timed calls) it reads 33.6k frames/s forward against 47.2k for the
+    fused ``lstm`` (1.4x slower) and trains at the same speed (14.6k vs 14.1k frames/s
+    forward + backward). On a GPU, where the fused kernel is one launch per chunk and
+    this loop several per frame, expect a larger gap (not measured here).
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int, dropout: float) -> None:
@@ -202,8 +206,8 @@ class LSTMClassifier(RecurrentClassifier):
         forget_gate: ``true`` (default): the usual LSTM with a forget gate (Gers,
             Schmidhuber & Cummins 2000), torch's fused ``nn.LSTM``. ``false``: the LSTM
             without one, ``c_t = c_{t-1} + i_t * g_t`` (:class:`NoForgetLSTM`), whose cell
-            grows without bound on a stream that is never reset; a per-frame loop, several
-            times slower than the fused kernel.
+            grows without bound on a stream that is never reset; a per-frame loop (1.4x
+            slower than the fused kernel forward on the CPU, see its docstring).
     """
 
     layer_class = nn.LSTM
