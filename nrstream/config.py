@@ -89,7 +89,9 @@ Seeds: ``run.seeds`` lists the seeds to train each agent with (one job per agent
 seed); ``run.seed`` is the single-seed spelling of ``run.seeds: [seed]``. After loading,
 ``run.seeds`` is always a non-empty list of distinct seeds and ``run.seed == run.seeds[0]``
 (the first seed, for what needs one). Giving both is allowed only when they agree
-(``run.seed`` equals ``run.seeds[0]``); anything else is an error.
+(``run.seed`` equals ``run.seeds[0]``); anything else is an error. On the command line
+the last spelling wins: ``--set run.seeds=[1,2]`` replaces the file's ``run.seed``, and
+``--set run.seed=4`` its ``run.seeds``.
 ``run.name`` is a plain folder name: no ``/`` or ``\\``, not ``.``/``..``, no leading ``.``,
 no control characters, at most 100 characters.
 
@@ -792,8 +794,9 @@ def _load_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}: {where}invalid YAML: {problem}") from None
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply to read") from None
-    except ValueError as exc:  # e.g. an integer of more than 4300 digits
-        raise ConfigError(f"{source}: invalid value: {_first_line(exc)}") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python refuses to convert it)
+        reason = "an integer with more than 4300 digits" if "digits" in str(exc) else _first_line(exc)
+        raise ConfigError(f"{source}: invalid value: {reason}") from None
     finally:
         loader.dispose()
 
@@ -901,6 +904,17 @@ def apply_overrides(raw: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     return out
 
 
+def _last_seed_spelling_wins(raw: dict, keys: list[str]) -> dict:
+    """``--set run.seeds=[...]`` replaces the file's ``run.seed`` (and ``--set run.seed=N`` its ``run.seeds``)."""
+    run = raw.get("run")
+    if not isinstance(run, dict):
+        return raw
+    for given, other in (("run.seeds", "seed"), ("run.seed", "seeds")):
+        if given in keys and f"run.{other}" not in keys and other in run:
+            run = {k: v for k, v in run.items() if k != other}
+    return {**raw, "run": run}
+
+
 def load_config(
     path: str | Path,
     *,
@@ -923,6 +937,7 @@ def load_config(
             raw = apply_overrides(raw, overrides)
         except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+        raw = _last_seed_spelling_wins(raw, [parse_override(o)[0] for o in overrides])
     return parse_config(raw, str(path), check_plugins=check_plugins, overrides=list(overrides))
 
 
