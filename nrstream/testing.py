@@ -91,8 +91,9 @@ def make_chunk(
     least one frame, so a default chunk has noise frames, sample starts and decision frames.
 
     Pass ``label [B, T]`` (``-1`` on noise) to lay the chunk out yourself: ``mask`` is then
-    ``label >= 0``, a sample starts where a run of one label begins and ends where it stops
-    (so two samples back to back need different labels, or explicit ``start``/``end``).
+    ``label >= 0``, a sample starts where a run of one label begins and ends where it stops,
+    the last frame included (so two samples back to back need different labels, or
+    explicit ``start``/``end``).
     ``mask``, ``start``, ``end`` and ``x`` override what would be derived.
     ``sample_index`` counts the starts seen so far in the lane; ``sample_id`` numbers the
     samples of the chunk (``-1`` on noise).
@@ -100,12 +101,18 @@ def make_chunk(
     with _seeded(seed):
         if label is None:
             label = torch.full((lanes, frames), -1, dtype=torch.long)
+            starts, ends = torch.zeros(lanes, frames, dtype=torch.bool), torch.zeros(lanes, frames, dtype=torch.bool)
             for lane in range(lanes):
                 t = max(1, _randint(*gap))
                 while t < frames:
                     length = _randint(*sample_length)
                     label[lane, t : t + length] = _randint(0, num_classes - 1)
+                    starts[lane, t] = True
+                    if t + length <= frames:  # a sample the chunk cuts off has no decision frame in it
+                        ends[lane, t + length - 1] = True
                     t += length + _randint(*gap)
+            start = starts if start is None else start
+            end = ends if end is None else end
         label = label.to(torch.long)
         lanes, frames = label.shape
         if x is None:
@@ -465,7 +472,8 @@ def check_loss(
             aux = {"hidden": _hidden(mixed)}
             shuffled = torch.where(~mixed.mask[..., None], logits.flip(-1), logits)
             before, after = instance(logits, mixed, dict(aux)), instance(shuffled, mixed, dict(aux))
-            if not torch.allclose(before, after, rtol=1e-9, atol=1e-12):
+            tolerance = _default_tolerance(dtype)
+            if not torch.allclose(before, after, rtol=tolerance, atol=tolerance):
                 _fail(
                     name,
                     f"the -1 label of noise frames is read as a class: reversing the class order of the logits on "
