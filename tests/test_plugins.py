@@ -45,6 +45,11 @@ DISTRIBUTIONS = {
     "broken_import": """
         import a_module_that_does_not_exist
     """,
+    "exit_on_import": """
+        import sys
+
+        sys.exit(0)
+    """,
     "typo_hook": """
         from nrstream import hookimpl
 
@@ -156,7 +161,9 @@ def test_typo_in_a_hook_name_is_caught(load):
 
 
 def test_disable_plugins_by_name(site, monkeypatch):
-    monkeypatch.setenv("NRSTREAM_DISABLE_PLUGINS", "broken_import,typo_hook,duplicate_gru,extra_metric,ssm")
+    monkeypatch.setenv(
+        "NRSTREAM_DISABLE_PLUGINS", "broken_import,exit_on_import,typo_hook,duplicate_gru,extra_metric,ssm"
+    )
     reload_plugins()
     registry = get_registry()
     assert "ssm" not in registry.names("architecture") and "gru" in registry.names("architecture")
@@ -186,3 +193,75 @@ def test_options_a_factory_rejects_become_one_line_errors_naming_the_plugin(load
         registry.create("data_source", "toy", num_classes=1)
     with pytest.raises(ConfigError, match=r"^data_source 'toy': .*unexpected keyword argument 'colour'"):
         registry.create("data_source", "toy", colour="red")
+
+
+def test_a_plugin_calling_sys_exit_on_import_is_a_load_failure_naming_it(load):
+    with pytest.warns(
+        PluginLoadWarning,
+        match=r"'exit_on_import' \(nrstream-test-exit-on-import 1.2.3\) failed to import: SystemExit: 0",
+    ):
+        registry = load("exit_on_import", "toy")
+    assert registry.names("data_source") == ["toy"]
+    with pytest.raises(PluginError, match="'exit_on_import'.*SystemExit"):
+        load("exit_on_import", "toy", strict=True)
+
+
+def test_cli_does_not_end_silently_when_a_plugin_exits_on_import(site):
+    env = {"NRSTREAM_LOAD_PLUGINS": "toy,exit_on_import", "PYTHONPATH": str(site), "PATH": ""}
+    result = subprocess.run(
+        [sys.executable, "-m", "nrstream.cli", "--strict", "plugins"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "'exit_on_import'" in result.stderr and "SystemExit" in result.stderr
+
+
+def test_one_did_you_mean_rule():
+    from nrstream.plugins import close_matches, did_you_mean
+
+    assert close_matches("epocs", ["epochs", "steps", "lanes"]) == ["epochs"]
+    # within 0.1 of the best ratio only: 'gru' beats 'rnn' clearly, so only 'gru' is offered
+    assert close_matches("gur", ["gru", "rnn", "lstm"]) == ["gru"]
+    assert close_matches("zzz", ["gru", "rnn"]) == []
+    assert did_you_mean("zzz", ["a", "b"], "option") == "valid options: a, b"
+    assert did_you_mean("lsmt", ["lstm"]) == "did you mean 'lstm'?"
+
+
+def test_quote_cuts_long_values():
+    from nrstream.plugins import quote
+
+    assert quote("x" * 1000) == "'" + "x" * 76 + "..."
+    assert len(quote(list(range(10**6)))) <= 80
+    assert quote(10**1000).startswith("<an integer of about 1000 digits")
+    assert quote(3) == "3" and quote("ab") == "'ab'"
+
+
+def test_check_options_names_the_option_and_checks_annotated_types(load):
+    from nrstream.errors import OptionError, PluginOptionError
+
+    assert PluginOptionError is OptionError
+    registry = load("toy", "recurrent")
+    registry.check_options("data_source", "toy", {"num_classes": 3, "jitter": 1})  # an int is a fine float
+    with pytest.raises(OptionError) as info:
+        registry.check_options("data_source", "toy", {"num_clases": 3})
+    assert (str(info.value), info.value.option) == (
+        "unknown option of data source 'toy'; did you mean 'num_classes'?",
+        "num_clases",
+    )
+    with pytest.raises(OptionError, match=r"^option of data source 'toy': must be a finite number, got nan$"):
+        registry.check_options("data_source", "toy", {"jitter": float("nan")})
+    with pytest.raises(OptionError, match=r"^option of data source 'toy': expected an integer, got 2.5 \(float\)$"):
+        registry.check_options("data_source", "toy", {"seed": 2.5})
+    with pytest.raises(OptionError, match="unknown option of architecture 'gru'"):
+        registry.check_options("architecture", "gru", {"input_size": 3}, skip=("input_size", "num_classes"))
+    assert "input_size" not in registry.option_names("architecture", "gru", skip=("input_size", "num_classes"))
+
+
+def test_create_turns_a_runtime_error_from_bad_options_into_one_line(load):
+    from nrstream.errors import OptionError
+
+    registry = load("toy")
+    with pytest.raises(
+        OptionError, match=r"^data_source 'toy': cannot be built with these options: .*negative"
+    ) as info:
+        registry.create("data_source", "toy", feature_size=-3)
+    assert "\n" not in str(info.value)
