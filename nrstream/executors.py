@@ -53,6 +53,8 @@ __all__ = [
     "LocalExecutor",
     "RayExecutor",
     "make_executor",
+    "executor_from_config",
+    "JobRunner",
     "probe_address",
     "check_node_paths",
 ]
@@ -599,3 +601,102 @@ def make_executor(
             init_options=dict(init_options or {}),
         )
     raise ExecutorError(f"{where}: unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
+
+
+# ---------------------------------------------------------------------------- the experiment's jobs
+
+
+def _config_paths(config: Any) -> tuple[list[str], list[str]]:
+    """(folders every worker writes: the checkpoint folder; data paths named in ``data.options``)."""
+    data = [
+        str(Path(v).expanduser())
+        for v in {**config.data.options, **config.data.fallback_options}.values()
+        if isinstance(v, str) and os.sep in v and Path(v).expanduser().exists()
+    ]
+    return [str(config.checkpoint_dir)], data
+
+
+def executor_from_config(
+    config: Any,
+    *,
+    executor: str | None = None,
+    address: str | None = None,
+    progress: bool = True,
+    init_options: dict | None = None,
+) -> LocalExecutor | RayExecutor:
+    """The executor a config asks for (``run.executor``, ``run.ray_address``, ``run.resources``).
+
+    ``executor`` / ``address`` override the config (``--executor``, ``--ray-address``).
+    """
+    name = executor or getattr(config.run, "executor", "local")
+    address = address or getattr(config.run, "ray_address", None)
+    res = getattr(config.run, "resources", None)
+    resources = {"num_cpus": getattr(res, "num_cpus", 1.0), "num_gpus": getattr(res, "num_gpus", 0.0)}
+    shared, data = _config_paths(config)
+    where = "--executor" if executor else "run.executor"
+    return make_executor(
+        name,
+        address=address,
+        resources=resources,
+        progress=progress,
+        shared_paths=shared,
+        data_paths=data,
+        init_options=init_options,
+        where=where,
+    )
+
+
+#: per worker process: loaded data sets by their config, so a worker that runs several jobs loads once
+_WORKER_DATA: dict[str, Any] = {}
+
+
+def run_job_in_worker(config: Any, progress: bool, job: Any) -> Any:
+    """What a Ray task runs: :func:`nrstream.experiment.run_job` with data loaded (once) in the worker.
+
+    The device is the config's (``auto``: the GPU Ray assigned to the task, if any).
+    """
+    import json
+
+    from nrstream.engine import load_data
+    from nrstream.experiment import run_job
+
+    key = json.dumps(
+        [config.data.source, config.data.options, config.data.fallback, config.data.fallback_options],
+        sort_keys=True,
+        default=str,
+    )
+    if key not in _WORKER_DATA:
+        _WORKER_DATA.clear()
+        _WORKER_DATA[key] = load_data(config)
+    return run_job(config, job, data=_WORKER_DATA[key], progress=progress)
+
+
+@dataclass
+class JobRunner:
+    """Adapts an executor to :func:`nrstream.experiment.run_experiment`'s ``executor=`` hook.
+
+    Called as ``runner(config, jobs, device=, data=, progress=)``; returns one outcome per
+    job, in the order of ``jobs``: a ``JobResult`` or a :class:`JobFailure`. The local
+    executor runs :func:`nrstream.experiment.run_job` here with the driver's data and
+    device; the Ray executor ships ``config`` to the workers with the checkpoint folder made
+    absolute (a worker's current folder is not the driver's) and loads the data there.
+    """
+
+    executor: LocalExecutor | RayExecutor
+
+    def __call__(self, config: Any, jobs: Sequence[Any], *, device: Any, data: Any, progress: bool = True) -> list:
+        import dataclasses
+        import functools
+
+        from nrstream.experiment import run_job
+
+        if isinstance(self.executor, LocalExecutor):
+            fn: Callable[[Any], Any] = functools.partial(run_job, config, device=device, data=data, progress=progress)
+        else:
+            run = dataclasses.replace(config.run, checkpoint_dir=str(config.checkpoint_dir.resolve()))
+            fn = functools.partial(run_job_in_worker, dataclasses.replace(config, run=run), progress)
+        order = {id(job): i for i, job in enumerate(jobs)}
+        outcomes: list[Any] = [None] * len(jobs)
+        for job, outcome in self.executor.run(jobs, fn):
+            outcomes[order[id(job)]] = outcome
+        return outcomes
