@@ -1,0 +1,79 @@
+"""The experiment configs that ship with nrstream, found by name (``quickstart``, ``speech``, ...).
+
+The repository's ``configs/*.yaml`` are packaged into the wheel as ``nrstream/configs/``, so
+after ``pip install nrstream`` the command ``nrstream evaluate quickstart`` works from any
+folder. In a source or editable checkout they are read from the repository's ``configs/``.
+A local file always wins over a bundled name. Torch-free.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from nrstream.errors import ConfigError
+
+__all__ = ["find_config", "list_configs", "config_summary", "bundled_config_dirs"]
+
+SUFFIXES = (".yaml", ".yml")
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def bundled_config_dirs() -> list[Path]:
+    """Where bundled configs live: the package's ``configs/`` (a wheel), else the checkout's."""
+    folders = [_PACKAGE / "configs"]
+    checkout = _PACKAGE.parent
+    # only a real nrstream checkout: beside an installed package there may be anybody's `configs/`
+    if (checkout / "pyproject.toml").is_file() and (checkout / "nrstream" / "__init__.py").is_file():
+        folders.append(checkout / "configs")
+    return [folder for folder in folders if folder.is_dir()]
+
+
+def list_configs() -> dict[str, Path]:
+    """Bundled config name -> file, sorted by name (the first folder that has a name wins)."""
+    found: dict[str, Path] = {}
+    for folder in bundled_config_dirs():
+        for path in sorted(folder.iterdir()):
+            if path.suffix in SUFFIXES and path.is_file():
+                found.setdefault(path.stem, path)
+    return dict(sorted(found.items()))
+
+
+def config_summary(path: Path) -> str:
+    """The config's first comment line (what it is for), or ``""``."""
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line:
+            break
+    return ""
+
+
+def _is_bare_name(text: str) -> bool:
+    return "/" not in text and "\\" not in text and (Path(text).suffix in SUFFIXES or not Path(text).suffix)
+
+
+def find_config(name_or_path: str | Path) -> Path:
+    """The config file for a local path or a bundled name.
+
+    An existing file wins. Otherwise a bare name (``quickstart`` or ``quickstart.yaml``) is
+    looked up among the bundled configs; an unknown bare name is a :class:`ConfigError`
+    that suggests the closest name and lists them. Any other path comes back unchanged
+    (reading it reports a missing file).
+    """
+    path = Path(name_or_path)
+    text = str(name_or_path)
+    if path.is_file() or not _is_bare_name(text):
+        return path
+    configs = list_configs()
+    name = path.stem if path.suffix in SUFFIXES else text
+    if name in configs:
+        return configs[name]
+    close = difflib.get_close_matches(name, list(configs), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    known = ", ".join(configs) or "none found"
+    raise ConfigError(
+        f"{text}: no such config file, and no bundled config of that name{hint}; bundled: {known} "
+        "(nrstream configs lists them)"
+    )
