@@ -926,7 +926,9 @@ def load_config(
     The overrides end up in the values (so in the run folder's ``config.yaml``) and in
     ``Config.overrides``.
     """
-    path = Path(path)
+    from nrstream.bundled_configs import find_config  # a local file, else a bundled name ("quickstart")
+
+    path = find_config(path)
     raw = _load_yaml(read_config_file(path), str(path))
     if overrides:
         if raw is None:

@@ -82,6 +82,33 @@ class Chunk:
     def cat(chunks: list[Chunk], dim: int = 1) -> Chunk:
         return Chunk(**{f.name: torch.cat([getattr(c, f.name) for c in chunks], dim) for f in fields(Chunk)})
 
+    @classmethod
+    def from_info(cls, obs, info: dict) -> Chunk:
+        """The chunk behind a vector env's ``(obs, info)``, e.g. to feed a loss plugin.
+
+        ``obs [B, T, F]`` with info values ``[B, T]``, or ``obs [B, F]`` with ``[B]`` (one
+        frame per step, ``-v1`` ids): a frame axis is added. Tensors or numpy arrays (on the
+        observation's device). ``sample_id`` is ``-1`` where ``info`` carries none.
+        """
+        x = torch.as_tensor(obs)
+        single_frame = x.dim() == 2
+
+        def field(name: str) -> torch.Tensor:
+            value = torch.as_tensor(info[name], device=x.device)
+            return value[:, None] if single_frame else value
+
+        label = field("label")
+        sample_id = field("sample_id") if "sample_id" in info else torch.full_like(label, -1)
+        return cls(
+            x=x[:, None] if single_frame else x,
+            label=label,
+            mask=field("mask"),
+            start=field("start"),
+            end=field("end"),
+            sample_index=field("sample_index"),
+            sample_id=sample_id,
+        )
+
 
 class Stream:
     """An endless, batched stream over one sample bank.
