@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from nrstream import hookimpl
+from nrstream.contracts import ArchitectureRegister
 
 from ._common import Architecture, ArchitectureConfigError, fraction, positive_int, reset_columns, zero_lanes
 
@@ -257,7 +258,7 @@ class LSTMClassifier(RecurrentClassifier):
 
 
 @hookimpl
-def nrstream_register_architectures(register):
+def nrstream_register_architectures(register: ArchitectureRegister) -> None:
     register("rnn", RNNClassifier)
     register("gru", GRUClassifier)
     register("lstm", LSTMClassifier)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from nrstream import hookimpl
+from nrstream.contracts import ArchitectureRegister
 
 from ._common import (
     Architecture,
@@ -184,5 +185,5 @@ class SNNClassifier(Architecture):
 
 
 @hookimpl
-def nrstream_register_architectures(register):
+def nrstream_register_architectures(register: ArchitectureRegister) -> None:
     register("snn", SNNClassifier)

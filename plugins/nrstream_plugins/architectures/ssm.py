@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nrstream import hookimpl
+from nrstream.contracts import ArchitectureRegister
 
 from ._common import (
     SCAN_METHODS,
@@ -164,5 +165,5 @@ class SSMClassifier(Architecture):
 
 
 @hookimpl
-def nrstream_register_architectures(register):
+def nrstream_register_architectures(register: ArchitectureRegister) -> None:
     register("ssm", SSMClassifier)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nrstream import hookimpl
+from nrstream.contracts import ArchitectureRegister
 
 
 class MinGRU(nn.Module):
@@ -59,6 +60,6 @@ class MinGRU(nn.Module):
 
 
 @hookimpl
-def nrstream_register_architectures(register):
+def nrstream_register_architectures(register: ArchitectureRegister) -> None:
     # The name users write in configs; taking a name another plugin has is an error.
     register("mingru", MinGRU)
