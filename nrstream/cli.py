@@ -49,8 +49,12 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # the sub-command imports take a while: Ctrl-C there is an interrupt too, not a traceback
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("nrstream: interrupted", file=sys.stderr)
+        return 130
     if args.strict:
         os.environ["NRSTREAM_STRICT_PLUGINS"] = "1"
     if not args.debug:
