@@ -38,6 +38,7 @@ __all__ = [
     "DOWNLOAD_MARKER",
     "written_by_download",
     "check_replaceable",
+    "already_downloaded",
 ]
 
 #: the file that marks a folder as extracted by ``nrstream data download`` (so it may be replaced)
@@ -86,13 +87,8 @@ def download(url: str, dest: Path, checksum: str, *, progress: bool = True) -> P
     """
     algorithm, expected = _parse_checksum(checksum)
     dest = Path(dest)
-    if dest.is_file() and file_checksum(dest, algorithm) == expected:
+    if already_downloaded(dest, checksum):
         return dest
-    if dest.exists() or dest.is_symlink():
-        raise DownloadError(
-            f"{dest} already exists and is not the expected file ({algorithm} differs); it was left untouched: "
-            "move it away or download to another folder (--dest)"
-        )
     with atomic_file(dest) as tmp:
         digest = hashlib.new(algorithm)
         try:
@@ -107,7 +103,9 @@ def download(url: str, dest: Path, checksum: str, *, progress: bool = True) -> P
                 if bar is not None:
                     bar.close()
         except OSError as exc:
-            raise DownloadError(f"could not download {url}: {exc}") from exc
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # writing failed, not the download: atomic_file names the full disk
+            raise DownloadError(f"could not download {url}: {' '.join(str(exc).split())}") from exc
         actual = digest.hexdigest()
         if actual != expected:
             raise DownloadError(
@@ -116,10 +114,29 @@ def download(url: str, dest: Path, checksum: str, *, progress: bool = True) -> P
     return dest
 
 
+def already_downloaded(dest: Path, checksum: str) -> bool:
+    """Whether ``dest`` holds the expected file; ``False`` if it is absent.
+
+    Raises:
+        DownloadError: something else is at ``dest`` (not nrstream's to overwrite).
+    """
+    algorithm, expected = _parse_checksum(checksum)
+    dest = Path(dest)
+    if dest.is_file() and not dest.is_symlink() and file_checksum(dest, algorithm) == expected:
+        return True
+    if dest.exists() or dest.is_symlink():
+        raise DownloadError(
+            f"{dest} already exists and is not the expected file ({algorithm} differs); it was left untouched: "
+            "move it away or download to another folder (--dest)"
+        )
+    return False
+
+
 def _progress(total: int, name: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total or None, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False)
+    # disable=None: a bar on a terminal only; in a log or a pipe it would be lines of noise
+    return tqdm(total=total or None, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False, disable=None)
 
 
 def written_by_download(folder: Path) -> dict | None:

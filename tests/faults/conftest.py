@@ -22,6 +22,8 @@ package, so ``faults/test_config.py`` and ``test_config.py`` do not collide), an
 - :func:`snapshot` and :func:`assert_nothing_lost`: a folder tree (paths + bytes + link
   targets) before, compared after.
 - :func:`write_toy_config` (fixture ``toy_config``): a tiny, valid toy config (seconds).
+- fixture ``speech_root``: a 12-clip copy of the real Speech Commands sample (skips without it).
+- fixtures ``full_disk`` (a real 64 KiB tmpfs) and ``read_only`` (a read-only bind mount).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -265,6 +268,31 @@ def cli(fault_home):
 def main_in_process(fault_home):
     """``main_in_process(*argv)``: :func:`run_main` in ``fault_home`` with its private cache and data."""
     return run_main
+
+
+#: the words of the small Speech Commands copy (``speech_root``)
+SPEECH_WORDS = ["bed", "no", "yes", "cat"]
+
+
+@pytest.fixture
+def speech_root(speech_sample, fault_home) -> Path:
+    """Four words x 3 real clips (first in validation, second in testing) and a 20 s noise recording."""
+    dest = fault_home / "sc"
+    dest.mkdir()
+    val, test = [], []
+    for word in SPEECH_WORDS:
+        (dest / word).mkdir()
+        for i, clip in enumerate(sorted((speech_sample / word).glob("*.wav"))[:3]):
+            shutil.copy(clip, dest / word / clip.name)
+            (val if i == 0 else test if i == 1 else []).append(f"{word}/{clip.name}")
+    (dest / "validation_list.txt").write_text("\n".join(val) + "\n")
+    (dest / "testing_list.txt").write_text("\n".join(test) + "\n")
+    import soundfile
+
+    (dest / "_background_noise_").mkdir()
+    noise, rate = soundfile.read(speech_sample / "_background_noise_" / "white_noise.wav", frames=16000 * 20)
+    soundfile.write(dest / "_background_noise_" / "white_noise.wav", noise, rate)
+    return dest
 
 
 @pytest.fixture

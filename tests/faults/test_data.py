@@ -27,8 +27,6 @@ from faults.conftest import assert_nothing_lost, assert_one_line_error, snapshot
 from nrstream.bank import SampleBank
 from nrstream.datasets import clear_dataset_cache
 
-WORDS = ["bed", "no", "yes", "cat"]
-
 
 @pytest.fixture(autouse=True)
 def _fresh_datasets():
@@ -180,25 +178,6 @@ def test_feature_stats_ignore_non_finite_frames():
 
 
 # ------------------------------------------------------------------ Speech Commands
-
-
-@pytest.fixture
-def speech_root(speech_sample, fault_home) -> Path:
-    """Four words x 3 real clips (first in validation, second in testing) and a 20 s noise recording."""
-    dest = fault_home / "sc"
-    dest.mkdir()
-    val, test = [], []
-    for word in WORDS:
-        (dest / word).mkdir()
-        for i, clip in enumerate(sorted((speech_sample / word).glob("*.wav"))[:3]):
-            shutil.copy(clip, dest / word / clip.name)
-            (val if i == 0 else test if i == 1 else []).append(f"{word}/{clip.name}")
-    (dest / "validation_list.txt").write_text("\n".join(val) + "\n")
-    (dest / "testing_list.txt").write_text("\n".join(test) + "\n")
-    (dest / sc.NOISE_FOLDER).mkdir()
-    noise, rate = soundfile.read(speech_sample / sc.NOISE_FOLDER / "white_noise.wav", frames=16000 * 20)
-    soundfile.write(dest / sc.NOISE_FOLDER / "white_noise.wav", noise, rate)
-    return dest
 
 
 def _sc_info(main_in_process, root: Path, *options: str):

@@ -36,7 +36,7 @@ import torch
 from nrstream import DataNotFoundError, hookimpl
 from nrstream.bank import Dataset, SampleBank
 from nrstream.cache import cache_dir
-from nrstream.datafiles import data_root, download, download_root, missing_data_message
+from nrstream.datafiles import already_downloaded, data_root, download, download_root, missing_data_message
 from nrstream.errors import DataFileError, DownloadError
 
 __all__ = ["load_fashion_mnist", "download_fashion_mnist", "read_idx", "CLASS_NAMES", "SkippedImagesWarning"]
@@ -276,6 +276,8 @@ def download_fashion_mnist(
     base = base_url or BASE_URL
     if not base.endswith("/"):
         base += "/"
+    for name, checksum in CHECKSUMS.items():  # refuse a foreign file before downloading anything
+        already_downloaded(dest / name, checksum)
     for name, checksum in CHECKSUMS.items():
         download(base + name, dest / name, checksum, progress=progress)
     return dest

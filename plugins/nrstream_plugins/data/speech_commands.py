@@ -470,9 +470,11 @@ def download_speech_commands(
     had_archive = archive.exists() or archive.is_symlink()
     check_replaceable(folder)  # before anything is downloaded
     download(url, archive, checksum, progress=progress)
-    safe_extract_tar(archive, folder, provenance={"source": "speech_commands", "url": url, "checksum": checksum})
-    if not keep_archive and not had_archive:
-        archive.unlink(missing_ok=True)
+    try:
+        safe_extract_tar(archive, folder, provenance={"source": "speech_commands", "url": url, "checksum": checksum})
+    finally:  # the archive is ours to remove (also when extraction failed); one the user had is kept
+        if not keep_archive and not had_archive:
+            archive.unlink(missing_ok=True)
     return folder
 
 
