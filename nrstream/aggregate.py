@@ -11,8 +11,10 @@ entry per (arch, arch options, loss, loss options, reset policy) with
   ``n`` per-seed accuracies (:func:`nrstream.stats.student_t_interval`); ``null`` with one
   seed — one training run says nothing about the spread, so no interval is invented;
 * ``accuracy_by_seed`` — the per-seed accuracies behind each mean, in ``seeds`` order;
-* ``noise_entropy`` / ``noise_entropy_ci95`` — the same for the endless run's noise
-  entropy (``null`` when the metric was not configured);
+* ``metrics`` — the same for every scalar a metric declares (``produces``:
+  ``{metric: {key: "scalar"}}``, e.g. the noise entropy of the endless run):
+  ``{metric: {key: {"mean", "ci95", "n", "by_seed"}}}`` over the seeds whose value is
+  finite (``mean`` ``null`` when none is);
 * ``flatness`` — ``acc(longest) - acc(shortest)`` computed per seed, then its mean and
   interval: how much accuracy a never-reset agent loses over long streams, with the
   seed-to-seed spread the comparison needs;
@@ -21,12 +23,14 @@ entry per (arch, arch options, loss, loss options, reset policy) with
 The per-seed Wilson intervals in ``runs`` stay: they measure how well the test split pins
 down *one* trained network; the interval here measures how much training again moves it.
 
-Torch-free; ``matplotlib`` is imported only by :func:`draw_accuracy_vs_length`.
+The module knows no specific metric: it reads what metrics declare. Torch-free;
+``matplotlib`` is imported only by :func:`draw_accuracy_vs_length`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,7 +40,10 @@ __all__ = [
     "CI_METHOD",
     "aggregate_runs",
     "group_key",
+    "scalar_keys",
+    "headline_metrics",
     "aggregate_csv_rows",
+    "aggregate_csv_header",
     "AGGREGATE_CSV_HEADER",
     "aggregate_table",
     "draw_accuracy_vs_length",
@@ -66,7 +73,29 @@ def _interval(values: Sequence[float]) -> tuple[float, list[float] | None]:
     return mean, None if lo is None else [lo, hi]
 
 
-def _aggregate_group(runs: list[dict]) -> dict:
+def scalar_keys(runs: Sequence[dict], produces: dict | None = None) -> list[tuple[str, str]]:
+    """``(metric, key)`` of every scalar: as ``produces`` declares, else every number found in ``runs``."""
+    if produces is not None:
+        return [(m, k) for m, keys in produces.items() for k, kind in keys.items() if kind == "scalar"]
+    found: dict[tuple[str, str], None] = {}
+    for run in runs:
+        for metric, values in (run.get("metrics") or {}).items():
+            if isinstance(values, dict):
+                for key, value in values.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        found[(metric, key)] = None
+    return list(found)
+
+
+def _metric_value(run: dict, metric: str, key: str) -> float | None:
+    values = (run.get("metrics") or {}).get(metric)
+    value = values.get(key) if isinstance(values, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _aggregate_group(runs: list[dict], scalars: list[tuple[str, str]]) -> dict:
     first = runs[0]
     lengths = [n for n in first["accuracy_by_length"] if all(n in r["accuracy_by_length"] for r in runs)]
     entry: dict[str, Any] = {
@@ -87,12 +116,6 @@ def _aggregate_group(runs: list[dict]) -> dict:
         entry["accuracy_by_length"][n] = mean
         entry["accuracy_ci95_by_length"][n] = ci
         entry["accuracy_by_seed"][n] = values
-    entropies = [float(r["noise_entropy"]) for r in runs if r.get("noise_entropy") is not None]
-    if entropies:
-        entry["noise_entropy"], entry["noise_entropy_ci95"] = _interval(entropies)
-    else:
-        entry["noise_entropy"], entry["noise_entropy_ci95"] = None, None
-    entry["noise_entropy_n"] = len(entropies)
     if len(lengths) >= 2:
         short, long = min(lengths, key=int), max(lengths, key=int)
         per_seed = [float(r["accuracy_by_length"][long]) - float(r["accuracy_by_length"][short]) for r in runs]
@@ -100,66 +123,75 @@ def _aggregate_group(runs: list[dict]) -> dict:
         entry["flatness"] = {"from": short, "to": long, "mean": mean, "ci95": ci, "by_seed": per_seed}
     else:
         entry["flatness"] = None
+    metrics: dict[str, dict[str, dict]] = {}
+    for metric, key in scalars:
+        by_seed = [_metric_value(r, metric, key) for r in runs]
+        present = [v for v in by_seed if v is not None]
+        mean, ci = _interval(present) if present else (None, None)
+        metrics.setdefault(metric, {})[key] = {"mean": mean, "ci95": ci, "n": len(present), "by_seed": by_seed}
+    entry["metrics"] = metrics
     return entry
 
 
-def aggregate_runs(runs: Iterable[dict]) -> list[dict]:
+def aggregate_runs(runs: Iterable[dict], produces: dict | None = None) -> list[dict]:
     """The ``aggregate`` block of ``results.json`` from its per-seed ``runs`` entries.
 
     Entries are grouped by :func:`group_key` in order of first appearance; within a group
     the per-seed entries keep their order (the ``seeds`` list says which is which). Only
-    lengths that every seed of a group was scored on are aggregated. Raises ``ValueError``
-    (from :func:`~nrstream.stats.student_t_interval`) for a non-finite accuracy.
+    lengths that every seed of a group was scored on are aggregated. ``produces`` is the
+    metrics' declaration (``results.json``'s ``produces``); without it every number in a
+    run's ``metrics`` counts as a scalar. Raises ``ValueError`` (from
+    :func:`~nrstream.stats.student_t_interval`) for a non-finite accuracy.
     """
+    runs = list(runs)
+    scalars = scalar_keys(runs, produces)
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
         groups.setdefault(group_key(run), []).append(run)
-    return [_aggregate_group(group) for group in groups.values()]
+    return [_aggregate_group(group, scalars) for group in groups.values()]
+
+
+def headline_metrics(aggregate: Sequence[dict]) -> list[str]:
+    """Metrics with a scalar under their own name (the tables show these, as the per-seed table does)."""
+    names: dict[str, None] = {}
+    for agg in aggregate:
+        for metric, keys in agg.get("metrics", {}).items():
+            if metric in keys:
+                names[metric] = None
+    return list(names)
 
 
 # ---------------------------------------------------------------------------- rendering helpers for report.py
 
-#: columns of :func:`aggregate_csv_rows` (``ci95_*`` empty with one seed)
-AGGREGATE_CSV_HEADER = [
-    "arch",
-    "loss",
-    "reset",
-    "length",
-    "n_seeds",
-    "accuracy_mean",
-    "ci95_low",
-    "ci95_high",
-    "noise_entropy_mean",
-    "noise_entropy_ci95_low",
-    "noise_entropy_ci95_high",
-]
+#: the fixed columns of :func:`aggregate_csv_rows` (``ci95_*`` empty with one seed); each headline
+#: metric adds ``<metric>_mean``, ``<metric>_ci95_low``, ``<metric>_ci95_high``
+AGGREGATE_CSV_HEADER = ["arch", "loss", "reset", "length", "n_seeds", "accuracy_mean", "ci95_low", "ci95_high"]
 
 
 def _f(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
+def aggregate_csv_header(aggregate: Sequence[dict]) -> list[str]:
+    """:data:`AGGREGATE_CSV_HEADER` plus three columns per headline metric."""
+    extra = [f"{m}_{part}" for m in headline_metrics(aggregate) for part in ("mean", "ci95_low", "ci95_high")]
+    return [*AGGREGATE_CSV_HEADER, *extra]
+
+
 def aggregate_csv_rows(aggregate: Sequence[dict]) -> list[list[str]]:
-    """One CSV row per (aggregate entry, length), columns :data:`AGGREGATE_CSV_HEADER`."""
+    """One CSV row per (aggregate entry, length), columns :func:`aggregate_csv_header`."""
+    headline = headline_metrics(aggregate)
     rows = []
     for agg in aggregate:
-        ent_ci = agg.get("noise_entropy_ci95") or [None, None]
+        extra = []
+        for metric in headline:
+            value = agg["metrics"].get(metric, {}).get(metric) or {}
+            ci = value.get("ci95") or [None, None]
+            extra += [_f(value.get("mean")), _f(ci[0]), _f(ci[1])]
         for n, mean in agg["accuracy_by_length"].items():
             ci = agg["accuracy_ci95_by_length"][n] or [None, None]
             rows.append(
-                [
-                    agg["arch"],
-                    agg["loss"],
-                    agg["reset"],
-                    n,
-                    str(agg["n_seeds"]),
-                    _f(mean),
-                    _f(ci[0]),
-                    _f(ci[1]),
-                    _f(agg.get("noise_entropy")),
-                    _f(ent_ci[0]),
-                    _f(ent_ci[1]),
-                ]
+                [agg["arch"], agg["loss"], agg["reset"], n, str(agg["n_seeds"]), _f(mean), _f(ci[0]), _f(ci[1]), *extra]
             )
     return rows
 
@@ -170,21 +202,30 @@ def _pct(mean: float, ci: list[float] | None) -> str:
     return f"{100 * mean:.1f} ±{100 * (ci[1] - ci[0]) / 2:.1f}"
 
 
-def aggregate_table(aggregate: Sequence[dict], markdown: bool = False) -> str:
-    """Mean accuracy (%) per length ± the across-seed 95 % half-width, flatness and noise entropy.
+def _headline_cell(agg: dict, metric: str) -> str:
+    value = agg.get("metrics", {}).get(metric, {}).get(metric) or {}
+    mean, ci = value.get("mean"), value.get("ci95")
+    if mean is None:
+        return "-"
+    return f"{mean:.3f}" + ("" if ci is None else f" ±{(ci[1] - ci[0]) / 2:.3f}")
 
-    One row per aggregate entry; "±" is omitted with one seed (no interval exists). With
+
+def aggregate_table(aggregate: Sequence[dict], markdown: bool = False) -> str:
+    """Mean accuracy (%) per length ± the across-seed 95 % half-width, flatness, headline metrics.
+
+    One row per aggregate entry; "±" is omitted with one seed (no interval exists).
+    ``flatness`` is acc(longest) - acc(shortest) in points; each headline metric (a scalar
+    under the metric's own name, e.g. ``noise_entropy``) gets a column. With
     ``markdown=True`` a Markdown table (README), else aligned plain text (console).
     """
     if not aggregate:
         return "(no runs)"
     lengths = list(aggregate[0]["accuracy_by_length"])
-    head = ["arch", "loss", "reset", "seeds", *[f"n={n}" for n in lengths], "flatness", "H_noise"]
+    headline = headline_metrics(aggregate)
+    head = ["arch", "loss", "reset", "seeds", *[f"n={n}" for n in lengths], "flatness", *headline]
     rows = []
     for agg in aggregate:
         flat = agg.get("flatness")
-        ent = agg.get("noise_entropy")
-        ent_ci = agg.get("noise_entropy_ci95")
         rows.append(
             [
                 agg["arch"],
@@ -198,12 +239,11 @@ def aggregate_table(aggregate: Sequence[dict], markdown: bool = False) -> str:
                     for n in lengths
                 ],
                 "-" if flat is None else _pct(flat["mean"], flat["ci95"]),
-                "-"
-                if ent is None
-                else f"{ent:.3f}" + ("" if ent_ci is None else f" ±{(ent_ci[1] - ent_ci[0]) / 2:.3f}"),
+                *[_headline_cell(agg, m) for m in headline],
             ]
         )
     if markdown:
+        head = [h.replace("_", " ") for h in head]
         lines = ["| " + " | ".join(head) + " |", "|---|---|---|---:|" + "---:|" * (len(head) - 4)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(lines)
