@@ -209,7 +209,8 @@ def check_architecture(
     2. ``forward(x [B, T, F], state)``: ``logits [B, T, C]`` in ``dtype``, finite; the
        returned state has the structure, shapes and dtypes of the initial one;
        ``reset`` all false gives the same result as ``reset=None``; with ``check_hidden``,
-       ``aux["hidden"]`` is a finite ``[B, T, H]`` tensor.
+       ``aux["hidden"]`` is a finite ``[B, T, H]`` tensor; the state passed in is not
+       changed in place.
     3. Chunked == stepwise: chunks of every size in ``chunk_sizes`` (frame by frame is
        size 1) give the logits and final state of one chunk of ``frames`` frames, within
        ``rtol``/``atol``, without and with resets (some at chunk boundaries).
@@ -295,6 +296,14 @@ def _check_forward(name: str, model, x: torch.Tensor, initial, num_classes: int,
             )
         if not torch.isfinite(h).all():
             _fail(name, "aux['hidden'] is not finite")
+    # the caller keeps the state it passed in (an agent may still need it): no in-place updates
+    before = [leaf.clone() for _, leaf in got]
+    reset = _reset_pattern(lanes, frames, x.device)
+    reset[::2, 0] = True  # a reset on the first frame acts on the state passed in
+    model(x, state, reset)
+    for (path, leaf), kept in zip(got, before, strict=True):
+        if not torch.equal(leaf, kept):
+            _fail(name, f"forward changed the {path} passed to it in place; return a new state instead")
     quiet = torch.zeros(lanes, frames, dtype=torch.bool, device=x.device)
     logits_quiet, state_quiet = model(x, initial, quiet)
     if _max_diff(logits_quiet, logits) != 0:

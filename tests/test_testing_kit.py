@@ -115,7 +115,10 @@ class TinyRNN(nn.Module):
         for t, frame in enumerate(inputs.unbind(1)):
             if reset is not None and self.broken != "ignores_reset":
                 lanes = reset[:, t].any().expand(reset.shape[0]) if self.broken == "resets_all_lanes" else reset[:, t]
-                h = h * ~lanes[:, None]
+                if self.broken == "inplace_reset" and lanes.any():
+                    h = h.mul_(~lanes[:, None])
+                else:
+                    h = h * ~lanes[:, None]
             h = torch.tanh(frame + self.u(h))
             hidden.append(h)
         hidden = torch.stack(hidden, 1)
@@ -148,6 +151,7 @@ def test_a_correct_architecture_passes():
         ("state_layout", r"initial_state\(1, cpu\): state has shape \(4, 1\), batch not first"),
         ("state_dtype", r"initial_state: state is torch.float32 in a model cast to torch.float64"),
         ("no_hidden", r"must store aux\['hidden'\] \[B, T, H\]"),
+        ("inplace_reset", r"forward changed the state passed to it in place"),
     ],
 )
 def test_a_broken_architecture_fails_saying_what_broke(broken, message):
