@@ -928,7 +928,9 @@ def load_config(
     """
     from nrstream.bundled_configs import find_config  # a local file, else a bundled name ("quickstart")
 
-    path = find_config(path)
+    if not os.path.lexists(path):  # an existing folder or device is reported as what it is, below
+        path = find_config(path)
+    path = Path(path)
     raw = _load_yaml(read_config_file(path), str(path))
     if overrides:
         if raw is None:
