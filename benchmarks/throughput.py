@@ -12,7 +12,12 @@ One process, one model (the registry's ``gru``), ``B`` lanes, frames per second 
 3. ``nrstream_oracle``: the same with reset policy ``oracle`` (the agent reads ``info["start"]``);
 4. ``gymnasium``: ``gymnasium.vector.SyncVectorEnv`` over ``B`` single envs
    (``gymnasium.make(id)``, one frame per step), the agent stepping a ``torch.nn.GRUCell``
-   and a ``Linear`` (the same weights) frame by frame — what one writes without nrstream.
+   and a ``Linear`` (the same weights) frame by frame — what one writes without nrstream;
+5. ``stream``: the vector env alone, ``envs.step(actions)`` with fixed actions and no model —
+   what the stream costs by itself;
+   ``gather``: the bound for it, the same number of bytes gathered by one
+   ``torch.index_select(bank [60000, F], 0, idx [B * T], out=...)`` (target: stream / gather
+   >= 0.25).
 
 Everything runs under ``torch.inference_mode()``. Frames = lanes x frames; warm-up calls
 are excluded; each figure is the median of ``--repeats`` interleaved measurements of
@@ -20,6 +25,7 @@ are excluded; each figure is the median of ``--repeats`` interleaved measurement
 
     python benchmarks/throughput.py                          # CPU, B=256, T=100, H=128, F=40
     python benchmarks/throughput.py --device cuda --json results/throughput.json
+    python benchmarks/throughput.py --stream-only --threads 1    # case 5 alone, one thread
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ from nrstream import Agent
 from nrstream.plugins import get_registry
 
 METRICS = ("accuracy", "noise_entropy")
-TARGETS = {"nrstream/raw": 0.9, "nrstream_oracle/raw": 0.8, "nrstream/gymnasium": 50.0}
+TARGETS = {"nrstream/raw": 0.9, "nrstream_oracle/raw": 0.8, "nrstream/gymnasium": 50.0, "stream/gather": 0.25}
+GATHER_ROWS = 60000  # rows of the table the gather bound reads from
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-gymnasium", action="store_true", help="leave out case 4 (building B single envs takes a while)"
     )
+    parser.add_argument("--stream-only", action="store_true", help="only case 5: the stream alone and its gather bound")
     return parser.parse_args(argv)
 
 
@@ -117,6 +125,30 @@ def raw_cases(args, model: nn.Module, device: torch.device):
     return raw, raw_reset, columns
 
 
+def stream_cases(args, device: torch.device):
+    """Case 5: the vector env stepped alone, and the same-bytes gather bound."""
+    envs = make_vector_env(args, device)
+    obs, _info = envs.reset(seed=args.seed)
+    actions = torch.zeros(args.batch, args.chunk, dtype=torch.long, device=device)
+    frames = args.batch * args.chunk
+
+    def stream() -> int:
+        envs.step(actions)
+        return frames
+
+    features = obs.shape[-1]
+    generator = torch.Generator().manual_seed(args.seed)
+    bank = torch.randn(GATHER_ROWS, features, generator=generator).to(device)
+    index = torch.randint(GATHER_ROWS, (frames,), generator=generator).to(device)
+    out = torch.empty(frames, features, device=device)
+
+    def gather() -> int:
+        torch.index_select(bank, 0, index, out=out)
+        return frames
+
+    return stream, gather
+
+
 def gymnasium_case(args, model: nn.Module, device: torch.device):
     """Case 4: SyncVectorEnv over B single envs, a GRUCell stepped frame by frame."""
     kwargs = env_kwargs(args)
@@ -166,12 +198,15 @@ def main(argv: list[str] | None = None) -> dict:
         probe.close()
         model = build_model(args, features, classes, device)
 
-        raw, raw_reset, reset_columns = raw_cases(args, model, device)
-        step_never, summary_never, _ = nrstream_case(args, model, device, "never")
-        step_oracle, summary_oracle, _ = nrstream_case(args, model, device, "oracle")
-        cases = {"raw": raw, "raw_reset": raw_reset, "nrstream": step_never, "nrstream_oracle": step_oracle}
-        summaries = {"nrstream": summary_never, "nrstream_oracle": summary_oracle}
-        if not args.skip_gymnasium:
+        stream, gather = stream_cases(args, device)
+        cases, summaries, reset_columns = {"stream": stream, "gather": gather}, {}, None
+        if not args.stream_only:
+            raw, raw_reset, reset_columns = raw_cases(args, model, device)
+            step_never, summary_never, _ = nrstream_case(args, model, device, "never")
+            step_oracle, summary_oracle, _ = nrstream_case(args, model, device, "oracle")
+            cases.update(raw=raw, raw_reset=raw_reset, nrstream=step_never, nrstream_oracle=step_oracle)
+            summaries = {"nrstream": summary_never, "nrstream_oracle": summary_oracle}
+        if not (args.skip_gymnasium or args.stream_only):
             begin = time.perf_counter()
             step_gym, summary_gym, envs_gym = gymnasium_case(args, model, device)
             print(f"  built SyncVectorEnv of {args.batch} envs in {time.perf_counter() - begin:.1f} s", flush=True)
@@ -185,12 +220,16 @@ def main(argv: list[str] | None = None) -> dict:
             results[name]["check"] = summary()
 
     fps = {name: r["fps"] for name, r in results.items()}
-    ratios = {
-        "nrstream/raw": fps["nrstream"] / fps["raw"],
-        "nrstream_oracle/raw": fps["nrstream_oracle"] / fps["raw"],
-        "nrstream_oracle/raw_reset": fps["nrstream_oracle"] / fps["raw_reset"],
-        "raw_reset/raw": fps["raw_reset"] / fps["raw"],
-    }
+    ratios = {"stream/gather": fps["stream"] / fps["gather"]}
+    if "raw" in fps:
+        ratios.update(
+            {
+                "nrstream/raw": fps["nrstream"] / fps["raw"],
+                "nrstream_oracle/raw": fps["nrstream_oracle"] / fps["raw"],
+                "nrstream_oracle/raw_reset": fps["nrstream_oracle"] / fps["raw_reset"],
+                "raw_reset/raw": fps["raw_reset"] / fps["raw"],
+            }
+        )
     if "gymnasium" in fps:
         ratios["nrstream/gymnasium"] = fps["nrstream"] / fps["gymnasium"]
         ratios["raw/gymnasium"] = fps["raw"] / fps["gymnasium"]  # the most 2/4 could be
@@ -222,6 +261,8 @@ def main(argv: list[str] | None = None) -> dict:
         "nrstream": "2  nrstream, reset never",
         "nrstream_oracle": "3  nrstream, reset oracle",
         "gymnasium": "4  plain Gymnasium, GRUCell per frame",
+        "stream": "5  the vector env alone, envs.step(actions)",
+        "gather": "5g same-bytes gather bound (index_select)",
     }
     print()
     print_table([(labels[k], f"{v:>14,.0f} frames/s") for k, v in fps.items()], "frames per second (median)")
@@ -231,7 +272,8 @@ def main(argv: list[str] | None = None) -> dict:
         verdict = "" if target is None else f"  (target >= {target:g}: {'met' if value >= target else 'MISSED'})"
         rows.append((key, f"{value:10.3f}{verdict}"))
     print_table(rows, "ratios")
-    print(f"  oracle reset columns in the raw chunk: {reset_columns} of {args.chunk}")
+    if reset_columns is not None:
+        print(f"  oracle reset columns in the raw chunk: {reset_columns} of {args.chunk}")
     print(f"  load average: {payload['machine']['loadavg_start']} at start, {payload['machine']['loadavg']} at end")
     write_json(args.json, payload)
     return payload

@@ -3,6 +3,11 @@
 A gap is addressed by a 32-bit ``key`` (drawn per gap by the stream) and the frame
 offset inside the gap, so noise, like the rest of the stream, is a pure function of the
 stream's seed and never depends on how the stream is read.
+
+Besides ``frames(key, offset)``, each source can lay its frames out as one table of rows in
+which a gap is a run of consecutive rows (:meth:`NoiseSource.segment_table`,
+:meth:`NoiseSource.segment_start`): the stream then gathers sample and noise frames with one
+row gather instead of building both and selecting.
 """
 
 from __future__ import annotations
@@ -21,6 +26,16 @@ class NoiseSource:
 
     def frames(self, key: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         """``key``, ``offset``: int64 ``[...]`` → float32 frames ``[..., F]``."""
+        raise NotImplementedError
+
+    def segment_table(self, max_length: int) -> torch.Tensor:
+        """``[R, F]`` rows such that, for a gap of at most ``max_length`` frames,
+        ``frames(key, offset) == table[segment_start(key) + offset]``."""
+        raise NotImplementedError
+
+    def segment_start(self, key: torch.Tensor, max_length: int) -> torch.Tensor:
+        """``key`` int64 ``[...]`` → the row of ``segment_table(max_length)`` holding the gap's
+        first frame, int64 ``[...]``."""
         raise NotImplementedError
 
     def to(self, device: torch.device | str) -> NoiseSource:
@@ -57,6 +72,15 @@ class GaussianNoise(NoiseSource):
         # index_select: a row gather, several times faster on the CPU than pool[index]
         return self.pool.index_select(0, index.reshape(-1)).view(*index.shape, self.feature_size)
 
+    def segment_table(self, max_length: int) -> torch.Tensor:
+        # the pool, then its first rows again, so that a gap never wraps inside the table
+        size = self.pool.shape[0]
+        rows = torch.arange(size + max(max_length - 1, 0), device=self.pool.device) % size
+        return self.pool.index_select(0, rows)
+
+    def segment_start(self, key: torch.Tensor, max_length: int) -> torch.Tensor:
+        return key % self.pool.shape[0]
+
     def to(self, device: torch.device | str) -> GaussianNoise:
         moved = object.__new__(GaussianNoise)
         moved.__dict__.update(self.__dict__)
@@ -73,6 +97,12 @@ class SilenceNoise(NoiseSource):
 
     def frames(self, key: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         return self.value.expand(*key.shape, self.feature_size)
+
+    def segment_table(self, max_length: int) -> torch.Tensor:
+        return self.value.expand(max(max_length, 1), self.feature_size).contiguous()
+
+    def segment_start(self, key: torch.Tensor, max_length: int) -> torch.Tensor:
+        return torch.zeros_like(key)
 
     def to(self, device: torch.device | str) -> SilenceNoise:
         return SilenceNoise(self.value.to(device))
@@ -95,6 +125,25 @@ class RecordedNoise(NoiseSource):
         length = bank.lengths[which]
         position = ((key // len(bank)) + offset) % length
         return bank.frames(which, position)
+
+    def _extended(self, max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows per recording in the segment table and the row where each begins."""
+        extended = self.recordings.lengths + max(max_length - 1, 0)
+        return extended, torch.cumsum(extended, 0) - extended
+
+    def segment_table(self, max_length: int) -> torch.Tensor:
+        # each recording followed by its first frames again (as often as needed), so that a
+        # gap's frames are consecutive rows however often it wraps round its recording
+        bank = self.recordings
+        extended, starts = self._extended(max_length)
+        which = torch.repeat_interleave(torch.arange(len(bank), device=bank.device), extended)
+        within = torch.arange(len(which), device=bank.device) - starts[which]
+        return bank.frames(which, within % bank.lengths[which])
+
+    def segment_start(self, key: torch.Tensor, max_length: int) -> torch.Tensor:
+        bank = self.recordings
+        which = key % len(bank)
+        return self._extended(max_length)[1][which] + (key // len(bank)) % bank.lengths[which]
 
     def to(self, device: torch.device | str) -> RecordedNoise:
         return RecordedNoise(self.recordings.to(device))

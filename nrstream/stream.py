@@ -9,6 +9,14 @@ seed: any chunk size, any device, the same frames. A chunk is assembled by index
 Samples are drawn without replacement: the ``j``-th draw of the whole stream
 (``j = k * B + b``) is position ``j mod N`` of a fresh permutation per pass over the
 bank, so ``ceil(N / B)`` samples per lane cover the split exactly once.
+
+Speed (``benchmarks/throughput.py``, case 5): events are drawn in blocks of many chunks and
+kept (an event is hashed once, not once per chunk that might reach it); each event is two
+*segments*, its gap and its sample, laid out as rows of one table (the bank's frames, then
+the noise source's :meth:`~nrstream.noise.NoiseSource.segment_table`), so a frame's row is
+``segment offset + frame`` and ``x`` is one row gather. The passes (epochs) a block can
+reach are bounded on the host from the frames read and an asynchronous snapshot of the
+lanes' event counters, so reading a chunk never waits for the device.
 """
 
 from __future__ import annotations
@@ -127,6 +135,14 @@ class Stream:
         >>> chunk.x.shape                    # (B, 100, F)
     """
 
+    #: frames a block of drawn events covers at least (more if a chunk needs more)
+    BLOCK_FRAMES = 2048
+    #: at most this many events per block over all lanes (bounds the block's memory)
+    BLOCK_EVENTS = 1 << 20
+    #: banks up to this size are copied into the stream's row table (one gather per chunk);
+    #: larger ones are gathered from in place, with the noise gathered apart and selected
+    TABLE_COPY_BYTES = 1 << 29
+
     def __init__(
         self,
         bank: SampleBank,
@@ -147,10 +163,22 @@ class Stream:
         self.device = bank.device
         self._lanes = torch.arange(self.num_lanes, device=self.device)
         self._min_event = gaps.min + int(bank.lengths.min())
+        self._max_event = gaps.max + int(bank.lengths.max())
         self._orders: dict[int, torch.Tensor] = {}
-        self.event = torch.zeros(self.num_lanes, dtype=torch.long, device=self.device)
-        self.offset = torch.zeros(self.num_lanes, dtype=torch.long, device=self.device)
+        self._orders_cat: tuple[int, int, torch.Tensor] | None = None
+        # hash states after (seed, salt, lane): an event's draw then absorbs only its index
+        self._gap_state = counter_rng.absorb(counter_rng.seed_state(self.seed), _GAP, self._lanes)
+        self._noise_state = counter_rng.absorb(counter_rng.seed_state(self.seed), _NOISE, self._lanes)
+        self._build_table()
+        # where the lanes stand: event `_first` is column 0 of the block, `_pos` the frame in block coordinates
+        self._first = torch.zeros(self.num_lanes, dtype=torch.long, device=self.device)
+        self._pos = torch.zeros(self.num_lanes, dtype=torch.long, device=self.device)
+        self._block: dict[str, torch.Tensor] | None = None
+        self._covered = self._since = 0
         self.frames_read = 0
+        # (frames_read, min event, max event) known exactly, and snapshots still on their way
+        self._known = (0, 0, 0)
+        self._pending: list[tuple[int, torch.Tensor, object]] = []
 
     def __repr__(self) -> str:
         return (
@@ -166,74 +194,210 @@ class Stream:
     def num_classes(self) -> int:
         return self.bank.num_classes
 
-    def _order(self, epoch: int) -> torch.Tensor:
-        if epoch not in self._orders:
-            n = len(self.bank)
-            ids = torch.arange(n, device=self.device)
-            if self.shuffle:
-                keys = counter_rng.hash32(self.seed, _ORDER, epoch, ids)
-                ids = torch.argsort(keys, stable=True)
-            self._orders[epoch] = ids
-        return self._orders[epoch]
+    # -- where the lanes stand -------------------------------------------------------
 
-    def _sample_ids(self, draw: torch.Tensor) -> torch.Tensor:
-        n = len(self.bank)
-        epoch, index = draw // n, draw % n
-        first, last = torch.stack(torch.aminmax(epoch)).tolist()  # one device sync, not two
-        for old in [e for e in self._orders if e < first]:
-            del self._orders[old]
-        orders = torch.cat([self._order(e) for e in range(first, last + 1)])
-        return orders[(epoch - first) * n + index]
+    @property
+    def event(self) -> torch.Tensor:
+        """``[B]`` int64: the event (gap + sample) each lane is in."""
+        if self._block is None:
+            return self._first
+        return self._first + torch.searchsorted(self._block["ends"], self._pos[:, None], right=True).squeeze(1)
 
-    def next_chunk(self, length: int) -> Chunk:
-        """The next ``length`` frames of every lane; lanes keep their place across calls."""
-        if length < 1:
-            raise ValueError(f"chunk length must be >= 1, got {length!r}")
-        steps = torch.arange(length, device=self.device)
-        # enough events to cover the offset into the current one plus `length` more frames
-        num_events = math.ceil(length / self._min_event) + 1
-        lane = self._lanes[:, None]
-        k = self.event[:, None] + torch.arange(num_events, device=self.device)
-        gap = counter_rng.randint(self.gaps.min, self.gaps.max, self.seed, _GAP, lane, k)
-        sid = self._sample_ids(k * self.num_lanes + lane)
-        sample_len = self.bank.lengths[sid]
-        event_len = gap + sample_len
-        ends = torch.cumsum(event_len, dim=1)
-        begins = ends - event_len
-
-        rel = self.offset[:, None] + steps
-        j = torch.searchsorted(ends, rel, right=True)
-        offset = rel - begins.gather(1, j)
-        gap_j = gap.gather(1, j)
-        is_sample = offset >= gap_j
-        position = offset - gap_j
-        sample = sid.gather(1, j)
-
-        x = self.bank.frames(sample, position.clamp_min(0))
-        if self.noise is not None and self.gaps.max > 0:
-            key = counter_rng.hash32(self.seed, _NOISE, lane, k).gather(1, j)
-            x = torch.where(is_sample[..., None], x, self.noise.frames(key, offset))
-        chunk = Chunk(
-            x=x,
-            label=torch.where(is_sample, self.bank.labels[sample], -1),
-            mask=is_sample,
-            start=is_sample & (position == 0),
-            end=is_sample & (position == sample_len.gather(1, j) - 1),
-            sample_index=self.event[:, None] + j + is_sample.long(),
-            sample_id=torch.where(is_sample, sample, -1),
-        )
-
-        advance = torch.searchsorted(ends, (self.offset + length)[:, None], right=True)
-        self.offset = self.offset + length - begins.gather(1, advance).squeeze(1)
-        self.event = self.event + advance.squeeze(1)
-        self.frames_read += length
-        return chunk
+    @property
+    def offset(self) -> torch.Tensor:
+        """``[B]`` int64: frames each lane has read of its current event."""
+        if self._block is None:
+            return self._pos
+        column = torch.searchsorted(self._block["ends"], self._pos[:, None], right=True)
+        return self._pos - self._block["begins"].gather(1, column).squeeze(1)
 
     def state_dict(self) -> dict:
         """Where every lane stands; with the constructor arguments, enough to resume exactly."""
         return {"event": self.event.cpu(), "offset": self.offset.cpu(), "frames_read": self.frames_read}
 
     def load_state_dict(self, state: dict) -> None:
-        self.event = state["event"].to(self.device)
-        self.offset = state["offset"].to(self.device)
+        event, offset = state["event"].long(), state["offset"].long()
+        self._first, self._pos = event.to(self.device), offset.to(self.device)
+        self._block, self._covered, self._since = None, 0, 0
         self.frames_read = int(state["frames_read"])
+        low, high = torch.aminmax(event.cpu())  # the saved state is on the CPU: no device sync
+        self._known, self._pending = (self.frames_read, int(low), int(high)), []
+
+    # -- the row table -----------------------------------------------------------------
+
+    def _build_table(self) -> None:
+        """Rows ``x`` is gathered from: the bank's frames, then the noise's segment table."""
+        features = self.bank.features
+        self._bank_rows = features.reshape(-1, features.shape[2])
+        self._noise_base = self._bank_rows.shape[0]
+        self._noise_rows = None
+        if self.noise is None or self.gaps.max == 0:
+            self._table = self._bank_rows
+            return
+        noise_rows = self.noise.segment_table(self.gaps.max).to(self.device, torch.float32)
+        if features.numel() * features.element_size() <= self.TABLE_COPY_BYTES:
+            self._table = torch.cat([self._bank_rows, noise_rows])
+        else:
+            self._table, self._noise_rows = None, noise_rows
+
+    # -- sample order ----------------------------------------------------------------
+
+    def _orders_for(self, epochs: range) -> torch.Tensor:
+        """``[len(epochs) * N]``: the sample order of each pass, one after another.
+
+        The orders of new passes are drawn together (one hash and one row-wise sort for
+        all of them): a small bank with many lanes starts a new pass every few events.
+        """
+        n = len(self.bank)
+        new = [e for e in epochs if e not in self._orders]
+        if new:
+            ids = torch.arange(n, device=self.device)
+            if self.shuffle:
+                keys = counter_rng.hash32(self.seed, _ORDER, torch.tensor(new, device=self.device)[:, None], ids)
+                orders = torch.argsort(keys, dim=1, stable=True)
+            else:
+                orders = ids.expand(len(new), n)
+            self._orders.update(zip(new, orders, strict=True))
+        return torch.cat([self._orders[e] for e in epochs])
+
+    def _event_bounds(self) -> tuple[int, int]:
+        """Host-side bounds on every lane's event index now, without waiting for the device."""
+        while self._pending:
+            frames, values, done = self._pending[0]
+            if done is not None and not done.query() and len(self._pending) < 4:
+                break
+            if done is not None:
+                done.synchronize()  # only when 4 snapshots are pending: the device is far behind
+            self._pending.pop(0)
+            self._known = (frames, int(values[0]), int(values[1]))
+        frames, low, high = self._known
+        since = self.frames_read - frames
+        # a lane completes at least since // max_event and at most (max_event - 1 + since) // min_event events
+        return low + since // self._max_event, high + (self._max_event - 1 + since) // max(self._min_event, 1)
+
+    def _snapshot(self, event: torch.Tensor) -> None:
+        """Start copying ``event``'s min and max to the host; :meth:`_event_bounds` uses them once there."""
+        values = torch.stack(torch.aminmax(event))
+        if values.device.type == "cuda":
+            host = torch.empty(2, dtype=torch.long, pin_memory=True)
+            host.copy_(values, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            self._pending.append((self.frames_read, host, done))
+        else:
+            self._pending.append((self.frames_read, values, None))
+
+    def _sample_ids(self, draw: torch.Tensor, low_event: int, high_event: int) -> torch.Tensor:
+        """Sample rows of the draws ``draw`` (``[B, K]``), all of events in ``[low_event, high_event]``."""
+        n = len(self.bank)
+        first = low_event * self.num_lanes // n
+        last = (high_event * self.num_lanes + self.num_lanes - 1) // n
+        for old in [e for e in self._orders if e < first]:
+            del self._orders[old]
+        if self._orders_cat is None or self._orders_cat[:2] != (first, last):
+            self._orders_cat = (first, last, self._orders_for(range(first, last + 1)))
+        epoch, index = draw // n, draw % n
+        return self._orders_cat[2][(epoch - first) * n + index]
+
+    # -- blocks of events --------------------------------------------------------------
+
+    def _refill(self, length: int) -> None:
+        """Draw the events of the next block, starting at each lane's current event."""
+        event, offset = self.event, self.offset
+        self._snapshot(event)
+        low, high = self._event_bounds()
+        step = max(self._min_event, 1)
+        wanted = max(length, self.BLOCK_FRAMES)
+        num_events = max(
+            math.ceil(length / step) + 1, min(math.ceil(wanted / step) + 1, self.BLOCK_EVENTS // self.num_lanes)
+        )
+        # a block covers (num_events - 1) * min_event frames past the lane's position at least
+        self._covered, self._since = (num_events - 1) * step, 0
+
+        lane = self._lanes[:, None]
+        k = event[:, None] + torch.arange(num_events, device=self.device)
+        gap = counter_rng.from_hash(counter_rng.absorb(self._gap_state[:, None], k), self.gaps.min, self.gaps.max)
+        sid = self._sample_ids(k * self.num_lanes + lane, low, high + num_events - 1)
+        sample_len = self.bank.lengths[sid]
+        ends = torch.cumsum(gap + sample_len, dim=1)
+        begins = ends - gap - sample_len
+        sample_begins = begins + gap
+
+        # per segment (gap 2c, sample 2c + 1): where it ends, its row offset, and its fields
+        def interleave(on_gap: torch.Tensor | int, on_sample: torch.Tensor) -> torch.Tensor:
+            return torch.stack(torch.broadcast_tensors(torch.as_tensor(on_gap, device=self.device), on_sample), 2).view(
+                self.num_lanes, 2 * num_events
+            )
+
+        if self.noise is not None and self.gaps.max > 0:
+            key = counter_rng.absorb(self._noise_state[:, None], k)
+            noise_row = self._noise_base + self.noise.segment_start(key, self.gaps.max) - begins
+        else:
+            noise_row = torch.zeros_like(begins)
+        never = torch.full_like(begins, -1)
+        self._block = {
+            "ends": ends,
+            "begins": begins,
+            "segment_ends": interleave(sample_begins, ends),
+            "row": interleave(noise_row, sid * self.bank.features.shape[1] - sample_begins),
+            "label": interleave(never, self.bank.labels[sid]),
+            "sample_id": interleave(never, sid),
+            "sample_index": interleave(k, k + 1),
+            "mask": interleave(torch.zeros_like(begins, dtype=torch.bool), torch.ones_like(begins, dtype=torch.bool)),
+            "first": interleave(never, sample_begins),
+            "last": interleave(never, ends - 1),
+        }
+        self._first, self._pos = event, offset
+
+    def next_chunk(self, length: int) -> Chunk:
+        """The next ``length`` frames of every lane; lanes keep their place across calls."""
+        if length < 1:
+            raise ValueError(f"chunk length must be >= 1, got {length!r}")
+        if self._block is None or self._since + length > self._covered:
+            self._refill(length)
+        block = self._block
+        frame = self._pos[:, None] + torch.arange(length, device=self.device)
+        segment = self._segments(length)
+        row = block["row"].gather(1, segment) + frame
+        mask = block["mask"].gather(1, segment)
+        chunk = Chunk(
+            x=self._rows(row, mask),
+            label=block["label"].gather(1, segment),
+            mask=mask,
+            start=frame == block["first"].gather(1, segment),
+            end=frame == block["last"].gather(1, segment),
+            sample_index=block["sample_index"].gather(1, segment),
+            sample_id=block["sample_id"].gather(1, segment),
+        )
+        self._pos = self._pos + length
+        self._since += length
+        self.frames_read += length
+        return chunk
+
+    def _segments(self, length: int) -> torch.Tensor:
+        """``[B, T]``: the block segment of each frame of the next ``length`` frames.
+
+        ``searchsorted(segment_ends, frame, right=True)``, computed as the segment at the
+        first frame plus a running count of the segment ends inside the chunk: the ends
+        that can fall inside are few (``window``), and counting them is several times
+        cheaper than a binary search per frame.
+        """
+        ends = self._block["segment_ends"]
+        window = 2 * (math.ceil(length / max(self._min_event, 1)) + 2)
+        first = torch.searchsorted(ends, self._pos[:, None], right=True)  # [B, 1]
+        columns = (first + torch.arange(window, device=self.device)).clamp_max_(ends.shape[1] - 1)
+        # frames from the chunk's start to each end (>= 1); those at or past the chunk land in column `length`
+        inside = ends.gather(1, columns).sub_(self._pos[:, None]).clamp_max_(length)
+        counts = torch.zeros(self.num_lanes, length + 1, dtype=torch.long, device=self.device)
+        counts.scatter_add_(1, inside, torch.ones_like(inside))
+        return torch.cumsum(counts[:, :length], 1).add_(first)
+
+    def _rows(self, row: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, T, F]`` frames of the table rows ``row`` (``[B, T]``)."""
+        size = self.feature_size
+        if self._table is not None:
+            return self._table.index_select(0, row.view(-1)).view(*row.shape, size)
+        # bank too large to copy: both gathered, then selected
+        samples = self._bank_rows.index_select(0, torch.where(mask, row, 0).view(-1))
+        noise = self._noise_rows.index_select(0, torch.where(mask, 0, row - self._noise_base).view(-1))
+        return torch.where(mask.view(-1, 1), samples, noise).view(*row.shape, size)

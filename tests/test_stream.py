@@ -211,3 +211,20 @@ def test_stream_bytes_are_pinned_over_many_passes(toy, noise, digest):
     # 16 lanes x ~90 samples over a 256-sample split: six passes, each its own permutation
     stream = make_stream(toy, "test", num_lanes=16, seed=7, gap_min=0, gap_max=30, noise=noise)
     assert _digest([stream.next_chunk(100) for _ in range(20)]) == digest
+
+
+def test_a_bank_too_large_to_copy_gives_the_same_bytes(toy, monkeypatch):
+    # banks over Stream.TABLE_COPY_BYTES are gathered in place, the noise apart, then selected
+    monkeypatch.setattr(Stream, "TABLE_COPY_BYTES", 0)
+    for noise, seed in [("gaussian", 0), ("recorded", 1)]:
+        source = make_noise(noise, toy.splits["train"], recordings(), seed=seed)
+        stream = Stream(toy.splits["train"], source, num_lanes=5, gaps=GapLengths(2, 9), seed=seed)
+        assert stream._table is None
+        assert _digest([stream.next_chunk(150), stream.next_chunk(150)]) == PINNED[noise, seed]
+
+
+def test_small_blocks_of_events_give_the_same_bytes(toy, monkeypatch):
+    # a block of drawn events shorter than a chunk's reach must still be refilled in time
+    monkeypatch.setattr(Stream, "BLOCK_FRAMES", 1)
+    stream = make_stream(toy, "test", num_lanes=16, seed=7, gap_min=0, gap_max=30, noise="silence")
+    assert _digest([stream.next_chunk(100) for _ in range(20)]) == "690669fd9de20eb2"
