@@ -1,26 +1,20 @@
 """The training engine: one agent (architecture + loss) trained on the train-split stream.
 
-Protocols (the loss's ``protocol`` attribute picks one):
-
-* ``segmented`` — clean samples back to back (gap 0), the state reset by an oracle at
-  every sample start: the classic baseline.
-* ``continual`` — the configured stream with noise gaps, the state carried across
-  samples, noise and chunk boundaries; truncated backprop through time: the state is
-  detached between chunks, so gradients span one chunk of ``train.chunk_length`` frames.
-  ``train.reset_state_every = k > 0`` restarts every lane from the initial state every
-  ``k`` steps, to study how the length of the training streams matters.
+The loss's ``protocol`` (a row of :data:`nrstream.protocols.PROTOCOLS`) decides how the
+training and validation streams are laid out and when the agent resets its state.
+Training is truncated backprop through time: :func:`train_step` reads the next chunk of
+``train.chunk_length`` frames of every lane, and the state is detached between chunks, so
+gradients span one chunk while the state itself runs on.
 
 An epoch is ``train.samples_per_lane`` samples per lane (default: one pass over the
 train split), converted to a fixed number of steps of ``lanes x chunk_length`` frames.
 After each epoch the validation split is scored at decision frames under the same
 protocol; the best weights go to ``best.pt``.
 
-Checkpoints (``last.pt`` after each epoch, or every ``train.checkpoint_every`` steps)
-hold only tensors and plain containers — weights, optimiser and scheduler state, the
-stream's position, the carried recurrent state, RNG states — so they load with
-``torch.load(weights_only=True)``. They are written atomically. A run that was
-interrupted resumes from its last checkpoint and, on the CPU, ends with bitwise the
-same weights as a run that never stopped.
+Checkpoints (:mod:`nrstream.checkpoint`: ``last.pt`` after each epoch, or every
+``train.checkpoint_every`` steps) load with ``torch.load(weights_only=True)`` and are
+written atomically. A run that was interrupted resumes from its last checkpoint and, on
+the CPU, ends with bitwise the same weights as a run that never stopped.
 """
 
 from __future__ import annotations
@@ -36,31 +30,48 @@ import torch
 from torch import nn
 
 from nrstream.agent import Agent, map_state
-from nrstream.atomic import atomic_file
 from nrstream.bank import Dataset
-from nrstream.config import AgentConfig, Config, agent_key
+from nrstream.checkpoint import (
+    CHECKPOINT_FORMAT,
+    BestCheckpoint,
+    TrainingCheckpoint,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
+from nrstream.config import AgentConfig, Config, TrainConfig, agent_key
 from nrstream.datasets import load_dataset, make_stream
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError
-from nrstream.evaluation import decision_accuracy, derive_seed
 from nrstream.plugins import get_registry
+from nrstream.protocols import Protocol, get_protocol, protocol_of
+from nrstream.scoring import decision_accuracy
+from nrstream.seeds import derive_seed
+from nrstream.stream import Chunk, Stream
 
 __all__ = [
     "resolve_device",
     "LoadedData",
     "load_data",
     "build_model",
+    "make_optimizer",
+    "make_scheduler",
+    "train_step",
+    "steps_per_epoch",
+    "validate",
     "TrainResult",
     "train_agent",
     "checkpoint_path",
     "save_atomic",
     "load_checkpoint",
+    "CHECKPOINT_FORMAT",
 ]
 
-CHECKPOINT_FORMAT = 1
 
-
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str | torch.device) -> torch.device:
     """``auto`` -> CUDA when present, else CPU; ``cuda`` without CUDA is a user error."""
+    if isinstance(name, torch.device):
+        return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -123,43 +134,13 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-# ---------------------------------------------------------------------------- checkpoints
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    """``torch.save`` into a temporary file beside ``path``, then rename it into place."""
-    with atomic_file(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def load_checkpoint(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def checkpoint_path(config: Config, agent: AgentConfig, loaded: LoadedData) -> Path:
     """``<checkpoint_dir>/<arch>-<loss>-<hash>``: one folder per distinct training setup."""
     key = agent_key(config, agent, {"source": loaded.source, "options": loaded.options})
     return config.checkpoint_dir / f"{agent.arch}-{agent.loss}-{key}"
 
 
-def _cpu(state):
-    return map_state(lambda t: t.detach().cpu(), state)
-
-
-def _rng_state(device: torch.device) -> dict:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-# ---------------------------------------------------------------------------- training
+# ---------------------------------------------------------------------------- one step
 
 
 def build_model(agent: AgentConfig, dataset: Dataset, seed: int) -> nn.Module:
@@ -174,8 +155,94 @@ def build_model(agent: AgentConfig, dataset: Dataset, seed: int) -> nn.Module:
     )
 
 
+def make_optimizer(model: nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with ``train.lr`` and ``train.weight_decay``."""
+    return torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, total: int) -> torch.optim.lr_scheduler.LRScheduler:
+    """``cosine``: the learning rate falls from ``lr`` to 0 over ``total`` steps; ``constant``."""
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+        )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+
+
+def train_step(
+    agent: Agent,
+    stream: Stream,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    *,
+    chunk_length: int,
+    grad_clip: float = 0.0,
+    amp: bool = False,
+) -> tuple[torch.Tensor, Chunk]:
+    """One optimiser step of truncated BPTT — the only copy of it.
+
+    Next chunk (``x [B, T, F]``) -> forward (bfloat16 autocast when ``amp`` on CUDA) ->
+    loss on float32 logits ``[B, T, C]`` -> backward -> gradient-norm clip (``grad_clip >
+    0``) -> optimiser step -> scheduler step -> the agent's state detached (its values
+    carry on into the next chunk, its history does not).
+
+    Returns the loss (detached, still on the device: reading it is the caller's sync) and
+    the chunk that was read. ``aux["hidden"]`` is collected only for a loss that sets
+    ``needs_hidden``.
+    """
+    chunk = stream.next_chunk(chunk_length)
+    aux = {} if getattr(loss_fn, "needs_hidden", False) else None
+    device_type = chunk.x.device.type
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp and device_type == "cuda"):
+        logits = agent.observe(chunk, aux=aux)
+    loss = loss_fn(logits.float(), chunk, aux)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(agent.model.parameters(), grad_clip)
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    agent.detach()
+    return loss.detach(), chunk
+
+
+def steps_per_epoch(config: Config, dataset: Dataset, protocol: str | Protocol) -> int:
+    """Steps that read ``samples_per_lane`` samples per lane (on average)."""
+    t = config.train
+    bank = dataset.splits["train"]
+    samples = t.samples_per_lane or math.ceil(len(bank) / t.lanes)
+    settings = get_protocol(protocol).stream_settings(config.data.stream)
+    event = settings.mean_event_length(float(bank.lengths.float().mean()))
+    return max(1, math.ceil(samples * event / t.chunk_length))
+
+
+def validate(
+    model: nn.Module, dataset: Dataset, config: Config, protocol: str | Protocol, device: torch.device
+) -> float:
+    """Decision-frame accuracy on the whole validation split, under the training protocol."""
+    protocol = get_protocol(protocol)
+    lanes = min(config.train.validation_lanes, len(dataset.splits["validation"]))
+    stream = make_stream(
+        dataset,
+        "validation",
+        num_lanes=lanes,
+        seed=derive_seed(config.run.seed, "validation"),
+        device=device,
+        **protocol.stream_settings(config.data.stream).stream_options(),
+    )
+    per_lane = math.ceil(len(dataset.splits["validation"]) / lanes)
+    return decision_accuracy(model, stream, protocol.train_reset, per_lane, config.evaluate.chunk_length).accuracy
+
+
+# ---------------------------------------------------------------------------- a training run
+
+
 @dataclass
 class TrainResult:
+    """A trained agent: the model (weights as ``evaluate.checkpoint`` selects), its folder, history."""
+
     model: nn.Module
     folder: Path
     protocol: str
@@ -185,48 +252,139 @@ class TrainResult:
     steps: int = 0
 
 
-def _protocol_settings(config: Config, protocol: str) -> tuple[dict, str]:
-    """A protocol's stream options (keyword arguments of ``make_stream``) and reset policy."""
-    if protocol == "segmented":
-        return {"gap_min": 0, "gap_max": 0}, "oracle"
-    if protocol == "continual":
-        s = config.data.stream
-        return {"gap_min": s.gap_min, "gap_max": s.gap_max, "noise": s.noise, "noise_scale": s.noise_scale}, "never"
-    raise NrstreamError(f"loss protocol must be 'segmented' or 'continual', got {protocol!r}")
+@dataclass
+class _Run:
+    """Everything one training run holds; :meth:`checkpoint` is what ``last.pt`` saves of it."""
 
+    config: Config
+    agent_config: AgentConfig
+    dataset: Dataset
+    device: torch.device
+    folder: Path
+    protocol: Protocol
+    loss_fn: Callable
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    stream: Stream
+    agent: Agent
+    per_epoch: int
+    total: int
+    step: int = 0
+    history: list = field(default_factory=list)
+    best: float = -1.0
+    seconds: float = 0.0
+    epoch_loss: list = field(default_factory=lambda: [0.0, 0])
 
-def steps_per_epoch(config: Config, dataset: Dataset, protocol: str) -> int:
-    """Steps that read ``samples_per_lane`` samples per lane (on average)."""
-    t = config.train
-    bank = dataset.splits["train"]
-    samples = t.samples_per_lane or math.ceil(len(bank) / t.lanes)
-    stream_options, _ = _protocol_settings(config, protocol)
-    event = float(bank.lengths.float().mean()) + (stream_options["gap_min"] + stream_options["gap_max"]) / 2
-    return max(1, math.ceil(samples * event / t.chunk_length))
+    @property
+    def label(self) -> str:
+        return self.agent_config.label
 
+    @property
+    def last_path(self) -> Path:
+        return self.folder / "last.pt"
 
-def _scheduler(optimizer: torch.optim.Optimizer, kind: str, total: int) -> torch.optim.lr_scheduler.LRScheduler:
-    if kind == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total))
+    def checkpoint(self, finished: bool) -> TrainingCheckpoint:
+        return TrainingCheckpoint(
+            key=self.folder.name,
+            arch=self.agent_config.arch,
+            loss=self.agent_config.loss,
+            protocol=self.protocol.name,
+            step=self.step,
+            total_steps=self.total,
+            finished=finished,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            stream=self.stream.state_dict(),
+            agent_state=map_state(lambda s: s.detach().cpu(), self.agent.state),
+            rng=rng_state(self.device),
+            history=self.history,
+            best=self.best,
+            seconds=self.seconds,
+            epoch_loss=self.epoch_loss,
         )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
 
 
-def validate(model: nn.Module, dataset: Dataset, config: Config, protocol: str, device: torch.device) -> float:
-    """Decision-frame accuracy on the whole validation split, under the training protocol."""
-    stream_options, reset = _protocol_settings(config, protocol)
-    lanes = min(config.train.validation_lanes, len(dataset.splits["validation"]))
+def _setup(config: Config, agent_config: AgentConfig, loaded: LoadedData, device: torch.device) -> _Run:
+    """Loss, protocol, model, optimiser, scheduler, stream and agent, seeded from ``run.seed``."""
+    dataset, t, seed = loaded.dataset, config.train, config.run.seed
+    loss_fn = get_registry().create("loss", agent_config.loss, **agent_config.loss_options)
+    protocol = protocol_of(loss_fn, agent_config.loss)
+    model = build_model(agent_config, dataset, seed).to(device)
+    per_epoch = steps_per_epoch(config, dataset, protocol)
+    total = t.steps or t.epochs * per_epoch
+    optimizer = make_optimizer(model, t)
+    scheduler = make_scheduler(optimizer, t.schedule, total)
+    settings = protocol.stream_settings(config.data.stream)
     stream = make_stream(
-        dataset,
-        "validation",
-        num_lanes=lanes,
-        seed=derive_seed(config.run.seed, "validation"),
-        device=device,
-        **stream_options,
+        dataset, "train", num_lanes=t.lanes, seed=derive_seed(seed, "train"), device=device, **settings.stream_options()
     )
-    per_lane = math.ceil(len(dataset.splits["validation"]) / lanes)
-    return decision_accuracy(model, stream, reset, per_lane, config.evaluate.chunk_length).accuracy
+    agent = Agent(model, protocol.train_reset)
+    agent.reset(t.lanes, device)
+    torch.manual_seed(derive_seed(seed, "train", agent_config.label))
+    folder = checkpoint_path(config, agent_config, loaded)
+    return _Run(config, agent_config, dataset, device, folder, protocol, loss_fn, model, optimizer, scheduler,
+                stream, agent, per_epoch, total)  # fmt: skip
+
+
+def _resume(run: _Run, log: Callable[[str], None]) -> TrainingCheckpoint | None:
+    """Restore ``run`` from ``last.pt`` if there is one (after removing temporary files a kill left)."""
+    for stale in run.folder.glob(".*.tmp"):  # left by a run killed while saving
+        stale.unlink(missing_ok=True)
+    if not run.last_path.exists():
+        return None
+    ckpt = TrainingCheckpoint.load(run.last_path, key=run.folder.name)
+    run.model.load_state_dict(ckpt.model)
+    if ckpt.finished:
+        return ckpt
+    run.optimizer.load_state_dict(ckpt.optimizer)
+    run.scheduler.load_state_dict(ckpt.scheduler)
+    run.stream.load_state_dict(ckpt.stream)
+    run.agent.state = map_state(lambda s: s.to(run.device), ckpt.agent_state)
+    set_rng_state(ckpt.rng, run.device)
+    run.step, run.history, run.best, run.seconds = ckpt.step, list(ckpt.history), ckpt.best, ckpt.seconds
+    run.epoch_loss = list(ckpt.epoch_loss)
+    log(f"nrstream: resuming {run.label} from step {run.step}/{run.total} ({run.last_path})")
+    return ckpt
+
+
+def _end_epoch(run: _Run, log: Callable[[str], None]) -> None:
+    """Validation, ``best.pt``, one history record and log line, then ``last.pt``."""
+    epoch = math.ceil(run.step / run.per_epoch)
+    record = {"epoch": epoch, "step": run.step, "loss": run.epoch_loss[0] / max(1, run.epoch_loss[1])}
+    run.epoch_loss = [0.0, 0]
+    if run.config.train.validate:
+        record["val_accuracy"] = validate(run.model, run.dataset, run.config, run.protocol, run.device)
+    score = record.get("val_accuracy", float(epoch))
+    if score > run.best:
+        run.best = score
+        BestCheckpoint(run.folder.name, run.model.state_dict(), epoch, score).save(run.folder / "best.pt")
+    run.history.append(record)
+    val = f", validation accuracy {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
+    log(f"nrstream: {run.label} epoch {epoch}: loss {record['loss']:.4f}{val}")
+    run.checkpoint(finished=run.step == run.total).save(run.last_path)
+
+
+def _check_finite(run: _Run, value: float) -> None:
+    if not math.isfinite(value):
+        raise NrstreamError(
+            f"{run.label}: the loss became {value} at step {run.step}; likely causes: non-finite values in the "
+            f"data, a too large data.stream.noise_scale ({run.config.data.stream.noise_scale}), or a too high "
+            f"train.lr ({run.config.train.lr})"
+        )
+
+
+def _finish(run: _Run, ckpt: TrainingCheckpoint, reused: bool) -> TrainResult:
+    """The model with the weights ``evaluate.checkpoint`` selects, in eval mode."""
+    best_path = run.folder / "best.pt"
+    if run.config.evaluate.checkpoint == "best" and best_path.exists():
+        run.model.load_state_dict(BestCheckpoint.load(best_path).model)
+    else:
+        run.model.load_state_dict(ckpt.model)
+    run.model.eval()
+    return TrainResult(run.model, run.folder, run.protocol.name, list(ckpt.history), float(ckpt.seconds), reused,
+                       ckpt.step)  # fmt: skip
 
 
 def train_agent(
@@ -238,164 +396,55 @@ def train_agent(
     on_step: Callable[[int], None] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> TrainResult:
-    """Train one agent, resuming from (or reusing) its checkpoint folder.
+    """Train one agent, resuming from (or reusing) its checkpoint folder; seeded by ``run.seed``.
 
     Args:
         on_step: called with the step count after every optimiser step (tests use it to
             interrupt a run).
         log: receives one line per epoch (validation accuracy); default stderr.
-
-    Returns the model holding the weights that ``evaluate.checkpoint`` selects.
     """
-    log = log or _stderr
-    dataset, t = loaded.dataset, config.train
-    folder = checkpoint_path(config, agent_config, loaded)
-    last_path, best_path = folder / "last.pt", folder / "best.pt"
-    key = folder.name
-    loss_fn = get_registry().create("loss", agent_config.loss, **agent_config.loss_options)
-    protocol = getattr(loss_fn, "protocol", None)
-    if protocol not in ("segmented", "continual"):
-        raise NrstreamError(
-            f"loss {agent_config.loss!r} has protocol {protocol!r}; expected 'segmented' or 'continual'"
-        )
-    stream_options, reset = _protocol_settings(config, protocol)
-    model = build_model(agent_config, dataset, config.run.seed).to(device)
-
-    per_epoch = steps_per_epoch(config, dataset, protocol)
-    total = t.steps or t.epochs * per_epoch
-    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-    scheduler = _scheduler(optimizer, t.schedule, total)
-    stream = make_stream(
-        dataset,
-        "train",
-        num_lanes=t.lanes,
-        seed=derive_seed(config.run.seed, "train"),
-        device=device,
-        **stream_options,
-    )
-    agent = Agent(model, reset)
-    agent.reset(t.lanes, device)
-    torch.manual_seed(derive_seed(config.run.seed, "train", agent_config.label))
-    step, history, best, seconds = 0, [], -1.0, 0.0
-    epoch_loss = [0.0, 0]
-
-    for stale in folder.glob(".*.tmp"):  # left by a run killed while saving
-        stale.unlink(missing_ok=True)
-    if last_path.exists():
-        ckpt = load_checkpoint(last_path)
-        if ckpt.get("format") != CHECKPOINT_FORMAT or ckpt.get("key") != key:
-            raise NrstreamError(f"{last_path} was written by another nrstream version or config; delete the folder")
-        model.load_state_dict(ckpt["model"])
-        if ckpt["finished"]:
-            return _finish(model, config, folder, protocol, ckpt, reused=True)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        stream.load_state_dict(ckpt["stream"])
-        agent.state = map_state(lambda s: s.to(device), ckpt["agent_state"])
-        _set_rng_state(ckpt["rng"], device)
-        step, history, best, seconds = ckpt["step"], list(ckpt["history"]), ckpt["best"], ckpt["seconds"]
-        epoch_loss = list(ckpt["epoch_loss"])
-        log(f"nrstream: resuming {agent_config.label} from step {step}/{total} ({last_path})")
-
-    def save(finished: bool) -> None:
-        save_atomic(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "key": key,
-                "arch": agent_config.arch,
-                "loss": agent_config.loss,
-                "protocol": protocol,
-                "step": step,
-                "total_steps": total,
-                "finished": finished,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "stream": stream.state_dict(),
-                "agent_state": _cpu(agent.state),
-                "rng": _rng_state(device),
-                "history": history,
-                "best": best,
-                "seconds": seconds,
-                "epoch_loss": epoch_loss,
-            },
-            last_path,
-        )
-
-    use_amp = t.amp and device.type == "cuda"
-    needs_hidden = bool(getattr(loss_fn, "needs_hidden", False))
-    bar = _progress(t.progress, total, step, agent_config.label)
-    model.train()
+    log, t = log or _stderr, config.train
+    run = _setup(config, agent_config, loaded, device)
+    ckpt = _resume(run, log)
+    if ckpt is not None and ckpt.finished:
+        return _finish(run, ckpt, reused=True)
+    bar = _progress(t.progress, run.total, run.step, run.label)
+    run.model.train()
     began, frames = time.perf_counter(), 0
     try:
-        while step < total:
-            if protocol == "continual" and t.reset_state_every and step % t.reset_state_every == 0:
-                agent.reset(t.lanes, device)  # bounded training streams (train.reset_state_every)
-            chunk = stream.next_chunk(t.chunk_length)
-            aux = {} if needs_hidden else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = agent.observe(chunk, aux=aux)
-            loss = loss_fn(logits.float(), chunk, aux)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            agent.detach()
-            step += 1
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NrstreamError(f"{agent_config.label}: the loss became {value} at step {step}; lower train.lr")
-            epoch_loss[0] += value
-            epoch_loss[1] += 1
+        while run.step < run.total:
+            if run.protocol.carries_state and t.reset_state_every and run.step % t.reset_state_every == 0:
+                run.agent.reset(t.lanes, device)  # bounded training streams (train.reset_state_every)
+            loss, chunk = train_step(run.agent, run.stream, run.loss_fn, run.optimizer, run.scheduler,
+                                     chunk_length=t.chunk_length, grad_clip=t.grad_clip, amp=t.amp)  # fmt: skip
+            run.step += 1
+            value = float(loss)
+            _check_finite(run, value)
+            run.epoch_loss[0] += value
+            run.epoch_loss[1] += 1
             frames += chunk.x.shape[0] * chunk.x.shape[1]
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}", fps=f"{frames / (time.perf_counter() - began):.0f}", refresh=False)
-            if step % per_epoch == 0 or step == total:
-                seconds += time.perf_counter() - began
+            if run.step % run.per_epoch == 0 or run.step == run.total:
+                run.seconds += time.perf_counter() - began
                 began, frames = time.perf_counter(), 0
-                epoch = math.ceil(step / per_epoch)
-                record = {"epoch": epoch, "step": step, "loss": epoch_loss[0] / max(1, epoch_loss[1])}
-                epoch_loss = [0.0, 0]
-                if t.validate:
-                    record["val_accuracy"] = validate(model, dataset, config, protocol, device)
-                score = record.get("val_accuracy", float(epoch))
-                if score > best:
-                    best = score
-                    save_atomic({"key": key, "model": model.state_dict(), "epoch": epoch, "score": score}, best_path)
-                history.append(record)
-                val = f", validation accuracy {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
-                log(f"nrstream: {agent_config.label} epoch {epoch}: loss {record['loss']:.4f}{val}")
-                save(finished=step == total)
-            elif t.checkpoint_every and step % t.checkpoint_every == 0:
-                seconds += time.perf_counter() - began
+                _end_epoch(run, log)
+            elif t.checkpoint_every and run.step % t.checkpoint_every == 0:
+                run.seconds += time.perf_counter() - began
                 began = time.perf_counter()
-                save(finished=False)
+                run.checkpoint(finished=False).save(run.last_path)
             if on_step is not None:
-                on_step(step)
+                on_step(run.step)
     except KeyboardInterrupt:
-        saved = load_checkpoint(last_path)["step"] if last_path.exists() else 0
-        log(
-            f"nrstream: {agent_config.label} interrupted at step {step}; run the same command again to resume "
-            f"from step {saved} ({folder})"
-        )
+        saved = load_checkpoint(run.last_path)["step"] if run.last_path.exists() else 0
+        log(f"nrstream: {run.label} interrupted at step {run.step}; run the same command again to resume "
+            f"from step {saved} ({run.folder})")  # fmt: skip
         raise
     finally:
         if bar is not None:
             bar.close()
-    return _finish(model, config, folder, protocol, load_checkpoint(last_path), reused=False)
-
-
-def _finish(model: nn.Module, config: Config, folder: Path, protocol: str, ckpt: dict, reused: bool) -> TrainResult:
-    best_path = folder / "best.pt"
-    if config.evaluate.checkpoint == "best" and best_path.exists():
-        model.load_state_dict(load_checkpoint(best_path)["model"])
-    else:
-        model.load_state_dict(ckpt["model"])
-    model.eval()
-    return TrainResult(model, folder, protocol, list(ckpt["history"]), float(ckpt["seconds"]), reused, ckpt["step"])
+    return _finish(run, TrainingCheckpoint.load(run.last_path), reused=False)
 
 
 def _progress(enabled: bool, total: int, initial: int, label: str):

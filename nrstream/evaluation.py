@@ -1,37 +1,41 @@
-"""Continual evaluation: trained agents on endless test streams, scored at decision frames.
+"""Evaluation: trained agents on endless test streams, scored at decision frames.
 
 Two kinds of run, both vectorised over lanes and chunked over time:
 
-* :func:`decision_accuracy` — ``B`` lanes, each run exactly until its ``n``-th decision
-  frame; decisions after the ``n``-th are ignored (the stream is endless). Used for
-  accuracy versus stream length and for validation during training.
-* :func:`endless_run` — a long stream (thousands of samples per lane) fed to metric
-  plugins (rolling accuracy, noise entropy, state norm, ...).
+* :func:`~nrstream.scoring.decision_accuracy` — ``B`` lanes, each run exactly until its
+  ``n``-th decision frame; decisions after the ``n``-th are ignored (the stream is
+  endless). Used for accuracy versus stream length (and, by the engine, for validation).
+* :func:`endless_run` — a long stream (thousands of samples per lane) fed to the metric
+  plugins of ``evaluate.metrics``.
 
 :func:`evaluate_agent` puts both together for one trained model and one reset policy.
 
-Accuracy by length is counted here, in the core, rather than by the ``accuracy`` metric
-plugin: it needs the per-lane cut-off at the ``n``-th decision, and the headline numbers
-must not depend on which metric plugins are installed. The endless run is where the
-configured metric plugins (``evaluate.metrics``) see every chunk.
+Accuracy by length is counted here, in the core, rather than by a metric plugin: it
+needs the per-lane cut-off at the ``n``-th decision, and the headline numbers must not
+depend on which metric plugins are installed. The core knows no specific metric: each
+one is built from its config entry (``{name, options}``) and declares what its
+``compute()`` returns in its ``produces`` attribute (see :func:`metric_produces`), which
+the report renders generically.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import math
 import time
-from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from nrstream.agent import Agent
 from nrstream.bank import Dataset
-from nrstream.config import Config
+from nrstream.config import Config, MetricConfig
 from nrstream.datasets import make_stream
 from nrstream.plugins import get_registry
+from nrstream.protocols import configured_settings
+from nrstream.scoring import FRAME_BUDGET, LengthResult, decision_accuracy, lanes_for_length
+from nrstream.seeds import derive_seed
+from nrstream.stats import wilson_interval
 from nrstream.stream import Stream
 
 __all__ = [
@@ -39,109 +43,45 @@ __all__ = [
     "derive_seed",
     "lanes_for_length",
     "decision_accuracy",
+    "make_metrics",
+    "metric_produces",
     "endless_run",
     "evaluate_agent",
     "LengthResult",
+    "METRIC_KINDS",
 ]
 
-#: frames (lanes x time) per inference call: bounds memory for the many-lane short runs
-FRAME_BUDGET = 1 << 20
+#: what a metric's ``produces`` may declare for each key of its ``compute()``
+METRIC_KINDS = ("scalar", "curve")
 
 
-def derive_seed(seed: int, *parts: object) -> int:
-    """An independent stream seed for ``parts`` (e.g. ``("test", 16)``) under ``seed``."""
-    blob = ":".join(str(p) for p in (seed, *parts)).encode()
-    return int.from_bytes(hashlib.sha256(blob).digest()[:4], "little") & 0x7FFFFFFF
+def _config_value(config: Config, dotted: str) -> Any:
+    value: Any = config
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
 
 
-def wilson_interval(correct: int, total: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """The Wilson score interval of a proportion (95% for the default ``z``).
+def make_metrics(config: Config) -> dict[str, Any]:
+    """One fresh metric object per ``evaluate.metrics`` entry, by name.
 
-    The interval always holds ``correct / total`` itself: at 0 % or 100 % the closed form
-    misses the end point by a rounding error (``0.9999999999999999``), which would give a
-    plot a negative error bar.
+    Options come from the entry's ``options``. A metric class may name config keys that
+    supply an option's default (``config_defaults = {"window": "evaluate.rolling_window"}``):
+    an explicit option always wins.
     """
-    if total <= 0:
-        return 0.0, 1.0
-    p = correct / total
-    denom = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
+    registry = get_registry()
+    metrics = {}
+    for entry in config.evaluate.metrics:
+        entry = entry if isinstance(entry, MetricConfig) else MetricConfig(entry)
+        factory = registry.get("metric", entry.name).factory
+        defaults = {opt: _config_value(config, key) for opt, key in getattr(factory, "config_defaults", {}).items()}
+        metrics[entry.name] = registry.create("metric", entry.name, **{**defaults, **entry.options})
+    return metrics
 
 
-def lanes_for_length(n: int, min_decisions: int, split_size: int) -> int:
-    """Lanes so that ``lanes * n`` decisions reach ``min_decisions`` and cover the split.
-
-    The stream draws samples without replacement, so ``lanes * n >= split_size`` draws
-    visit every sample of the split at least once.
-    """
-    return math.ceil(max(min_decisions, split_size) / n)
-
-
-@dataclass
-class LengthResult:
-    correct: int
-    total: int
-    seconds: float
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.total if self.total else 0.0
-
-    @property
-    def ci95(self) -> tuple[float, float]:
-        return wilson_interval(self.correct, self.total)
-
-
-def _chunk_length(stream: Stream, n: int, cap: int) -> int:
-    """Frames per call: at most what the slowest lane needs to reach its ``n``-th decision."""
-    need = n * (stream.gaps.max + int(stream.bank.lengths.max()))
-    return max(1, min(cap, need, FRAME_BUDGET // stream.num_lanes))
-
-
-@torch.inference_mode()
-def decision_accuracy(
-    model: nn.Module, stream: Stream, reset_policy: str, decisions_per_lane: int, chunk_length: int = 1024
-) -> LengthResult:
-    """Run every lane of ``stream`` until its ``decisions_per_lane``-th decision frame.
-
-    The prediction at a decision frame (a sample's last frame) is the argmax of the
-    logits there. Returns the correct count over exactly ``lanes * decisions_per_lane``
-    decisions.
-    """
-    began = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    n = int(decisions_per_lane)
-    agent = Agent(model, reset_policy)
-    agent.reset(stream.num_lanes, stream.device)
-    length = _chunk_length(stream, n, chunk_length)
-    seen = torch.zeros(stream.num_lanes, dtype=torch.long, device=stream.device)
-    correct = torch.zeros((), dtype=torch.long, device=stream.device)
-    total = torch.zeros((), dtype=torch.long, device=stream.device)
-    while True:
-        chunk = stream.next_chunk(length)
-        logits = agent.observe(chunk)
-        scored = chunk.end & (chunk.sample_index <= n)
-        correct += ((logits.argmax(-1) == chunk.label) & scored).sum()
-        total += scored.sum()
-        seen += chunk.end.sum(1)
-        if bool((seen >= n).all()):
-            break
-    model.train(was_training)
-    return LengthResult(int(correct), int(total), time.perf_counter() - began)
-
-
-def _make_metric(name: str, options: dict, window: int):
-    registration = get_registry().get("metric", name)
-    try:
-        params = inspect.signature(registration.factory).parameters
-    except (TypeError, ValueError):
-        params = {}
-    if "window" in params and "window" not in options:
-        options = {**options, "window": window}
-    return registration.factory(**options)
+def metric_produces(metrics: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """``{metric: {key: "scalar" | "curve"}}``: what each metric declares its ``compute()`` returns."""
+    return {name: dict(getattr(metric, "produces", {}) or {}) for name, metric in metrics.items()}
 
 
 @torch.inference_mode()
@@ -174,12 +114,6 @@ def endless_run(
     return {name: metric.compute() for name, metric in metrics.items()}
 
 
-def _mean_event_length(dataset: Dataset, split: str, config: Config) -> float:
-    lengths = dataset.splits[split].lengths.float()
-    gaps = config.data.stream
-    return float(lengths.mean()) + (gaps.gap_min + gaps.gap_max) / 2
-
-
 def evaluate_agent(
     model: nn.Module,
     dataset: Dataset,
@@ -193,8 +127,12 @@ def evaluate_agent(
     Every length ``n`` runs ``lanes_for_length(n, ...)`` lanes of the test split, each to
     its ``n``-th decision, with noise gaps as configured; the streams depend only on
     ``run.seed`` and ``n``, so every agent and policy sees the same frames.
+
+    Returns ``{"by_length": {str(n): LengthResult}, "metrics": {name: compute()},
+    "produces": {name: {key: kind}}, "endless": {"lanes", "frames_per_lane", "seconds"}}``.
     """
-    ev, stream_config = config.evaluate, config.data.stream
+    ev = config.evaluate
+    settings = configured_settings(config.data.stream)
     test_size = len(dataset.splits["test"])
 
     def stream(lanes: int, *seed_parts) -> Stream:
@@ -203,11 +141,8 @@ def evaluate_agent(
             "test",
             num_lanes=lanes,
             seed=derive_seed(config.run.seed, *seed_parts),
-            gap_min=stream_config.gap_min,
-            gap_max=stream_config.gap_max,
-            noise=stream_config.noise,
-            noise_scale=stream_config.noise_scale,
             device=device,
+            **settings.stream_options(),
         )
 
     by_length: dict[str, LengthResult] = {}
@@ -218,11 +153,14 @@ def evaluate_agent(
             progress(n, by_length[str(n)])
 
     began = time.perf_counter()
-    metrics = {m.name: _make_metric(m.name, dict(m.options), ev.rolling_window) for m in ev.metrics}
-    frames = math.ceil(ev.endless_samples * _mean_event_length(dataset, "test", config))
+    metrics = make_metrics(config)
+    frames = math.ceil(
+        ev.endless_samples * settings.mean_event_length(float(dataset.splits["test"].lengths.float().mean()))
+    )
     endless = endless_run(model, stream(ev.endless_lanes, "endless"), reset_policy, metrics, frames, ev.chunk_length)
     return {
         "by_length": by_length,
         "metrics": endless,
+        "produces": metric_produces(metrics),
         "endless": {"lanes": ev.endless_lanes, "frames_per_lane": frames, "seconds": time.perf_counter() - began},
     }

@@ -3,30 +3,39 @@
 The whole folder is written into a hidden temporary folder beside it and renamed into
 place at the end, so an error (or a kill) never leaves a half-written run folder.
 
-``results.json``::
+The report knows no specific metric. Each metric declares what its ``compute()``
+returns (``produces``: key -> ``"scalar"`` or ``"curve"``, recorded in ``results.json``)
+and is rendered from that alone: every scalar becomes a ``results.csv`` column (and a
+console column when the key is the metric's own name), every curve one figure,
+``<metric>.png`` when the key is the metric's name, else ``<metric>_<key>.png``.
+
+``results.json`` (strict JSON: a non-finite number is written as ``null``)::
 
     {
-      "format": 1,
+      "format": 2,
       "config": {...},                    # the resolved config (also config.yaml)
       "environment": {"python", "torch", "nrstream", "numpy", "platform", "device",
                       "device_name", "cpu_count", "torch_threads", "git_commit", "seed"},
       "data": {"source", "options", "fallback_used", "sizes", "num_classes", ...},
-      "runs": [                           # one per (arch, loss, reset policy)
-        {"arch", "loss", "reset": "never" | "oracle", "protocol", "arch_options", "loss_options",
+      "produces": {metric: {key: "scalar" | "curve"}},   # what each metric's compute() returns
+      "runs": [                           # one per (arch, loss, seed, reset policy)
+        {"arch", "loss", "seed", "reset": "never" | "oracle", "protocol", "arch_options", "loss_options",
          "accuracy_by_length": {"1": 0.87, ...},          # keys: lengths n as strings
          "accuracy_ci95_by_length": {"1": [lo, hi], ...}, # Wilson score interval
          "decisions_by_length": {"1": 10000, ...},
          "lanes_by_length": {"1": 10000, ...},
-         "noise_entropy": float | null,   # endless run, normalised (1 = uniform)
-         "rolling_accuracy": {"x", "y", "window", ...} | null,
-         "state_norm": {"x", "y", "mean", ...} | null,
-         "metrics": {name: compute() of every configured metric on the endless run},
+         "metrics": {metric: {key: scalar (float | null) or curve {"x", "y", "x_label", "y_label"}}},
          "endless": {"lanes", "frames_per_lane"},
          "training": {"steps", "history", "reused", "checkpoint"},
          "timings": {"train_seconds", "evaluate_seconds", "length_seconds": {...}, "endless_seconds"}}
       ],
       "timings": {"total_seconds"}
     }
+
+Format 1 (before the metric-generic report) had no ``produces`` and no per-run ``seed``,
+its metrics returned their own layouts, and each run repeated three of them at the top
+level (``noise_entropy``, ``rolling_accuracy``, ``state_norm``).
+:meth:`nrstream.experiment.Results.load` reads both formats.
 """
 
 from __future__ import annotations
@@ -40,15 +49,28 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 import nrstream
 from nrstream.atomic import atomic_folder
 
-__all__ = ["environment", "run_entry", "write_run_folder", "console_table", "markdown_table", "RESULTS_FORMAT"]
+__all__ = [
+    "environment",
+    "json_safe",
+    "write_run_folder",
+    "console_table",
+    "markdown_table",
+    "scalar_columns",
+    "headline_scalars",
+    "RESULTS_FORMAT",
+]
 
-RESULTS_FORMAT = 1
+RESULTS_FORMAT = 2
+
+#: the fixed columns of results.csv; a metric column never takes one of these names
+CSV_COLUMNS = ("arch", "loss", "seed", "reset", "length", "accuracy", "ci95_low", "ci95_high", "decisions")
 
 
 def _git_commit() -> str | None:
@@ -89,48 +111,6 @@ def environment(device, seed: int) -> dict:
     }
 
 
-def _metric_value(metrics: dict, name: str, key: str | None = None):
-    value = metrics.get(name)
-    if value is None or key is None:
-        return value
-    return value.get(key) if isinstance(value, dict) else value
-
-
-def run_entry(agent, reset: str, trained, evaluated: dict, evaluate_seconds: float) -> dict:
-    """One ``runs`` entry of ``results.json`` from a trained agent and its evaluation."""
-    by_length = evaluated["by_length"]
-    metrics = evaluated["metrics"]
-    return {
-        "arch": agent.arch,
-        "loss": agent.loss,
-        "reset": reset,
-        "protocol": trained.protocol,
-        "arch_options": dict(agent.arch_options),
-        "loss_options": dict(agent.loss_options),
-        "accuracy_by_length": {n: r.accuracy for n, r in by_length.items()},
-        "accuracy_ci95_by_length": {n: list(r.ci95) for n, r in by_length.items()},
-        "decisions_by_length": {n: r.total for n, r in by_length.items()},
-        "lanes_by_length": {n: r.total // int(n) for n, r in by_length.items()},
-        "noise_entropy": _metric_value(metrics, "noise_entropy", "noise_entropy"),
-        "rolling_accuracy": _metric_value(metrics, "rolling_accuracy"),
-        "state_norm": _metric_value(metrics, "state_norm"),
-        "metrics": metrics,
-        "endless": {k: v for k, v in evaluated["endless"].items() if k != "seconds"},
-        "training": {
-            "steps": trained.steps,
-            "history": trained.history,
-            "reused": trained.reused,
-            "checkpoint": str(trained.folder),
-        },
-        "timings": {
-            "train_seconds": trained.seconds,
-            "evaluate_seconds": evaluate_seconds,
-            "length_seconds": {n: r.seconds for n, r in by_length.items()},
-            "endless_seconds": evaluated["endless"]["seconds"],
-        },
-    }
-
-
 def _json_default(value):
     if isinstance(value, Path):
         return str(value)
@@ -139,29 +119,56 @@ def _json_default(value):
     return str(value)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON data: non-finite floats become ``None``, paths and tensors plain values."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return json_safe(_json_default(value))
+
+
+def _kinds(results: dict, kind: str) -> list[tuple[str, str]]:
+    """``(metric, key)`` pairs of one kind, in metric then declaration order."""
+    return [(m, k) for m, keys in results.get("produces", {}).items() for k, v in keys.items() if v == kind]
+
+
+def _column(metric: str, key: str) -> str:
+    name = metric if key == metric else f"{metric}.{key}"
+    return f"{metric}.{key}" if name in CSV_COLUMNS else name
+
+
+def scalar_columns(results: dict) -> dict[str, tuple[str, str]]:
+    """``{results.csv column: (metric, key)}`` for every scalar a metric declares."""
+    return {_column(m, k): (m, k) for m, k in _kinds(results, "scalar")}
+
+
+def _scalar(run: dict, metric: str, key: str):
+    value = (run.get("metrics") or {}).get(metric)
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _fmt_scalar(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return f"{value:.6f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
+
+
 def _csv(results: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        ["arch", "loss", "reset", "length", "accuracy", "ci95_low", "ci95_high", "decisions", "noise_entropy"]
-    )
+    columns = scalar_columns(results)
+    writer.writerow([*CSV_COLUMNS, *columns])
     for run in results["runs"]:
+        extra = [_fmt_scalar(_scalar(run, m, k)) for m, k in columns.values()]
         for n, acc in run["accuracy_by_length"].items():
             lo, hi = run["accuracy_ci95_by_length"][n]
-            entropy = run["noise_entropy"]
-            writer.writerow(
-                [
-                    run["arch"],
-                    run["loss"],
-                    run["reset"],
-                    n,
-                    f"{acc:.6f}",
-                    f"{lo:.6f}",
-                    f"{hi:.6f}",
-                    run["decisions_by_length"][n],
-                    "" if entropy is None else f"{entropy:.6f}",
-                ]
-            )
+            fixed = [run["arch"], run["loss"], run.get("seed", ""), run["reset"], n]
+            writer.writerow([*fixed, f"{acc:.6f}", f"{lo:.6f}", f"{hi:.6f}", run["decisions_by_length"][n], *extra])
     return out.getvalue()
 
 
@@ -169,15 +176,11 @@ def _label(run: dict) -> str:
     return f"{run['arch']}/{run['loss']}/{run['reset']}"
 
 
-def _figures(results: dict, folder: Path) -> list[str]:
-    import matplotlib
+def _figure_name(metric: str, key: str) -> str:
+    return f"{metric}.png" if key == metric else f"{metric}_{key}.png"
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
 
-    written = []
-    runs = results["runs"]
-
+def _accuracy_figure(plt, runs: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for run in runs:
         lengths = [int(n) for n in run["accuracy_by_length"]]
@@ -199,45 +202,53 @@ def _figures(results: dict, folder: Path) -> list[str]:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(folder / "accuracy_vs_length.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    written.append("accuracy_vs_length.png")
 
-    for key, name, xlabel, ylabel, title in [
-        (
-            "rolling_accuracy",
-            "rolling_accuracy.png",
-            "decisions",
-            "rolling accuracy (%)",
-            "Rolling accuracy, endless run",
-        ),
-        ("state_norm", "state_norm.png", "frame", "mean hidden-state L2 norm", "Hidden-state norm, endless run"),
-    ]:
-        curves = [(run, run.get(key)) for run in runs if isinstance(run.get(key), dict) and run[key].get("x")]
-        if not curves:
-            continue
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for run, curve in curves:
-            y = [100 * v if key == "rolling_accuracy" and v is not None else v for v in curve["y"]]
-            ax.plot(curve["x"], y, linestyle="--" if run["reset"] == "oracle" else "-", label=_label(run))
-        if key == "rolling_accuracy" and curves:
-            title += f" (window {curves[0][1].get('window')})"
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(folder / name, dpi=120)
-        plt.close(fig)
-        written.append(name)
+
+def _curve_figure(plt, runs: list[dict], metric: str, key: str, path: Path) -> bool:
+    """One line per run of curve ``metric.key``; ``False`` (no file) when no run has points."""
+    curves = [(run, _scalar(run, metric, key)) for run in runs]
+    curves = [(run, c) for run, c in curves if isinstance(c, dict) and c.get("x")]
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run, c in curves:
+        y = [math.nan if v is None else v for v in c["y"]]
+        ax.plot(c["x"], y, linestyle="--" if run["reset"] == "oracle" else "-", label=_label(run))
+    ax.set_xlabel(curves[0][1].get("x_label", "x"))
+    ax.set_ylabel(curves[0][1].get("y_label", key))
+    ax.set_title(f"{metric}: {key}, endless run" if key != metric else f"{metric}, endless run")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def _figures(results: dict, folder: Path) -> list[str]:
+    """``accuracy_vs_length.png``, then one figure per declared curve that has points."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    _accuracy_figure(plt, runs, folder / "accuracy_vs_length.png")
+    written = ["accuracy_vs_length.png"]
+    for metric, key in _kinds(results, "curve"):
+        name = _figure_name(metric, key)
+        if _curve_figure(plt, runs, metric, key, folder / name):
+            written.append(name)
     return written
 
 
 def write_run_folder(folder: Path, results: dict) -> list[str]:
     """Write every file of a run folder atomically; returns the file names."""
+    results = json_safe(results)
     with atomic_folder(folder) as tmp:
-        (tmp / "results.json").write_text(json.dumps(results, indent=2, default=_json_default) + "\n")
+        (tmp / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
         (tmp / "results.csv").write_text(_csv(results))
         (tmp / "config.yaml").write_text(yaml.safe_dump(results["config"], sort_keys=False))
         return ["results.json", "results.csv", "config.yaml", *_figures(results, tmp)]
@@ -247,29 +258,42 @@ def _fmt_pct(value) -> str:
     return "  -  " if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:5.1f}"
 
 
+def headline_scalars(results: dict) -> list[str]:
+    """Metrics whose own name is one of their scalar keys (``noise_entropy``): the tables show these."""
+    return [m for m, k in _kinds(results, "scalar") if k == m]
+
+
+def _row_keys(runs: list[dict]) -> list[str]:
+    several_seeds = len({run.get("seed") for run in runs}) > 1
+    return ["arch", "loss", *(["seed"] if several_seeds else []), "reset"]
+
+
+def _fmt_headline(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.3f}"
+
+
 def console_table(results: dict) -> str:
-    """Accuracy (%) by stream length, one row per (arch, loss, reset), plus noise entropy."""
+    """Accuracy (%) by stream length, one row per run, plus each metric's headline scalar."""
     runs = results["runs"]
     if not runs:
         return "(no runs)"
     lengths = list(runs[0]["accuracy_by_length"])
-    head = ["arch", "loss", "reset", *[f"n={n}" for n in lengths], "H_noise"]
+    keys, headline = _row_keys(runs), headline_scalars(results)
+    head = [*keys, *[f"n={n}" for n in lengths], *headline]
     rows = []
     for run in runs:
-        entropy = run["noise_entropy"]
         rows.append(
             [
-                run["arch"],
-                run["loss"],
-                run["reset"],
+                *[str(run.get(k)) for k in keys],
                 *[_fmt_pct(run["accuracy_by_length"].get(n)) for n in lengths],
-                "-" if entropy is None else f"{entropy:.3f}",
+                *[_fmt_headline(_scalar(run, m, m)) for m in headline],
             ]
         )
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     lines = [
         "  ".join(
-            str(c).rjust(w) if i >= 3 else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            str(c).rjust(w) if i >= len(keys) else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
         )
         for r in [head, *rows]
     ]
@@ -281,19 +305,19 @@ def markdown_table(results: dict) -> str:
     """The same table in Markdown, each accuracy with its 95% CI half-width (points)."""
     runs = results["runs"]
     lengths = list(runs[0]["accuracy_by_length"]) if runs else []
+    keys, headline = _row_keys(runs), headline_scalars(results)
     lines = [
-        "| arch | loss | reset | " + " | ".join(f"n={n}" for n in lengths) + " | noise entropy |",
-        "|---|---|---|" + "---:|" * len(lengths) + "---:|",
+        "| " + " | ".join([*keys, *(f"n={n}" for n in lengths), *(m.replace("_", " ") for m in headline)]) + " |",
+        "|" + "---|" * len(keys) + "---:|" * (len(lengths) + len(headline)),
     ]
     for run in runs:
-        cells = []
+        cells = [str(run.get(k)) for k in keys]
         for n in lengths:
             acc = run["accuracy_by_length"][n]
             lo, hi = run["accuracy_ci95_by_length"][n]
             cells.append(f"{100 * acc:.1f} ±{100 * (hi - lo) / 2:.1f}")
-        entropy = run["noise_entropy"]
-        ent = "-" if entropy is None else f"{entropy:.3f}"
-        lines.append(f"| {run['arch']} | {run['loss']} | {run['reset']} | " + " | ".join(cells) + f" | {ent} |")
+        cells += [_fmt_headline(_scalar(run, m, m)) for m in headline]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

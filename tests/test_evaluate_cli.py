@@ -44,7 +44,8 @@ def test_run_folder_has_every_file(run_folder):
 
 def test_results_json_matches_the_documented_format(run_folder):
     results = json.loads((run_folder / "results.json").read_text())
-    assert {"config", "environment", "data", "runs"} <= results.keys()
+    assert {"config", "environment", "data", "runs", "produces"} <= results.keys()
+    assert results["format"] == 2
     env = results["environment"]
     for key in ("python", "torch", "nrstream", "device", "git_commit", "seed"):
         assert key in env
@@ -70,12 +71,17 @@ def test_results_json_matches_the_documented_format(run_folder):
             assert isinstance(decisions, int) and decisions >= min_decisions
             assert decisions >= results["data"]["sizes"]["test"]  # the whole test split, at least once
             assert decisions == run["lanes_by_length"][n] * int(n)
-        assert 0 <= run["noise_entropy"] <= 1
-        rolling = run["rolling_accuracy"]
-        assert rolling["window"] == config["evaluate"]["rolling_window"]
+        metrics = run["metrics"]
+        assert 0 <= metrics["noise_entropy"]["noise_entropy"] <= 1
+        rolling = metrics["rolling_accuracy"]["rolling_accuracy"]
+        # evaluate.rolling_window is the default of the metric's ordinary `window` option
+        assert f"last {config['evaluate']['rolling_window']} decisions" in rolling["y_label"]
         assert rolling["y"] and all(0 <= y <= 1 for y in rolling["y"])
-        assert run["state_norm"]["y"] and run["state_norm"]["mean"] > 0
-        assert set(run["metrics"]) == {m["name"] for m in config["evaluate"]["metrics"]}
+        assert metrics["state_norm"]["state_norm"]["y"] and metrics["state_norm"]["mean"] > 0
+        assert set(metrics) == {m["name"] for m in config["evaluate"]["metrics"]}
+        for name, keys in results["produces"].items():  # every metric returns exactly what it declares
+            assert set(metrics[name]) == set(keys)
+        assert run["seed"] == 0
         assert run["timings"]["train_seconds"] >= 0 and run["timings"]["evaluate_seconds"] > 0
     # oracle and never runs of the segmented agent share its training
     assert results["runs"][0]["training"] == results["runs"][1]["training"]
@@ -86,6 +92,8 @@ def test_csv_and_resolved_config(run_folder):
     results = json.loads((run_folder / "results.json").read_text())
     assert len(rows) == sum(len(r["accuracy_by_length"]) for r in results["runs"])
     assert math.isclose(float(rows[0]["accuracy"]), results["runs"][0]["accuracy_by_length"]["1"], abs_tol=1e-6)
+    entropy = results["runs"][0]["metrics"]["noise_entropy"]["noise_entropy"]
+    assert math.isclose(float(rows[0]["noise_entropy"]), entropy, abs_tol=1e-6)  # a metric scalar is a column
     assert yaml.safe_load((run_folder / "config.yaml").read_text()) == results["config"]
     code = main(["train", str(run_folder / "config.yaml"), "--no-progress"])  # the resolved config is valid
     assert code == 0  # ... and names the same checkpoints: nothing to train

@@ -63,12 +63,12 @@ def test_accuracy_exact_and_reset():
     metric.update(CHUNK, LOGITS)
     result = metric.compute()
     assert (result["accuracy"], result["correct"], result["total"]) == (2 / 3, 2, 3)
-    assert result["ci95"] == pytest.approx(wilson_interval(2, 3))
+    assert [result["ci95_low"], result["ci95_high"]] == pytest.approx(wilson_interval(2, 3))
     assert_json(result)
     metric.update(CHUNK, LOGITS)
     assert metric.compute()["total"] == 6
     metric.reset()
-    assert metric.compute() == {"accuracy": None, "correct": 0, "total": 0, "ci95": None}
+    assert metric.compute() == {"accuracy": None, "correct": 0, "total": 0, "ci95_low": None, "ci95_high": None}
 
 
 def test_wilson_interval_by_hand():
@@ -86,14 +86,15 @@ def test_accuracy_by_position_exact():
     metric = AccuracyByPosition(max_position=1)
     metric.update(CHUNK, LOGITS)
     result = metric.compute()
-    assert result == {"position": [1], "accuracy": [1.0], "correct": [2], "total": [2], "beyond": 1}
+    assert (result["accuracy"]["x"], result["accuracy"]["y"], result["decisions"]["y"]) == ([1], [1.0], [2])
+    assert result["beyond"] == 1
     metric = AccuracyByPosition()
     metric.update(CHUNK, LOGITS)
     result = metric.compute()
-    assert result["accuracy"] == [1.0, 0.0] and result["total"] == [2, 1] and result["beyond"] == 0
+    assert result["accuracy"]["y"] == [1.0, 0.0] and result["decisions"]["y"] == [2, 1] and result["beyond"] == 0
     assert_json(result)
     metric.reset()
-    assert metric.compute()["position"] == []
+    assert metric.compute()["accuracy"]["x"] == []
 
 
 def test_noise_entropy_exact():
@@ -117,15 +118,15 @@ def test_state_norm_bins_and_mean():
     metric.update(chunk, torch.zeros(2, 3, C), {"hidden": hidden})
     # norms per frame, lanes averaged: [3, 1.5, 5] then again [3, 1.5, 5]; bins of two frames
     result = metric.compute()
-    assert result["x"] == [0, 2, 4]
-    assert result["y"] == pytest.approx([2.25, 4.0, 3.25])
+    assert result["state_norm"]["x"] == [0, 2, 4]
+    assert result["state_norm"]["y"] == pytest.approx([2.25, 4.0, 3.25])
     assert result["mean"] == pytest.approx(9.5 / 3)
     assert result["frames"] == 6
     assert_json(result)
     with pytest.raises(OptionError, match="hidden"):
         metric.update(chunk, torch.zeros(2, 3, C), {})
     metric.reset()
-    assert metric.compute()["x"] == []
+    assert metric.compute()["state_norm"]["x"] == [] and metric.compute()["mean"] is None
 
 
 def test_rolling_matches_naive_window():
@@ -167,13 +168,13 @@ def test_rolling_accuracy_stream_order_and_curve():
     xs = list(range(3, n + 1, 3))
     ys = [sum(hits[max(0, x - 10) : x]) / len(hits[max(0, x - 10) : x]) for x in xs]
     result = metric.compute()
-    assert result["x"] == xs
-    assert result["y"] == pytest.approx(ys, abs=1e-12)
+    assert result["rolling_accuracy"]["x"] == xs
+    assert result["rolling_accuracy"]["y"] == pytest.approx(ys, abs=1e-12)
     assert result["decisions"] == n
     assert result["last"] == pytest.approx(sum(hits[-10:]) / 10)
     assert_json(result)
     metric.reset()
-    assert metric.compute()["x"] == [] and metric.compute()["decisions"] == 0
+    assert metric.compute()["rolling_accuracy"]["x"] == [] and metric.compute()["decisions"] == 0
 
 
 def test_toy_stream_oracle_is_perfect():
@@ -191,10 +192,11 @@ def test_toy_stream_oracle_is_perfect():
             metric.update(chunk, oracle)
     accuracy, by_position, rolling, entropy = (m.compute() for m in metrics)
     assert accuracy["accuracy"] == 1.0 and accuracy["total"] > 20
-    assert by_position["position"][0] == 1 and len(by_position["position"]) >= 3
-    assert all(a == 1.0 for a in by_position["accuracy"])
-    assert sum(by_position["total"]) + by_position["beyond"] == accuracy["total"]
-    assert all(y == 1.0 for y in rolling["y"]) and rolling["decisions"] == accuracy["total"]
+    assert by_position["accuracy"]["x"][0] == 1 and len(by_position["accuracy"]["x"]) >= 3
+    assert all(a == 1.0 for a in by_position["accuracy"]["y"])
+    assert sum(by_position["decisions"]["y"]) + by_position["beyond"] == accuracy["total"]
+    curve = rolling["rolling_accuracy"]
+    assert all(y == 1.0 for y in curve["y"]) and rolling["decisions"] == accuracy["total"]
     assert entropy["noise_entropy"] == 1.0 and entropy["frames"] > 0
     for result in (accuracy, by_position, rolling, entropy):
         assert_json(result)
@@ -220,3 +222,27 @@ def test_registered_through_the_plugin_registry():
     names = set(get_registry().names("metric"))
     assert {"accuracy", "accuracy_by_position", "rolling_accuracy", "noise_entropy", "state_norm"} <= names
     assert get_registry().create("metric", "state_norm").needs_hidden is True
+
+
+@pytest.mark.parametrize("factory", [Accuracy, AccuracyByPosition, RollingAccuracy, NoiseEntropy, StateNorm])
+def test_compute_returns_exactly_what_the_metric_declares(factory):
+    """The report renders from ``produces``: scalars are floats or None, curves x/y lists with labels."""
+
+    def check(result: dict) -> None:
+        assert set(result) == set(factory.produces)
+        for key, kind in factory.produces.items():
+            value = result[key]
+            if kind == "scalar":
+                assert value is None or type(value) is float, (key, value)
+            else:
+                assert kind == "curve" and set(value) == {"x", "y", "x_label", "y_label"}
+                assert len(value["x"]) == len(value["y"]) and all(type(v) is float for v in value["x"] + value["y"])
+                assert value["x_label"] and value["y_label"]
+        assert_json(result)
+
+    metric = factory()
+    check(metric.compute())  # before any update
+    metric.update(CHUNK, LOGITS, {"hidden": torch.ones(*CHUNK.label.shape, 3)})
+    check(metric.compute())
+    metric.reset()
+    check(metric.compute())

@@ -1,14 +1,10 @@
-"""``nrstream train CONFIG``: train every agent the config lists (resuming, reusing checkpoints)."""
+"""``nrstream train CONFIG``: train every job the config lists (resuming, reusing checkpoints)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-
-import torch
 
 from nrstream.config import Config, load_config
-from nrstream.engine import LoadedData, TrainResult, load_data, resolve_device, train_agent
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +33,8 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def prepare(args: argparse.Namespace) -> tuple[Config, torch.device, LoadedData]:
-    """Load and validate the config, apply command-line overrides, load the data."""
+def config_from_args(args: argparse.Namespace) -> Config:
+    """Load and validate the config, then apply the command-line overrides."""
     config = load_config(args.config, overrides=args.overrides)
     if args.checkpoints:
         config.run.checkpoint_dir = args.checkpoints
@@ -46,21 +42,15 @@ def prepare(args: argparse.Namespace) -> tuple[Config, torch.device, LoadedData]
         config.run.device = args.device
     if args.no_progress:
         config.train.progress = False
-    device = resolve_device(config.run.device)
-    return config, device, load_data(config)
-
-
-def train_all(config: Config, device: torch.device, loaded: LoadedData):
-    """Yield ``(agent config, TrainResult)`` for every agent, training what is missing."""
-    for agent in config.agents:
-        result: TrainResult = train_agent(config, agent, loaded, device)
-        what = "reused" if result.reused else f"trained in {result.seconds:.1f} s"
-        print(f"nrstream: {agent.label}: {what} ({result.steps} steps, {result.folder})", file=sys.stderr)
-        yield agent, result
+    return config
 
 
 def run(args: argparse.Namespace) -> int:
-    config, device, loaded = prepare(args)
-    for _agent, _result in train_all(config, device, loaded):
-        pass
+    from nrstream.engine import load_data, resolve_device
+    from nrstream.experiment import plan_jobs, train_job
+
+    config = config_from_args(args)
+    device, data = resolve_device(config.run.device), load_data(config)
+    for job in plan_jobs(config):
+        train_job(config, job, device=device, data=data)
     return 0

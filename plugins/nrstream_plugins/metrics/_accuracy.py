@@ -7,22 +7,33 @@ device and are read back only in ``compute``.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from nrstream import evaluation
+from nrstream.stats import Z95
+from nrstream.stats import wilson_interval as _wilson
 from nrstream_plugins._options import positive_int
 from nrstream_plugins.metrics.rolling import Rolling
 
 __all__ = ["Accuracy", "AccuracyByPosition", "RollingAccuracy", "wilson_interval", "Z95"]
-
-Z95 = 1.959963984540054  # the 97.5 % quantile of the standard normal
 
 
 def wilson_interval(correct: int, total: int, z: float = Z95) -> list[float] | None:
     """Wilson score interval ``[lo, hi]`` for ``correct / total``; ``None`` when ``total == 0``."""
     if total == 0:
         return None
-    return list(evaluation.wilson_interval(correct, total, z))
+    return list(_wilson(correct, total, z))
+
+
+def curve(x: list, y: list, x_label: str, y_label: str) -> dict:
+    """A curve as the report renders it (one figure per curve key): floats, axis labels."""
+    return {
+        "x": [float(v) for v in x],
+        "y": [math.nan if v is None else float(v) for v in y],
+        "x_label": x_label,
+        "y_label": y_label,
+    }
 
 
 def decision_hits(chunk, logits: torch.Tensor) -> torch.Tensor:
@@ -33,11 +44,13 @@ def decision_hits(chunk, logits: torch.Tensor) -> torch.Tensor:
 class Accuracy:
     """Accuracy at decision frames (``accuracy``).
 
-    ``compute()`` -> ``{"accuracy", "correct", "total", "ci95": [lo, hi]}`` (Wilson score
-    interval, 95 %); ``accuracy`` and ``ci95`` are ``None`` before any decision.
+    ``compute()`` -> scalars ``{"accuracy", "ci95_low", "ci95_high", "correct", "total"}``
+    (Wilson score interval, 95 %); ``accuracy`` and the bounds are ``None`` before any
+    decision.
     """
 
     needs_hidden = False
+    produces = {k: "scalar" for k in ("accuracy", "ci95_low", "ci95_high", "correct", "total")}
 
     def __init__(self) -> None:
         self.reset()
@@ -53,11 +66,13 @@ class Accuracy:
 
     def compute(self) -> dict:
         correct, total = int(self._correct), int(self._total)
+        lo, hi = wilson_interval(correct, total) or (None, None)
         return {
             "accuracy": correct / total if total else None,
-            "correct": correct,
-            "total": total,
-            "ci95": wilson_interval(correct, total),
+            "ci95_low": lo,
+            "ci95_high": hi,
+            "correct": float(correct),
+            "total": float(total),
         }
 
 
@@ -71,12 +86,14 @@ class AccuracyByPosition:
         max_position: positions ``1..max_position`` are tracked; later decisions are only
             counted in ``beyond``.
 
-    ``compute()`` -> ``{"position": [1..K], "accuracy": [...], "correct": [...],
-    "total": [...], "beyond": int}``, ``K`` the last position seen (at most
-    ``max_position``); ``accuracy`` is ``None`` at positions without a decision.
+    ``compute()`` -> ``{"accuracy": curve, "decisions": curve, "beyond": scalar}``: the
+    curves' ``x`` are the positions ``1..K``, ``K`` the last position seen (at most
+    ``max_position``); ``y`` the accuracy at each (NaN at a position without a decision),
+    and the decisions counted at each. ``beyond``: decisions past ``max_position``.
     """
 
     needs_hidden = False
+    produces = {"accuracy": "curve", "decisions": "curve", "beyond": "scalar"}
 
     def __init__(self, *, max_position: int = 128) -> None:
         self.max_position = positive_int("max_position", max_position)
@@ -104,12 +121,14 @@ class AccuracyByPosition:
         correct = [] if self._correct is None else self._correct[1:].tolist()
         last = max((i + 1 for i, n in enumerate(total) if n), default=0)
         total, correct = total[:last], correct[:last]
+        position = list(range(1, last + 1))
+        where = "sample position k in the lane (1: first)"
         return {
-            "position": list(range(1, last + 1)),
-            "accuracy": [c / n if n else None for c, n in zip(correct, total, strict=True)],
-            "correct": correct,
-            "total": total,
-            "beyond": int(self._beyond),
+            "accuracy": curve(
+                position, [c / n if n else None for c, n in zip(correct, total, strict=True)], where, "accuracy"
+            ),
+            "decisions": curve(position, total, where, "decisions counted"),
+            "beyond": float(self._beyond),
         }
 
 
@@ -125,11 +144,16 @@ class RollingAccuracy:
         window: ``W``, decisions per window (default 1000).
         every: keep one curve point every ``every`` decisions (default 100).
 
-    ``compute()`` -> ``{"x": [decisions seen], "y": [accuracy over the last min(x, W)
-    decisions], "window", "every", "decisions", "last"}``; ``last`` is the current value.
+    ``compute()`` -> ``{"rolling_accuracy": curve, "last": scalar, "decisions": scalar}``:
+    the curve's ``x`` are decisions seen, ``y`` the accuracy over the last ``min(x, W)``
+    decisions; ``last`` is the current value, ``decisions`` the count seen.
+
+    ``window`` defaults to the config's ``evaluate.rolling_window`` (``config_defaults``).
     """
 
     needs_hidden = False
+    produces = {"rolling_accuracy": "curve", "last": "scalar", "decisions": "scalar"}
+    config_defaults = {"window": "evaluate.rolling_window"}
 
     def __init__(self, *, window: int = 1000, every: int = 100) -> None:
         self.window = positive_int("window", window)
@@ -173,10 +197,12 @@ class RollingAccuracy:
 
     def compute(self) -> dict:
         return {
-            "x": [self.every * (i + 1) for i in range(self._points)],
-            "y": [] if self._y is None else self._y[: self._points].tolist(),
-            "window": self.window,
-            "every": self.every,
-            "decisions": self._rolling.seen,
+            "rolling_accuracy": curve(
+                [self.every * (i + 1) for i in range(self._points)],
+                [] if self._y is None else self._y[: self._points].tolist(),
+                "decisions seen",
+                f"accuracy over the last {self.window} decisions",
+            ),
             "last": None if self._last is None else float(self._last),
+            "decisions": float(self._rolling.seen),
         }

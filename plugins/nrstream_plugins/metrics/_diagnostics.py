@@ -9,6 +9,7 @@ import torch
 
 from nrstream_plugins._options import OptionError, positive_int
 from nrstream_plugins.losses import functional as F
+from nrstream_plugins.metrics._accuracy import curve
 
 __all__ = ["NoiseEntropy", "StateNorm"]
 
@@ -17,10 +18,11 @@ class NoiseEntropy:
     """Mean normalised entropy ``H(softmax(z_t)) / log C`` over noise frames (``noise_entropy``).
 
     1 means "don't know" (uniform), what ``ce_kl`` trains for; 0 is a confident prediction.
-    ``compute()`` -> ``{"noise_entropy": float | None, "frames": int}``.
+    ``compute()`` -> scalars ``{"noise_entropy": float | None, "frames": float}``.
     """
 
     needs_hidden = False
+    produces = {"noise_entropy": "scalar", "frames": "scalar"}
 
     def __init__(self) -> None:
         self.reset()
@@ -37,7 +39,7 @@ class NoiseEntropy:
 
     def compute(self) -> dict:
         frames = int(self._frames)
-        return {"noise_entropy": float(self._sum) / frames if frames else None, "frames": frames}
+        return {"noise_entropy": float(self._sum) / frames if frames else None, "frames": float(frames)}
 
 
 class StateNorm:
@@ -49,11 +51,13 @@ class StateNorm:
     Args:
         every: frames per curve point (default 100).
 
-    ``compute()`` -> ``{"x": [first frame of each bin], "y": [mean norm in the bin],
-    "mean": overall mean norm, "frames": frames seen, "every"}``.
+    ``compute()`` -> ``{"state_norm": curve, "mean": scalar, "frames": scalar}``: the
+    curve's ``x`` is the first frame of each bin, ``y`` the mean norm in the bin; ``mean``
+    the overall mean norm (``None`` before any frame), ``frames`` the frames seen.
     """
 
     needs_hidden = True
+    produces = {"state_norm": "curve", "mean": "scalar", "frames": "scalar"}
 
     def __init__(self, *, every: int = 100) -> None:
         self.every = positive_int("every", every)
@@ -85,13 +89,15 @@ class StateNorm:
         self.frames += length
 
     def compute(self) -> dict:
-        if self._sum is None:
-            return {"x": [], "y": [], "mean": None, "frames": 0, "every": self.every}
-        sums, counts = self._sum.tolist(), self._count.tolist()
+        sums = [] if self._sum is None else self._sum.tolist()
+        counts = [] if self._count is None else self._count.tolist()
         return {
-            "x": [i * self.every for i in range(len(sums))],
-            "y": [s / n for s, n in zip(sums, counts, strict=True)],
-            "mean": sum(sums) / sum(counts),
-            "frames": self.frames,
-            "every": self.every,
+            "state_norm": curve(
+                [i * self.every for i in range(len(sums))],
+                [s / n for s, n in zip(sums, counts, strict=True)],
+                "frame of the endless run",
+                "mean hidden-state L2 norm",
+            ),
+            "mean": sum(sums) / sum(counts) if counts else None,
+            "frames": float(self.frames),
         }

@@ -1,0 +1,382 @@
+"""The experiment as a library: plan jobs, train and evaluate them, merge the results.
+
+``nrstream evaluate CONFIG`` is, in Python::
+
+    from nrstream import load_config, run_experiment
+
+    results = run_experiment(load_config("configs/quickstart.yaml"))  # writes runs/quickstart/
+    print(results.runs[0].accuracy_by_length)
+
+The unit of work is a :class:`Job`: one agent (architecture + loss, with their options)
+and one seed. :func:`train_job` trains it (or reuses / resumes its checkpoint folder),
+:func:`evaluate_job` scores it under every reset policy its loss's protocol lists
+(:mod:`nrstream.protocols`); each writes only its own files (the checkpoint folder, and
+``result.json`` in it). :func:`run_job` does both and is what an executor runs: a
+top-level function of picklable arguments, so a distributed executor can ship it to a
+worker. :func:`run_experiment` plans the jobs, hands them to an executor (default
+:func:`run_local`: one after another, in this process), merges what comes back into a
+:class:`Results` and writes the run folder atomically (:mod:`nrstream.report`).
+
+A job's seed plays the role of ``run.seed`` for everything it does: weight
+initialisation, the training and validation streams, and the test streams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from nrstream.atomic import atomic_file
+from nrstream.config import AgentConfig, Config, config_to_dict, load_config
+from nrstream.engine import LoadedData, load_data, resolve_device, train_agent
+from nrstream.evaluation import evaluate_agent
+from nrstream.protocols import get_protocol
+from nrstream.report import RESULTS_FORMAT, environment, json_safe, write_run_folder
+
+__all__ = [
+    "Job",
+    "Trained",
+    "RunResult",
+    "JobResult",
+    "Results",
+    "Executor",
+    "plan_jobs",
+    "train_job",
+    "evaluate_job",
+    "run_job",
+    "run_local",
+    "run_experiment",
+    "load_config",
+]
+
+
+# ---------------------------------------------------------------------------- jobs
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: an agent (``arch`` + ``loss`` with their options) and a seed."""
+
+    agent: AgentConfig
+    seed: int
+
+    @property
+    def arch(self) -> str:
+        return self.agent.arch
+
+    @property
+    def loss(self) -> str:
+        return self.agent.loss
+
+    @property
+    def label(self) -> str:
+        return f"{self.agent.label} seed {self.seed}"
+
+    def config_for(self, config: Config, *, progress: bool = True) -> Config:
+        """``config`` as this job sees it: ``run.seed`` is the job's seed."""
+        run = dataclasses.replace(config.run, seed=self.seed)
+        train = config.train if progress else dataclasses.replace(config.train, progress=False)
+        return dataclasses.replace(config, run=run, train=train)
+
+
+def plan_jobs(config: Config) -> list[Job]:
+    """Every (agent, seed) of ``config``, agents in config order; seeds ``run.seeds`` or ``[run.seed]``."""
+    seeds = list(getattr(config.run, "seeds", None) or [config.run.seed])
+    return [Job(agent, int(seed)) for agent in config.agents for seed in seeds]
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass
+class Trained:
+    """A trained job: its model (weights as ``evaluate.checkpoint`` selects) and its training record."""
+
+    job: Job
+    model: nn.Module
+    protocol: str
+    folder: Path
+    steps: int
+    history: list = field(default_factory=list)
+    seconds: float = 0.0
+    reused: bool = False
+
+    def training_json(self) -> dict:
+        return {"steps": self.steps, "history": self.history, "reused": self.reused, "checkpoint": str(self.folder)}
+
+
+@dataclass
+class RunResult:
+    """One ``runs`` entry of ``results.json``: one job evaluated under one reset policy."""
+
+    arch: str
+    loss: str
+    seed: int
+    reset: str
+    protocol: str
+    arch_options: dict
+    loss_options: dict
+    accuracy_by_length: dict[str, float]
+    accuracy_ci95_by_length: dict[str, list[float]]
+    decisions_by_length: dict[str, int]
+    lanes_by_length: dict[str, int]
+    metrics: dict[str, dict]
+    endless: dict
+    training: dict
+    timings: dict
+
+    def to_json(self) -> dict:
+        return json_safe({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+
+    @classmethod
+    def from_json(cls, entry: dict, seed: int = 0) -> RunResult:
+        """A ``runs`` entry of format 2, or of format 1 (``seed`` fills the missing field)."""
+        values = {f.name: entry.get(f.name) for f in dataclasses.fields(cls)}
+        if values["seed"] is None:
+            values["seed"] = seed
+        return cls(**values)
+
+
+@dataclass
+class JobResult:
+    """What one job produced: one :class:`RunResult` per reset policy, and what its metrics declare."""
+
+    job: Job
+    runs: list[RunResult]
+    produces: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {
+            "arch": self.job.arch,
+            "loss": self.job.loss,
+            "seed": self.job.seed,
+            "produces": self.produces,
+            "runs": [r.to_json() for r in self.runs],
+        }
+
+
+@dataclass
+class Results:
+    """A whole experiment, as ``results.json`` holds it (see :mod:`nrstream.report`)."""
+
+    config: dict
+    environment: dict
+    data: dict
+    runs: list[RunResult]
+    produces: dict[str, dict[str, str]] = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    format: int = RESULTS_FORMAT
+    folder: Path | None = None
+
+    def to_json(self) -> dict:
+        return json_safe(
+            {
+                "format": self.format,
+                "config": self.config,
+                "environment": self.environment,
+                "data": self.data,
+                "produces": self.produces,
+                "runs": [r.to_json() for r in self.runs],
+                "timings": self.timings,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, raw: dict) -> Results:
+        """Read a parsed ``results.json`` of format 1 or 2 (format 1: no seeds, no ``produces``)."""
+        seed = int(raw.get("environment", {}).get("seed", 0) or 0)
+        runs = [RunResult.from_json(entry, seed) for entry in raw.get("runs", [])]
+        fmt = int(raw.get("format", 1))
+        return cls(raw["config"], raw["environment"], raw["data"], runs, raw.get("produces", {}), raw["timings"], fmt)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Results:
+        """Read ``results.json`` (a run folder or the file itself)."""
+        path = Path(path)
+        file = path / "results.json" if path.is_dir() else path
+        results = cls.from_json(json.loads(file.read_text()))
+        results.folder = file.parent
+        return results
+
+
+# ---------------------------------------------------------------------------- train / evaluate one job
+
+
+def _device(config: Config, device: str | torch.device | None) -> torch.device:
+    return resolve_device(device if device is not None else config.run.device)
+
+
+def _say(progress: bool) -> Callable[[str], None]:
+    return (lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None)
+
+
+def train_job(
+    config: Config,
+    job: Job,
+    *,
+    device: str | torch.device | None = None,
+    data: LoadedData | None = None,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> Trained:
+    """Train one job (resuming, or reusing a finished checkpoint); writes only its checkpoint folder.
+
+    Args:
+        device: default ``run.device``.
+        data: the loaded data (default: load ``data.source`` now).
+        progress: log lines and (with ``train.progress``) a progress bar on stderr.
+        on_step: called with the step count after every optimiser step.
+    """
+    device = _device(config, device)
+    data = data if data is not None else load_data(config)
+    say = _say(progress)
+    result = train_agent(job.config_for(config, progress=progress), job.agent, data, device, on_step=on_step, log=say)
+    what = "reused" if result.reused else f"trained in {result.seconds:.1f} s"
+    say(f"nrstream: {job.label}: {what} ({result.steps} steps, {result.folder})")
+    return Trained(job, result.model, result.protocol, result.folder, result.steps, result.history, result.seconds,
+                   result.reused)  # fmt: skip
+
+
+def _run_result(job: Job, reset: str, trained: Trained, evaluated: dict, seconds: float) -> RunResult:
+    by_length = evaluated["by_length"]
+    return RunResult(
+        arch=job.arch,
+        loss=job.loss,
+        seed=job.seed,
+        reset=reset,
+        protocol=trained.protocol,
+        arch_options=dict(job.agent.arch_options),
+        loss_options=dict(job.agent.loss_options),
+        accuracy_by_length={n: r.accuracy for n, r in by_length.items()},
+        accuracy_ci95_by_length={n: list(r.ci95) for n, r in by_length.items()},
+        decisions_by_length={n: r.total for n, r in by_length.items()},
+        lanes_by_length={n: r.total // int(n) for n, r in by_length.items()},
+        metrics=evaluated["metrics"],
+        endless={k: v for k, v in evaluated["endless"].items() if k != "seconds"},
+        training=trained.training_json(),
+        timings={
+            "train_seconds": trained.seconds,
+            "evaluate_seconds": seconds,
+            "length_seconds": {n: r.seconds for n, r in by_length.items()},
+            "endless_seconds": evaluated["endless"]["seconds"],
+        },
+    )
+
+
+def evaluate_job(
+    config: Config,
+    job: Job,
+    trained: Trained,
+    *,
+    device: str | torch.device | None = None,
+    data: LoadedData | None = None,
+    progress: bool = True,
+    shard: bool = True,
+) -> JobResult:
+    """Score a trained job under every reset policy of its protocol (one :class:`RunResult` each).
+
+    With ``shard`` (default), the result is also written to ``<checkpoint folder>/result.json``
+    (atomically, strict JSON): the job's own file, which a driver may merge.
+    """
+    device = _device(config, device)
+    data = data if data is not None else load_data(config)
+    job_config, say = job.config_for(config, progress=progress), _say(progress)
+    runs, produces = [], {}
+    for policy in get_protocol(trained.protocol).eval_resets:
+        began = time.perf_counter()
+
+        def report(n, result, _label=f"{job.agent.label}/{policy}"):
+            say(f"nrstream: {_label} n={n}: accuracy {result.accuracy:.4f} ({result.total} decisions)")
+
+        evaluated = evaluate_agent(trained.model, data.dataset, job_config, policy, device, progress=report)
+        produces = evaluated["produces"]
+        runs.append(_run_result(job, policy, trained, evaluated, time.perf_counter() - began))
+    result = JobResult(job, runs, produces)
+    if shard:
+        with atomic_file(trained.folder / "result.json") as tmp:
+            tmp.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+    return result
+
+
+def run_job(
+    config: Config,
+    job: Job,
+    *,
+    device: str | torch.device | None = None,
+    data: LoadedData | None = None,
+    progress: bool = True,
+) -> JobResult:
+    """Train and evaluate one job: what an executor runs (a top-level function, picklable arguments)."""
+    data = data if data is not None else load_data(config)
+    trained = train_job(config, job, device=device, data=data, progress=progress)
+    return evaluate_job(config, job, trained, device=device, data=data, progress=progress)
+
+
+# ---------------------------------------------------------------------------- executors and the experiment
+
+
+class Executor(Protocol):
+    """Runs jobs and returns their results in the order of ``jobs``.
+
+    ``data`` is the driver's loaded data; an executor whose workers live in other
+    processes may ignore it and let :func:`run_job` load the data there.
+    """
+
+    def __call__(
+        self, config: Config, jobs: Sequence[Job], *, device: torch.device, data: LoadedData, progress: bool
+    ) -> list[JobResult]: ...
+
+
+def run_local(
+    config: Config, jobs: Sequence[Job], *, device: torch.device, data: LoadedData, progress: bool = True
+) -> list[JobResult]:
+    """The default executor: every job in this process, one after another."""
+    return [run_job(config, job, device=device, data=data, progress=progress) for job in jobs]
+
+
+def run_experiment(
+    config: Config,
+    *,
+    device: str | torch.device | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+    executor: Executor | None = None,
+) -> Results:
+    """Train what is missing, evaluate every job, write the run folder; returns the :class:`Results`.
+
+    Args:
+        config: a validated config (:func:`nrstream.config.load_config`).
+        device: default ``run.device`` (``auto``: CUDA when present).
+        out: the run folder (default ``<run.out_dir>/<run.name>``), written atomically.
+        progress: log lines and progress bars on stderr.
+        executor: how jobs run (default :func:`run_local`).
+    """
+    began = time.perf_counter()
+    device = _device(config, device)
+    data = load_data(config)
+    jobs = plan_jobs(config)
+    job_results = (executor or run_local)(config, jobs, device=device, data=data, progress=progress)
+    produces: dict[str, dict[str, str]] = {}
+    for job_result in job_results:
+        produces.update(job_result.produces)
+    results = Results(
+        config=config_to_dict(config),
+        environment=environment(device, config.run.seed),
+        data=data.describe(),
+        runs=[run for job_result in job_results for run in job_result.runs],
+        produces=produces,
+        timings={"total_seconds": time.perf_counter() - began},
+    )
+    folder = Path(out) if out is not None else config.run_dir
+    write_run_folder(folder, results.to_json())
+    results.folder = folder
+    return results
