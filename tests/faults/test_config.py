@@ -187,7 +187,9 @@ def test_config_path_under_a_file(fault_home, toy_config, main_in_process):
 
 def test_fifty_megabyte_run_name(fault_home, main_in_process):
     path = fault_home / "huge.yaml"
-    path.write_text(yaml.safe_dump(_with("run", "name", "n" * 50_000_000), sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(toy_config_dict(), sort_keys=False).replace("name: toy", "name: " + "n" * 50_000_000)
+    )
     before = snapshot(fault_home)
     check(main_in_process("train", path), fault_home, before, str(path), "larger than 1024 KiB")
 
