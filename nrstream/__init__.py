@@ -32,6 +32,7 @@ _LAZY = {
     "load_dataset": "nrstream.datasets",
     "make_stream": "nrstream.datasets",
     "load_config": "nrstream.config",
+    "StreamSettings": "nrstream.stream_settings",
     "run_experiment": "nrstream.experiment",
     "Results": "nrstream.experiment",
 }
