@@ -237,3 +237,12 @@ def test_a_plugin_calling_sys_exit_on_import_does_not_end_the_cli_silently(cli, 
     before = snapshot(fault_home)
     result = cli("--strict", "train", toy_config, env_extra=env)
     check(result, fault_home, before, "'exits'", "failed to import: SystemExit: 0")
+
+
+def test_toy_feature_size_negative_is_one_line_naming_the_source(fault_home, main_in_process):
+    """A data-source option only the source can judge: refused when the data loads, before any file is written."""
+    config = toy_config_dict()
+    config["data"]["options"]["feature_size"] = -3
+    path = _write(fault_home, "bad.yaml", config)
+    before = snapshot(fault_home)
+    check(main_in_process("train", path), fault_home, before, "'toy'", "negative dimension -3")
