@@ -700,3 +700,7 @@ class JobRunner:
         for job, outcome in self.executor.run(jobs, fn):
             outcomes[order[id(job)]] = outcome
         return outcomes
+
+    def close(self) -> None:
+        """Close the executor (shuts down a Ray the executor started or joined)."""
+        self.executor.close()

@@ -176,8 +176,13 @@ class Results:
     timings: dict = field(default_factory=dict)
     format: int = RESULTS_FORMAT
     folder: Path | None = None
+    # issue 10 (H): jobs that raised ({arch, loss, seed, arch_options, loss_options, error, kind})
+    failed: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
+        from nrstream.aggregate import CI_METHOD, aggregate_runs  # issue 10 (H): across-seed block
+
+        runs = [r.to_json() for r in self.runs]
         return json_safe(
             {
                 "format": self.format,
@@ -185,7 +190,9 @@ class Results:
                 "environment": self.environment,
                 "data": self.data,
                 "produces": self.produces,
-                "runs": [r.to_json() for r in self.runs],
+                "runs": runs,
+                "aggregate": {"ci95": CI_METHOD, "entries": aggregate_runs(runs, self.produces)},
+                "failed": self.failed,
                 "timings": self.timings,
             }
         )
@@ -196,7 +203,11 @@ class Results:
         seed = int(raw.get("environment", {}).get("seed", 0) or 0)
         runs = [RunResult.from_json(entry, seed) for entry in raw.get("runs", [])]
         fmt = int(raw.get("format", 1))
-        return cls(raw["config"], raw["environment"], raw["data"], runs, raw.get("produces", {}), raw["timings"], fmt)
+        results = cls(
+            raw["config"], raw["environment"], raw["data"], runs, raw.get("produces", {}), raw["timings"], fmt
+        )
+        results.failed = list(raw.get("failed", []))
+        return results
 
     @classmethod
     def load(cls, path: str | Path) -> Results:
@@ -343,6 +354,13 @@ def run_local(
     return [run_job(config, job, device=device, data=data, progress=progress) for job in jobs]
 
 
+def _failure_entry(job: Job, failure) -> dict:
+    """One ``failed`` entry of ``results.json`` (issue 10): which job, and its one-line error."""
+    agent = job.agent
+    return {"arch": agent.arch, "loss": agent.loss, "seed": job.seed, "arch_options": dict(agent.arch_options),
+            "loss_options": dict(agent.loss_options), "error": failure.error, "kind": failure.kind}  # fmt: skip
+
+
 def run_experiment(
     config: Config,
     *,
@@ -358,13 +376,27 @@ def run_experiment(
         device: default ``run.device`` (``auto``: CUDA when present).
         out: the run folder (default ``<run.out_dir>/<run.name>``), written atomically.
         progress: log lines and progress bars on stderr.
-        executor: how jobs run (default :func:`run_local`).
+        executor: how jobs run (default: ``run.executor`` of the config, through
+            :class:`nrstream.executors.JobRunner`; :func:`run_local` is the plain in-process one).
+            It may return a :class:`nrstream.executors.JobFailure` in place of a job's result:
+            that job is listed in ``Results.failed`` and the run folder holds the others.
     """
     began = time.perf_counter()
     device = _device(config, device)
     data = load_data(config)
     jobs = plan_jobs(config)
-    job_results = (executor or run_local)(config, jobs, device=device, data=data, progress=progress)
+    # issue 10 (H): run.executor picks the executor (local or Ray, progress across jobs); a job
+    # that raised comes back as a JobFailure and is listed in ``failed``, the others are kept
+    from nrstream.executors import JobFailure, JobRunner, executor_from_config
+
+    runner = executor or JobRunner(executor_from_config(config, progress=progress))
+    try:
+        outcomes = runner(config, jobs, device=device, data=data, progress=progress)
+    finally:
+        if executor is None:
+            runner.close()
+    job_results = [o for o in outcomes if not isinstance(o, JobFailure)]
+    failed = [_failure_entry(job, o) for job, o in zip(jobs, outcomes, strict=True) if isinstance(o, JobFailure)]
     produces: dict[str, dict[str, str]] = {}
     for job_result in job_results:
         produces.update(job_result.produces)
@@ -375,6 +407,7 @@ def run_experiment(
         runs=[run for job_result in job_results for run in job_result.runs],
         produces=produces,
         timings={"total_seconds": time.perf_counter() - began},
+        failed=failed,
     )
     folder = Path(out) if out is not None else config.run_dir
     write_run_folder(folder, results.to_json())

@@ -193,3 +193,138 @@ def test_node_path_check_names_what_a_node_cannot_reach(tmp_path):
         f"cannot read {tmp_path / 'gone'} (No such file or directory)",
         f"{tmp_path / 'no-data-here'} does not exist",
     ]
+
+
+# ---------------------------------------------------------------------------- the command line (local executor)
+
+CLI_TOY = """
+run: {{name: seeds, device: cpu, out_dir: {out}, checkpoint_dir: {ckpt}}}
+data:
+  source: toy
+  options: {{num_classes: 3, feature_size: 4, train_size: 64, validation_size: 16, test_size: 32}}
+  stream: {{gap_min: 2, gap_max: 6}}
+agents:
+  archs: [{{name: gru, options: {{hidden_size: 8}}}}]
+  losses: [{losses}]
+train: {{steps: 4, lanes: 4, chunk_length: 16, lr: 0.01, validation_lanes: 4, progress: false}}
+evaluate:
+  lengths: [1, 2]
+  min_decisions: 16
+  chunk_length: 64
+  endless_lanes: 2
+  endless_samples: 8
+  metrics: [accuracy, noise_entropy]
+"""
+
+
+class ExplodingLoss:
+    """A loss plugin that breaks on its first call (a third-party bug)."""
+
+    protocol = "continual"
+
+    def __call__(self, logits, chunk, aux=None):
+        raise RuntimeError("explode: the loss plugin broke on purpose")
+
+
+def cli_config(tmp_path, losses="ce"):
+    path = tmp_path / "toy.yaml"
+    path.write_text(CLI_TOY.format(out=tmp_path / "runs", ckpt=tmp_path / "ckpt", losses=losses))
+    return path
+
+
+def run_cli(capsys, *argv):
+    from nrstream.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_seeds_flag_gives_per_seed_entries_and_the_aggregate(tmp_path, capsys):
+    import json
+
+    from nrstream.aggregate import aggregate_runs
+
+    code, out, err = run_cli(capsys, "evaluate", cli_config(tmp_path), "--seeds", "2", "--out", tmp_path / "run")
+    assert code == 0, err
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [(r["arch"], r["loss"], r["seed"]) for r in results["runs"]] == [("gru", "ce", 0), ("gru", "ce", 1)]
+    assert results["config"]["run"]["seeds"] == [0, 1]
+    assert results["failed"] == []
+    block = results["aggregate"]
+    assert block["ci95"] == "student_t_across_seeds"
+    (agg,) = block["entries"]
+    assert [agg] == aggregate_runs(results["runs"], results["produces"])  # json round trip of the same numbers
+    assert agg["n_seeds"] == 2 and agg["seeds"] == [0, 1]
+    a0, a1 = (r["accuracy_by_length"]["1"] for r in results["runs"])
+    assert agg["accuracy_by_length"]["1"] == pytest.approx((a0 + a1) / 2, abs=1e-15)
+    assert "jobs: 2/2 done, 0 running, 0 failed" in err  # progress across jobs, local executor
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_job_whose_plugin_raises_is_listed_and_the_others_written(tmp_path, capsys):
+    import json
+
+    from nrstream.plugins import get_registry
+
+    registry = get_registry()
+    if "explode" not in registry.names("loss"):
+        registry.add("loss", "explode", ExplodingLoss, "tests.test_executors")
+    code, out, err = run_cli(capsys, "evaluate", cli_config(tmp_path, "explode, ce"), "--out", tmp_path / "run")
+    assert code == 1
+    assert "nrstream: FAILED gru/explode seed 0: RuntimeError: explode: the loss plugin broke on purpose" in err
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [(r["loss"], r["seed"]) for r in results["runs"]] == [("ce", 0)]
+    assert results["failed"] == [
+        {
+            "arch": "gru",
+            "loss": "explode",
+            "seed": 0,
+            "arch_options": {"hidden_size": 8},
+            "loss_options": {},
+            "error": "RuntimeError: explode: the loss plugin broke on purpose",
+            "kind": "RuntimeError",
+        }
+    ]
+    assert (tmp_path / "run" / "results.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--executor", "spark"], "nrstream: error: --executor: unknown executor 'spark'; choose one of: local, ray"),
+        (["--seeds", "0"], "nrstream: error: --seeds: expected a number of seeds from 1 to 1000, got 0"),
+        (
+            ["--set", "run.resources.num_gpus=0.5"],
+            "nrstream: error: run.resources.num_gpus is 0.5 but torch sees no GPU on this machine; "
+            "set run.resources.num_gpus: 0",
+        ),
+        (["--ray-address", "auto"], "nrstream: error: a Ray address (auto) needs the ray executor; add --executor ray"),
+    ],
+)
+def test_bad_executor_input_is_one_line_exit_2(tmp_path, capsys, extra, message):
+    import torch
+
+    if "num_gpus=0.5" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, out, err = run_cli(capsys, "evaluate", cli_config(tmp_path), "--out", tmp_path / "run", *extra)
+    assert code == 2
+    assert err.strip() == message
+    assert not (tmp_path / "run").exists()
+
+
+def test_dead_ray_address_on_the_command_line_is_one_line_within_30_s(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    address = f"127.0.0.1:{_dead_port()}"
+    began = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "nrstream.cli", "evaluate", str(cli_config(tmp_path)), "--executor", "ray",
+         "--ray-address", address, "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert time.monotonic() - began < 30 + 15  # + the interpreter's start-up on a busy machine
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"nrstream: error: no Ray cluster answers at {address}")
+    assert not (tmp_path / "run").exists()

@@ -18,6 +18,13 @@ def add_parser(subparsers) -> None:
     )
     add_common_arguments(parser)
     parser.add_argument("--out", metavar="DIR", help="run folder (default: <run.out_dir>/<run.name>)")
+    # issue 10 (H): where the jobs run
+    parser.add_argument("--executor", metavar="NAME", help="local (default) or ray (run.executor)")
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join a Ray cluster: auto, HOST:6379 or ray://HOST:10001 (run.ray_address)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -28,4 +35,7 @@ def run(args: argparse.Namespace) -> int:
     results = run_experiment(config_from_args(args), out=args.out)
     print(console_table(results.to_json()))
     print(f"nrstream: results in {results.folder}", file=sys.stderr)
-    return 0
+    for failed in results.failed:  # issue 10 (H): the other jobs' results are written; exit 1
+        label = f"{failed['arch']}/{failed['loss']} seed {failed['seed']}"
+        print(f"nrstream: FAILED {label}: {failed['error']}", file=sys.stderr)
+    return 1 if results.failed else 0

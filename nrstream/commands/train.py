@@ -20,6 +20,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config key, VALUE in YAML: --set train.epochs=1 --set agents.losses=[ce_kl] (repeatable)",
     )
+    # issue 10 (H): seeds and executors
+    parser.add_argument("--seeds", type=int, metavar="N", help="train every agent with seeds 0..N-1 (run.seeds)")
 
 
 def add_parser(subparsers) -> None:
@@ -42,7 +44,28 @@ def config_from_args(args: argparse.Namespace) -> Config:
         config.run.device = args.device
     if args.no_progress:
         config.train.progress = False
+    _apply_run_arguments(config, args)
     return config
+
+
+def _apply_run_arguments(config: Config, args: argparse.Namespace) -> None:
+    """``--seeds N``, ``--executor``, ``--ray-address`` (issue 10) into ``config.run``; one-line errors."""
+    from nrstream.errors import ConfigError
+
+    if args.seeds is not None:
+        if not 1 <= args.seeds <= 1000:
+            raise ConfigError(f"--seeds: expected a number of seeds from 1 to 1000, got {args.seeds}")
+        config.run.seeds, config.run.seed = list(range(args.seeds)), 0
+    if getattr(args, "executor", None) is not None:
+        from nrstream.executors import EXECUTORS, ExecutorError
+
+        if args.executor not in EXECUTORS:
+            raise ExecutorError(
+                f"--executor: unknown executor {args.executor!r}; choose one of: {', '.join(EXECUTORS)}"
+            )
+        config.run.executor = args.executor
+    if getattr(args, "ray_address", None) is not None:
+        config.run.ray_address = args.ray_address
 
 
 def run(args: argparse.Namespace) -> int:
