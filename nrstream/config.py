@@ -11,7 +11,7 @@ closest valid names::
 
 Loading has two phases. :func:`parse_config` with ``check_plugins=False`` checks the
 structure, types and ranges of every key; it imports neither torch nor any plugin.
-:func:`check_plugins` then resolves the plugin names against the registry (which loads
+:func:`resolve_plugins` then resolves the plugin names against the registry (which loads
 the plugins) and checks every plugin option early, before anything trains: unknown
 options and options of the wrong annotated type (the registry's signature check), losses
 and metrics built once with their options, and architectures built on torch's ``meta``
@@ -134,7 +134,7 @@ __all__ = [
     "MetricConfig",
     "load_config",
     "parse_config",
-    "check_plugins",
+    "resolve_plugins",
     "apply_overrides",
     "parse_override",
     "read_config_file",
@@ -612,9 +612,9 @@ def parse_config(
     for label in labels:
         if labels.count(label) > 1:
             ctx.fail("agents", f"{label} is listed twice; give each arch/loss pair once")
-    config._agent_paths = agent_paths  # type: ignore[attr-defined]  # for check_plugins' messages
+    config._agent_paths = agent_paths  # type: ignore[attr-defined]  # for resolve_plugins' messages
     if check_plugins:
-        globals()["check_plugins"](config)
+        resolve_plugins(config)
     return config
 
 
@@ -687,7 +687,7 @@ def _probe_architecture(ctx: _Ctx, registry, options_key: str, name: str, option
         )
 
 
-def check_plugins(config: Config) -> None:
+def resolve_plugins(config: Config) -> None:
     """Resolve every plugin name of ``config`` and check every plugin option, now.
 
     Loads the plugins (the registry). Unknown names and options get "did you mean";

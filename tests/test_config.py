@@ -398,3 +398,13 @@ def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path):
     )
     config = load_config(fine, check_plugins=False)
     assert [a.arch_options for a in config.agents] == [{"hidden_size": 8}, {"hidden_size": 8}]
+
+
+def test_parse_then_resolve_is_the_same_as_one_call():
+    from nrstream.config import resolve_plugins
+
+    raw = {"agents": [{"arch": "gur", "loss": "ce_kl"}]}
+    config = parse_config(raw, "x.yaml", check_plugins=False)  # structure only: the typo is not seen yet
+    with pytest.raises(ConfigError) as info:
+        resolve_plugins(config)
+    assert str(info.value) == error(raw)
