@@ -162,8 +162,12 @@ def test_vector_env_truncation_and_autoreset():
     )
     envs.reset(seed=0)
     actions = torch.zeros(2, 1, dtype=torch.long)
-    flags = [bool(envs.step(actions)[3].all()) for _ in range(4)]
-    assert flags == [False, True, False, True]
+    flags = [bool(envs.step(actions)[3].all()) for _ in range(8)]
+    # as Gymnasium's SyncVectorEnv of TimeLimit(2) envs: the step after a truncation is the reset
+    assert flags == [False, True, False, False, True, False, False, True]
+    sync = gymnasium.make_vec("nrstream/Toy-v0", num_envs=2, max_episode_steps=2, vectorization_mode="sync")
+    sync.reset(seed=0)
+    assert [bool(sync.step(np.zeros((2, 1), dtype=np.int64))[3].all()) for _ in range(8)] == flags
 
 
 def test_bad_env_arguments():

@@ -143,12 +143,15 @@ class StreamVectorEnv(VectorEnv):
         predicted = torch.as_tensor(actions, device=self.device).long().reshape(self.num_envs, -1)
         scored = self._chunk
         reward = ((predicted == scored.label) & scored.end).sum(1).float()
-        if self._needs_reset:  # the step after a truncation starts a new episode, the stream goes on
+        if self._needs_reset:
+            # NEXT_STEP autoreset: the step after a truncation is the reset (its action is
+            # ignored, it earns nothing and is not counted in the new episode); the stream goes on
             reward.zero_()
             self._steps = 0
             self._needs_reset = False
+        else:
+            self._steps += 1
         self._chunk = self._reader.take(self.frames_per_step)
-        self._steps += 1
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         truncated = terminated.clone()
         if self.max_episode_steps is not None and self._steps >= self.max_episode_steps:
