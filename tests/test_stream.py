@@ -228,3 +228,24 @@ def test_small_blocks_of_events_give_the_same_bytes(toy, monkeypatch):
     monkeypatch.setattr(Stream, "BLOCK_FRAMES", 1)
     stream = make_stream(toy, "test", num_lanes=16, seed=7, gap_min=0, gap_max=30, noise="silence")
     assert _digest([stream.next_chunk(100) for _ in range(20)]) == "690669fd9de20eb2"
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("noise", ["gaussian", "silence", "recorded"])
+def test_the_stream_on_cuda_equals_the_stream_on_the_cpu_bit_for_bit(toy, noise):
+    def stream(device: str) -> Stream:
+        bank = toy.splits["train"].to(device)
+        source = make_noise(noise, toy.splits["train"], recordings(), seed=5).to(device)
+        return Stream(bank, source, num_lanes=37, gaps=GapLengths(0, 9), seed=11)
+
+    cpu = read(stream("cpu"), 3000, 3000)
+    for size in (1, 100, 3000):
+        cuda = read(stream("cuda"), 3000, size)
+        assert cuda.x.device.type == "cuda"
+        for name in FIELDS:
+            assert torch.equal(getattr(cuda, name).cpu(), getattr(cpu, name)), (size, name)
+    for seed in range(3):
+        source = make_noise(noise, toy.splits["train"], recordings(), seed=seed).to("cuda")
+        on_cuda = Stream(toy.splits["train"].to("cuda"), source, num_lanes=5, gaps=GapLengths(2, 9), seed=seed)
+        assert _digest([on_cuda.next_chunk(150), on_cuda.next_chunk(150)]) == PINNED[noise, seed]
