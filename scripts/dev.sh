@@ -8,7 +8,10 @@
 #
 # Set-up: Debian packages espeak-ng and dataset-fashion-mnist (through apt-get when run
 # as root, otherwise it says what to install), then a virtual environment in .venv
-# (override with VENV=...) with nrstream installed in editable mode with its dev extras.
+# (override with VENV=...) with nrstream installed in editable mode with every extra that
+# pyproject.toml defines (dev, compat: TorchRL + SB3, ray, ...; override with EXTRAS=dev,compat),
+# under constraints.txt so that no extra can move torch off 2.9. It re-installs when
+# pyproject.toml, constraints.txt or the Gymnasium hook files change (editable installs copy those).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -30,11 +33,20 @@ system_setup() {
   fi
 }
 
+all_extras() {
+  "$VENV/bin/python" -c 'import tomllib; print(",".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]))'
+}
+
 python_setup() {
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  local stamp="$VENV/.nrstream-installed"
-  if [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  local stamp="$VENV/.nrstream-installed" inputs=(pyproject.toml constraints.txt _nrstream_gymnasium.py nrstream-gymnasium.pth)
+  local stale=0 f
+  [ -e "$stamp" ] || stale=1
+  for f in "${inputs[@]}"; do [ "$f" -nt "$stamp" ] && stale=1; done
+  if [ "$stale" = 1 ]; then
+    local extras=${EXTRAS:-$(all_extras)}
+    echo "nrstream setup: pip install -e '.[$extras]' -c constraints.txt" >&2
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$extras]"
     touch "$stamp"
   fi
 }
