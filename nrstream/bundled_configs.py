@@ -1,7 +1,7 @@
 """The experiment configs that ship with nrstream, found by name (``quickstart``, ``speech``, ...).
 
 The repository's ``configs/*.yaml`` are packaged into the wheel as ``nrstream/configs/``, so
-after ``pip install nrstream`` the command ``nrstream evaluate quickstart`` works from any
+with nrstream installed from its wheel ``nrstream evaluate quickstart`` works from any
 folder. In a source or editable checkout they are read from the repository's ``configs/``.
 A local file always wins over a bundled name. Torch-free.
 """
