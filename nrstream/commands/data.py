@@ -83,7 +83,8 @@ def _check_finite(source: str, dataset) -> None:
     banks = [(split, bank) for split, bank in dataset.splits.items()]
     banks += [(f"noise {split}", bank) for split, bank in dataset.noise.items()]
     for split, bank in banks:
-        bad = ~torch.isfinite(bank.features).flatten(1).all(1)
+        chunks = torch.split(bank.features, 4096)  # bounds the temporary mask on large banks
+        bad = torch.cat([~torch.isfinite(chunk).flatten(1).all(1) for chunk in chunks])
         if bool(bad.any()):
             raise DataFileError(
                 f"data source {source!r}: {int(bad.sum())} of {len(bank)} samples of the {split} split hold NaN or "
