@@ -352,10 +352,13 @@ def build_dataset(
         for split, parts in payload["noise"].items()
         if parts
     }
+    normalization = None
     if normalize:
         mean, std = banks["train"].feature_stats()
         for bank in (*banks.values(), *noise.values()):
             bank.features.sub_(mean).div_(std).mul_(bank.valid_mask()[..., None])
+        # how to undo it: acoustic-scene streams mix in the linear power domain (nrstream.scene)
+        normalization = {"mean": mean.tolist(), "std": std.tolist()}
 
     info = {
         "source": source,
@@ -372,6 +375,7 @@ def build_dataset(
         "frontend": fe.params(),
         "clip_seconds": clip_seconds,
         "normalized": normalize,
+        "normalization": normalization,
         "cache": {"key": key, "hit": hit},
     }
     return Dataset(splits=banks, noise=noise, info=info)
