@@ -105,7 +105,8 @@ class StreamVectorEnv(VectorEnv):
         ``seed``: an int; or, as Gymnasium's vector envs take it, a list of ``num_envs``
         ints, which seeds the stream through ``numpy.random.SeedSequence(seeds)`` (the
         same list gives the same stream; lane ``b`` is not lane 0 of a stream seeded with
-        ``seeds[b]``); ``None`` or a list of ``None`` draws a fresh seed.
+        ``seeds[b]``); ``None`` or a list of ``None``: the next stream seed from the env's
+        generator (random at first, the next in the sequence after a seeded reset).
         """
         super().reset(seed=self._one_seed(seed))
         stream_seed = int(self.np_random.integers(2**31))
