@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Any, Literal
@@ -42,14 +43,18 @@ def read_wav(path: str | Path, sample_rate: int = 16000) -> torch.Tensor:
         rate is resampled (band-limited sinc interpolation).
 
     Raises:
-        DataFileError: the file is missing (or a dangling link), unreadable, holds no samples,
+        DataFileError: the file is missing (or a dangling link), not a regular file, unreadable, holds no samples,
             or holds NaN or infinite samples (a float WAV can); names the file.
     """
     import soundfile
 
-    if not os.path.exists(path):  # follows links: a dangling one is missing too
+    try:
+        mode = os.stat(path).st_mode  # follows links: a dangling one is missing too
+    except OSError:
         kind = "a link to a missing file" if os.path.islink(path) else "missing"
-        raise DataFileError(f"audio file {path} is {kind}")
+        raise DataFileError(f"audio file {path} is {kind}") from None
+    if not stat.S_ISREG(mode):  # a folder, a pipe (reading would wait forever), a device
+        raise DataFileError(f"audio file {path} is not a regular file")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except Exception as first:  # soundfile rejects a few valid WAV variants scipy reads

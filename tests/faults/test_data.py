@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import shutil
 import zlib
 from pathlib import Path
@@ -265,6 +266,15 @@ def test_speech_dangling_symlink_skipped_with_a_count(main_in_process, speech_ro
     assert result.returncode == 0 and "Traceback" not in result.stderr, str(result)
     warning = [line for line in result.stderr.splitlines() if line.startswith("nrstream: warning:")]
     assert len(warning) == 1 and "skipped 1 " in warning[0] and "0badc0de_nohash_0.wav" in warning[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "device"])
+def test_speech_wav_that_is_not_a_regular_file(main_in_process, speech_root, kind):
+    """A named pipe would block the reader forever; a link to /dev/zero would never end."""
+    path = speech_root / "yes" / "fifo0000_nohash_0.wav"
+    {"fifo": os.mkfifo, "folder": os.mkdir, "device": lambda p: os.symlink("/dev/zero", p)}[kind](path)
+    line = assert_one_line_error(_sc_info(main_in_process, speech_root), str(path))
+    assert "not a regular file" in line
 
 
 def test_speech_non_audio_bytes_named_wav(main_in_process, speech_root):
