@@ -1,0 +1,110 @@
+"""Exported streaming steps equal eager PyTorch over a long stream, the state carried by the caller."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nrstream.export import ExportError, export_model, flatten_state
+from nrstream.plugins import get_registry
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FRAMES = 10_000
+#: (architecture, format) pairs that export; the other two raise ExportError saying why
+EXPORTABLE = [
+    ("rnn", "torchscript"),
+    ("rnn", "onnx"),
+    ("gru", "torchscript"),
+    ("gru", "onnx"),
+    ("lstm", "torchscript"),
+    ("lstm", "onnx"),
+    ("ssm", "torchscript"),
+    ("snn", "onnx"),
+]
+
+
+def tiny(arch: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return get_registry().create("architecture", arch, input_size=6, num_classes=5, hidden_size=8).eval()
+
+
+def loader(fmt: str, path):
+    if fmt == "torchscript":
+        graph = torch.jit.load(str(path))
+
+        def run(x, state):
+            with torch.no_grad():
+                return list(graph(x, *state))
+
+        return run
+    import onnxruntime
+
+    opts = onnxruntime.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(x, state):
+        out = session.run(None, {n: t.numpy() for n, t in zip(names, [x, *state], strict=True)})
+        return [torch.from_numpy(o) for o in out]
+
+    return run
+
+
+@pytest.mark.parametrize(("arch", "fmt"), EXPORTABLE)
+def test_exported_equals_eager_over_a_long_stream(tmp_path, arch, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="pip install 'nrstream[export]'")
+    model = tiny(arch)
+    out = tmp_path / f"{arch}.{fmt}"
+    exported = export_model(model, fmt, out, label=arch)
+    side = json.loads(exported.sidecar.read_text())
+    assert side["inputs"]["frames"] == ["B", "T", 6] and side["outputs"]["logits"] == ["B", "T", 5]
+    run = loader(fmt, out)
+    x = torch.randn(1, FRAMES, 6, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want, _ = model(x, model.initial_state(1, "cpu"))
+    for chunk in (1, 100):
+        frames = FRAMES if chunk == 100 else 2_000  # chunk 1 through onnxruntime: 10,000 calls are slow here
+        state = [torch.zeros(1, *s[1:]) for s in exported.state_shapes]
+        got = []
+        for i in range(0, frames, chunk):
+            logits, *state = run(x[:, i : i + chunk], state)
+            got.append(logits)
+        got = torch.cat(got, 1)
+        assert got.shape == (1, frames, 5)
+        worst = float((got - want[:, :frames]).abs().max())
+        assert worst <= 1e-4, (arch, fmt, chunk, worst)
+
+
+@pytest.mark.parametrize(
+    ("arch", "fmt", "reason"),
+    [("ssm", "onnx", "complex-valued"), ("snn", "torchscript", "autograd.Function")],
+)
+def test_what_cannot_export_says_why(tmp_path, arch, fmt, reason):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    out = tmp_path / "model.bin"
+    with pytest.raises(ExportError, match=reason) as info:
+        export_model(tiny(arch), fmt, out, label=arch)
+    assert "\n" not in str(info.value) and arch in str(info.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_unknown_format(tmp_path):
+    with pytest.raises(ExportError, match="choose one of onnx, torchscript"):
+        export_model(tiny("gru"), "tflite", tmp_path / "m")
+
+
+def test_state_shapes_in_the_sidecar(tmp_path):
+    model = tiny("lstm")
+    exported = export_model(model, "torchscript", tmp_path / "m.pt", sidecar={"class_names": list("abcde")})
+    side = json.loads((tmp_path / "m.pt.json").read_text())
+    init = flatten_state(model.initial_state(3, "cpu"))
+    assert [side["inputs"][f"state_{i}"][1:] for i in range(len(init))] == [list(t.shape[1:]) for t in init]
+    assert side["class_names"] == list("abcde") and exported.how == "direct"
+    assert np.all([s[0] == "B" for s in exported.state_shapes])
