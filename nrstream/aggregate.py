@@ -47,6 +47,10 @@ __all__ = [
     "AGGREGATE_CSV_HEADER",
     "aggregate_table",
     "draw_accuracy_vs_length",
+    "several_seeds",
+    "aggregate_csv",
+    "aggregate_console",
+    "save_accuracy_figure",
 ]
 
 #: how the ``*_ci95*`` fields of the aggregate block are computed (stored in results.json)
@@ -164,7 +168,7 @@ def headline_metrics(aggregate: Sequence[dict]) -> list[str]:
 # ---------------------------------------------------------------------------- rendering helpers for report.py
 
 #: the fixed columns of :func:`aggregate_csv_rows` (``ci95_*`` empty with one seed); each headline
-#: metric adds ``<metric>_mean``, ``<metric>_ci95_low``, ``<metric>_ci95_high``
+#: metric adds ``<metric>.mean``, ``<metric>.ci95_low``, ``<metric>.ci95_high`` (never a fixed name)
 AGGREGATE_CSV_HEADER = ["arch", "loss", "reset", "length", "n_seeds", "accuracy_mean", "ci95_low", "ci95_high"]
 
 
@@ -174,7 +178,7 @@ def _f(value: float | None) -> str:
 
 def aggregate_csv_header(aggregate: Sequence[dict]) -> list[str]:
     """:data:`AGGREGATE_CSV_HEADER` plus three columns per headline metric."""
-    extra = [f"{m}_{part}" for m in headline_metrics(aggregate) for part in ("mean", "ci95_low", "ci95_high")]
+    extra = [f"{m}.{part}" for m in headline_metrics(aggregate) for part in ("mean", "ci95_low", "ci95_high")]
     return [*AGGREGATE_CSV_HEADER, *extra]
 
 
@@ -194,6 +198,18 @@ def aggregate_csv_rows(aggregate: Sequence[dict]) -> list[list[str]]:
                 [agg["arch"], agg["loss"], agg["reset"], n, str(agg["n_seeds"]), _f(mean), _f(ci[0]), _f(ci[1]), *extra]
             )
     return rows
+
+
+def aggregate_csv(aggregate: Sequence[dict]) -> str:
+    """``aggregate.csv`` of a run folder: :func:`aggregate_csv_header` then :func:`aggregate_csv_rows`."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(aggregate_csv_header(aggregate))
+    writer.writerows(aggregate_csv_rows(aggregate))
+    return out.getvalue()
 
 
 def _pct(mean: float, ci: list[float] | None) -> str:
@@ -283,3 +299,45 @@ def draw_accuracy_vs_length(ax: Any, aggregate: Sequence[dict]) -> None:
             for i in range(agg["n_seeds"]):
                 seed_curve = [100 * agg["accuracy_by_seed"][n][i] for n in agg["accuracy_by_length"]]
                 ax.plot(lengths, seed_curve, linestyle=style, color=colour, linewidth=0.6, alpha=0.45)
+
+
+# ---------------------------------------------------------------------------- what report.py calls
+
+
+def _entries(results: dict) -> list[dict]:
+    block = results.get("aggregate") or {}
+    return list(block.get("entries", [])) if isinstance(block, dict) else []
+
+
+def several_seeds(results: dict) -> bool:
+    """Whether a ``results.json`` dict has an agent trained with more than one seed."""
+    return any(entry["n_seeds"] > 1 for entry in _entries(results))
+
+
+def aggregate_console(results: dict) -> str:
+    """The across-seed table with its title, for the console; ``""`` when every agent has one seed."""
+    if not several_seeds(results):
+        return ""
+    return (
+        "across seeds: mean accuracy (%) ± 95 % Student-t half-width; flatness = acc(longest) - acc(shortest)\n"
+        + aggregate_table(_entries(results))
+    )
+
+
+def save_accuracy_figure(plt: Any, results: dict, path: Any) -> None:
+    """``accuracy_vs_length.png`` for several seeds: :func:`draw_accuracy_vs_length`, log2 length axis."""
+    entries = _entries(results)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    draw_accuracy_vs_length(ax, entries)
+    ax.set_xscale("log", base=2)
+    lengths = sorted({int(n) for entry in entries for n in entry["accuracy_by_length"]})
+    ax.set_xticks(lengths, [str(n) for n in lengths])
+    ax.minorticks_off()
+    ax.set_xlabel("stream length n (samples per lane, never reset unless oracle)")
+    ax.set_ylabel("accuracy at decision frames (%)")
+    ax.set_title("Accuracy vs stream length\n(mean over seeds, 95% Student-t band; thin lines: each seed)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -29,8 +29,16 @@ console column when the key is the metric's own name), every curve one figure,
          "training": {"steps", "history", "reused", "checkpoint"},
          "timings": {"train_seconds", "evaluate_seconds", "length_seconds": {...}, "endless_seconds"}}
       ],
+      "aggregate": {"ci95": "student_t_across_seeds",   # across seeds (nrstream.aggregate)
+                    "entries": [{"arch", "loss", "reset", "arch_options", "loss_options", "seeds", "n_seeds",
+                                 "accuracy_by_length", "accuracy_ci95_by_length": {"1": [lo, hi] | null},
+                                 "accuracy_by_seed", "flatness", "metrics": {metric: {key: {mean, ci95, n}}}}]},
+      "failed": [{"arch", "loss", "seed", "arch_options", "loss_options", "error", "kind"}],  # jobs that raised
       "timings": {"total_seconds"}
     }
+
+``aggregate.csv`` holds the aggregate (one row per agent, reset policy and length); with
+several seeds the console table and ``accuracy_vs_length.png`` show it too.
 
 Format 1 (before the metric-generic report) had no ``produces`` and no per-run ``seed``,
 its metrics returned their own layouts, and each run repeated three of them at the top
@@ -54,6 +62,7 @@ from typing import Any
 import yaml
 
 import nrstream
+from nrstream.aggregate import aggregate_console, aggregate_csv, save_accuracy_figure, several_seeds
 from nrstream.atomic import atomic_folder
 
 __all__ = [
@@ -235,7 +244,10 @@ def _figures(results: dict, folder: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     runs = results["runs"]
-    _accuracy_figure(plt, runs, folder / "accuracy_vs_length.png")
+    if several_seeds(results):  # issue 10 (H): mean over seeds, across-seed band, thin per-seed lines
+        save_accuracy_figure(plt, results, folder / "accuracy_vs_length.png")
+    else:
+        _accuracy_figure(plt, runs, folder / "accuracy_vs_length.png")
     written = ["accuracy_vs_length.png"]
     for metric, key in _kinds(results, "curve"):
         name = _figure_name(metric, key)
@@ -251,7 +263,11 @@ def write_run_folder(folder: Path, results: dict) -> list[str]:
         (tmp / "results.json").write_text(json.dumps(results, indent=2, allow_nan=False) + "\n")
         (tmp / "results.csv").write_text(_csv(results))
         (tmp / "config.yaml").write_text(yaml.safe_dump(results["config"], sort_keys=False))
-        return ["results.json", "results.csv", "config.yaml", *_figures(results, tmp)]
+        extra = []
+        if "aggregate" in results:  # issue 10 (H): the across-seed aggregate, one row per agent and length
+            (tmp / "aggregate.csv").write_text(aggregate_csv(results["aggregate"]["entries"]))
+            extra.append("aggregate.csv")
+        return ["results.json", "results.csv", "config.yaml", *extra, *_figures(results, tmp)]
 
 
 def _fmt_pct(value) -> str:
@@ -298,7 +314,8 @@ def console_table(results: dict) -> str:
         for r in [head, *rows]
     ]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines)
+    across = aggregate_console(results)  # issue 10 (H): "" with one seed per agent
+    return "\n".join(lines) + (f"\n\n{across}" if across else "")
 
 
 def markdown_table(results: dict) -> str:

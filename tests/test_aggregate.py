@@ -164,7 +164,7 @@ def test_table_and_csv_show_mean_and_half_width():
     assert md.splitlines()[0].startswith("| arch | loss | reset | seeds |") and f"±{half:.1f}" in md
     assert md.splitlines()[0].endswith("| flatness | noise entropy |")
     header = aggregate_csv_header(aggs)
-    assert header == [*AGGREGATE_CSV_HEADER, "noise_entropy_mean", "noise_entropy_ci95_low", "noise_entropy_ci95_high"]
+    assert header == [*AGGREGATE_CSV_HEADER, "noise_entropy.mean", "noise_entropy.ci95_low", "noise_entropy.ci95_high"]
     rows = aggregate_csv_rows(aggs)
     assert len(rows) == 2 and all(len(r) == len(header) for r in rows)
     assert rows[0][:6] == ["gru", "ce", "never", "1", "2", "0.850000"]

@@ -260,6 +260,16 @@ def test_seeds_flag_gives_per_seed_entries_and_the_aggregate(tmp_path, capsys):
     a0, a1 = (r["accuracy_by_length"]["1"] for r in results["runs"])
     assert agg["accuracy_by_length"]["1"] == pytest.approx((a0 + a1) / 2, abs=1e-15)
     assert "jobs: 2/2 done, 0 running, 0 failed" in err  # progress across jobs, local executor
+    # the run folder, the console and the figure show the aggregate
+    rows = (tmp_path / "run" / "aggregate.csv").read_text().splitlines()
+    assert rows[0] == (
+        "arch,loss,reset,length,n_seeds,accuracy_mean,ci95_low,ci95_high,accuracy.mean,accuracy.ci95_low,"
+        "accuracy.ci95_high,noise_entropy.mean,noise_entropy.ci95_low,noise_entropy.ci95_high"
+    )
+    assert [r.split(",")[:5] for r in rows[1:]] == [["gru", "ce", "never", "1", "2"], ["gru", "ce", "never", "2", "2"]]
+    assert float(rows[1].split(",")[5]) == pytest.approx((a0 + a1) / 2, abs=1e-6)
+    assert "across seeds: mean accuracy (%) ± 95 % Student-t half-width" in out
+    assert (tmp_path / "run" / "accuracy_vs_length.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.usefixtures("one_torch_thread")
@@ -288,6 +298,7 @@ def test_a_job_whose_plugin_raises_is_listed_and_the_others_written(tmp_path, ca
         }
     ]
     assert (tmp_path / "run" / "results.csv").exists()
+    assert "across seeds" not in out  # one seed: the per-run table only, as before
 
 
 @pytest.mark.parametrize(
