@@ -98,3 +98,46 @@ def test_bundled_configs_are_listed_shown_and_run_by_name(installed):
     _run([nrstream, "evaluate", "toy", "--out", work / "run"], work, env, timeout=600)
     results = json.loads((work / "run" / "results.json").read_text())
     assert results["config"]["run"]["name"] == "toy" and results["runs"]
+
+
+# --- the same lookups in this (source or editable) install, without building anything ------
+
+
+def test_find_config_a_local_file_wins_then_bundled_names(tmp_path, monkeypatch):
+    from nrstream.bundled_configs import find_config, list_configs
+    from nrstream.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    bundled = list_configs()
+    assert list(bundled) == sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    assert find_config("toy") == find_config("toy.yaml") == bundled["toy"]
+    assert bundled["toy"].read_text() == (ROOT / "configs" / "toy.yaml").read_text()
+    Path("toy.yaml").write_text("run: {name: mine}\n")
+    assert find_config("toy.yaml") == Path("toy.yaml")  # the local file
+    assert find_config("toy") == bundled["toy"]  # a bare name without the file: bundled
+    assert find_config("sub/missing.yaml") == Path("sub/missing.yaml")  # a path: reading it will say so
+    with pytest.raises(
+        ConfigError, match=r"^quikstart: no such config file.*\(did you mean 'quickstart'\?\); bundled: "
+    ):
+        find_config("quikstart")
+
+
+def test_load_config_and_the_cli_take_bundled_names(tmp_path, monkeypatch, capsys):
+    from nrstream.cli import main
+    from nrstream.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    assert load_config("toy").run.name == "toy"
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    assert any(line.startswith("toy ") and "Tiny, seconds on a CPU" in line for line in lines)
+    assert main(["configs", "show", "speech"]) == 0
+    assert capsys.readouterr().out == (ROOT / "configs" / "speech.yaml").read_text()
+    assert main(["configs", "show", "speach"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean 'speech'?" in err[0]
+    assert main(["configs", "show", "no/such.yaml"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "nrstream: error: no/such.yaml: no such config file (nrstream configs lists the bundled ones)"
+    )
