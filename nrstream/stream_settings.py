@@ -1,7 +1,12 @@
 """The stream parameters and their defaults, in one place.
 
 An endless stream is samples drawn without replacement, separated by noise gaps whose
-lengths (in frames) are uniform on ``[gap_min, gap_max]``, filled by ``noise``. The config
+lengths (in frames) are uniform on ``[gap_min, gap_max]``, filled by ``noise`` (the
+paper-style stream, ``background: none``). With a ``background``, the stream is an acoustic
+scene: the background runs under everything, each sample (its voiced part, within
+``trim_db`` of its loudest frame, plus ``tail`` frames) is mixed into it at an SNR drawn
+from ``snr_db``, and each lane's mix is scaled by a level drawn from ``level_db``
+(:mod:`nrstream.scene`; the same names and meanings as ``nrstream data make-recording``). The config
 (``data.stream``), the Gymnasium envs, the engine's protocol table and the benchmarks all
 take their defaults from :class:`StreamSettings`, so a default changes here and only here.
 
@@ -21,7 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["StreamSettings", "SettingError", "NOISE_KINDS", "MAX_GAP", "MAX_NOISE_SCALE"]
+__all__ = ["StreamSettings", "SettingError", "NOISE_KINDS", "BACKGROUND_KINDS", "MAX_GAP", "MAX_NOISE_SCALE", "MAX_DB"]
 
 #: what may fill the gaps between samples
 NOISE_KINDS = ("gaussian", "silence", "recorded")
@@ -29,6 +34,10 @@ NOISE_KINDS = ("gaussian", "silence", "recorded")
 MAX_GAP = 100_000
 #: largest noise spread accepted (in units of the data's spread)
 MAX_NOISE_SCALE = 1000.0
+#: what may run under everything in an acoustic-scene stream; ``none``: the paper-style stream
+BACKGROUND_KINDS = ("none", "recorded", "gaussian", "silence")
+#: largest magnitude accepted in snr_db, level_db and trim_db
+MAX_DB = 120.0
 
 
 class SettingError(ValueError):
@@ -49,6 +58,17 @@ def _meta(type_: str, doc: str) -> dict[str, str]:
     return {"type": type_, "doc": doc}
 
 
+def _db_range(name: str, value: Any) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise SettingError(name, f"expected [low, high] in dB, got {_quote(value)}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in value):
+        raise SettingError(name, f"expected two finite numbers, got {_quote(value)}")
+    low, high = float(value[0]), float(value[1])
+    if not -MAX_DB <= low <= high <= MAX_DB:
+        raise SettingError(name, f"needs -{MAX_DB:g} <= low <= high <= {MAX_DB:g}, got {_quote(value)}")
+    return low, high
+
+
 @dataclass(frozen=True)
 class StreamSettings:
     """How test, validation and continual-training streams are laid out.
@@ -66,6 +86,21 @@ class StreamSettings:
     noise_scale: float = field(
         default=1.0, metadata=_meta(f"float 0..{MAX_NOISE_SCALE:g}", "gaussian noise spread / data spread")
     )
+    # the acoustic scene (nrstream.scene); background "none" is the paper-style stream and the
+    # four fields after it are then unused
+    background: Literal["none", "recorded", "gaussian", "silence"] = field(
+        default="none", metadata=_meta("|".join(BACKGROUND_KINDS), "runs under everything; none: paper-style")
+    )
+    snr_db: list[float] = field(
+        default=(0.0, 20.0), metadata=_meta("[low, high] dB", "sample-to-background SNR, drawn per sample")
+    )
+    level_db: list[float] = field(
+        default=(-6.0, 6.0), metadata=_meta("[low, high] dB", "gain of a lane's whole mix, drawn per lane")
+    )
+    trim_db: float | None = field(
+        default=40.0, metadata=_meta(f"float 0..{MAX_DB:g} or null", "voiced: frames within this of the loudest")
+    )
+    tail: int = field(default=10, metadata=_meta(f"int 0..{MAX_GAP}", "frames kept after the voiced part"))
 
     def __post_init__(self) -> None:
         for name in ("gap_min", "gap_max"):
@@ -88,6 +123,24 @@ class StreamSettings:
         if not 0 <= scale <= MAX_NOISE_SCALE:
             raise SettingError("noise_scale", f"must be between 0 and {MAX_NOISE_SCALE:g}, got {_quote(scale)}")
         object.__setattr__(self, "noise_scale", float(scale))
+        if self.background not in BACKGROUND_KINDS:
+            raise SettingError(
+                "background", f"expected one of {', '.join(BACKGROUND_KINDS)}, got {_quote(self.background)}"
+            )
+        object.__setattr__(self, "snr_db", list(_db_range("snr_db", self.snr_db)))  # lists: YAML and JSON alike
+        object.__setattr__(self, "level_db", list(_db_range("level_db", self.level_db)))
+        trim = self.trim_db
+        if trim is not None:
+            if isinstance(trim, bool) or not isinstance(trim, (int, float)) or not 0 < trim <= MAX_DB:
+                raise SettingError("trim_db", f"expected a number in (0, {MAX_DB:g}] or null, got {_quote(trim)}")
+            object.__setattr__(self, "trim_db", float(trim))
+        if isinstance(self.tail, bool) or not isinstance(self.tail, int) or not 0 <= self.tail <= MAX_GAP:
+            raise SettingError("tail", f"expected an integer 0..{MAX_GAP}, got {_quote(self.tail)}")
+
+    @property
+    def scene(self) -> bool:
+        """An acoustic-scene stream (a background under everything), not the paper-style one."""
+        return self.background != "none"
 
     @property
     def mean_gap(self) -> float:
