@@ -210,6 +210,22 @@ def test_record_episode_statistics_needs_numpy_as_documented():
     assert "RecordEpisodeStatistics" in doc and "ArrayConversion(envs, env_xp=torch, target_xp=numpy)" in doc
 
 
+def test_function_wrappers_work_on_the_tensors_as_documented():
+    from gymnasium.wrappers.vector import TransformAction, TransformObservation, TransformReward
+
+    base = gymnasium.make_vec("nrstream/Toy-v1", num_envs=3)
+    plain_obs, _ = base.reset(seed=2)
+    plain = base.step(torch.zeros(3, dtype=torch.long))
+    envs = TransformReward(
+        TransformObservation(gymnasium.make_vec("nrstream/Toy-v1", num_envs=3), lambda o: 2 * o), lambda r: r + 10
+    )
+    envs = TransformAction(envs, lambda a: a - 1)  # the user's actions are classes + 1
+    obs, _ = envs.reset(seed=2)
+    step = envs.step(torch.ones(3, dtype=torch.long))
+    assert torch.equal(obs, 2 * plain_obs) and torch.equal(step[0], 2 * plain[0])
+    assert torch.equal(step[1], plain[1] + 10)
+
+
 def test_record_episode_statistics_through_array_conversion():
     pytest.importorskip("array_api_compat", reason="array-api-compat not installed (pip install '.[compat]')")
     from gymnasium.wrappers.vector import ArrayConversion, RecordEpisodeStatistics
