@@ -221,6 +221,7 @@ def _onnx_run(blob: bytes):
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
+    options.log_severity_level = 4  # a failed "direct" attempt is expected for some models; say it once, ourselves
     session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
 
