@@ -105,7 +105,7 @@ def test_plain_functions_and_failures(ray_session):
 
 def test_same_numbers_as_local_bit_for_bit_and_a_failing_plugin_fails_alone(ray_session, local_reference, tmp_path):
     jobs, local = local_reference
-    assert len(jobs) == 8 and not any(isinstance(o, JobFailure) for o in local)
+    assert len(jobs) == 8 and not [o.error for o in local if isinstance(o, JobFailure)]
     from nrstream.experiment import plan_jobs
 
     _register_explode()  # the config names it: the driver validates it
@@ -236,3 +236,27 @@ def test_reachability_check_on_the_nodes(ray_session, tmp_path):
     bad = RayExecutor(shared_paths=[ckpt], data_paths=[missing], progress=False)
     with pytest.raises(ExecutorError, match=f"{missing} does not exist; every node needs the checkpoint folder"):
         bad.check_reachable(timeout=60)
+
+
+def test_evaluate_command_with_the_ray_executor(ray_session, local_reference, tmp_path, capsys):
+    """``nrstream evaluate --executor ray --seeds 2``: the run folder holds the local numbers and the aggregate."""
+    import json
+
+    from nrstream.cli import main
+
+    _jobs, local = local_reference
+    path = tmp_path / "one.yaml"
+    text = TOY.format(out=tmp_path / "runs", ckpt=tmp_path / "ckpt", losses="ce").replace("seeds: [0, 1], ", "")
+    path.write_text(text.replace("{name: lstm, options: {hidden_size: 8}}", "").replace(", ]", "]"))
+    code = main(["evaluate", str(path), "--executor", "ray", "--seeds", "2", "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["config"]["run"]["executor"] == "ray" and results["config"]["run"]["seeds"] == [0, 1]
+    got = {(r["arch"], r["loss"], r["seed"], r["reset"]): r["accuracy_by_length"] for r in results["runs"]}
+    assert got == {k: v for k, v in accuracies(local).items() if k[:2] == ("gru", "ce")}
+    (agg,) = results["aggregate"]["entries"]
+    assert agg["n_seeds"] == 2 and agg["accuracy_by_seed"]["1"] == [got[("gru", "ce", s, "never")]["1"] for s in (0, 1)]
+    assert "jobs: 2/2 done, 0 running, 0 failed, 0 waiting; finished" in err
+    assert "across seeds" in out
+    assert ray.is_initialized()  # the test's session is not the command's to shut down
