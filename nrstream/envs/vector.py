@@ -45,7 +45,7 @@ class StreamVectorEnv(VectorEnv):
     ``TransformReward``, ``TransformAction``) work on the tensors as they are. Those that
     keep statistics in numpy (``RecordEpisodeStatistics``, ``NormalizeObservation``,
     ``NormalizeReward``) need numpy arrays: wrapped directly they fail on the first
-    ``step`` with numpy's ``TypeError``; put
+    ``reset``/``step`` (a ``TypeError`` or ``RuntimeError`` where numpy meets torch); put
     ``gymnasium.wrappers.vector.ArrayConversion(envs, env_xp=torch, target_xp=numpy)``
     (needs ``array-api-compat``, in the ``compat`` extra) between them, at the price of
     one copy to host memory per step.
