@@ -10,6 +10,7 @@ import torch
 from nrstream.bank import Dataset
 from nrstream.noise import make_noise
 from nrstream.plugins import get_registry
+from nrstream.scene import Scene, linear_view
 from nrstream.stream import GapLengths, Stream
 
 __all__ = ["load_dataset", "make_stream", "clear_dataset_cache"]
@@ -46,6 +47,11 @@ def make_stream(
     noise_scale: float = 1.0,
     shuffle: bool = True,
     device: torch.device | str = "cpu",
+    background: str = "none",
+    snr_db: tuple[float, float] | list[float] = (0.0, 20.0),
+    level_db: tuple[float, float] | list[float] = (-6.0, 6.0),
+    trim_db: float | None = 40.0,
+    tail: int = 10,
 ) -> Stream:
     """A stream over one split of ``dataset``.
 
@@ -54,10 +60,23 @@ def make_stream(
         gap_min, gap_max: noise gap lengths in frames, uniform, 0 allowed.
         noise: ``gaussian`` (scaled to the training split's feature statistics),
             ``silence`` or ``recorded`` (the source's noise recordings for this split).
+        background: ``none`` (the paper-style stream), or ``recorded``, ``gaussian``,
+            ``silence`` (the same sources as ``noise``, running under everything): an
+            acoustic scene (:mod:`nrstream.scene`) with ``snr_db``, ``level_db``, ``trim_db``
+            and ``tail`` as in :class:`nrstream.stream_settings.StreamSettings`.
     """
     if split not in dataset.splits:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(dataset.splits)}")
     bank = dataset.splits[split].to(device)
+    if background != "none":
+        reference = dataset.splits["train"]
+        stats = dataset.train_stats() if background == "gaussian" else None
+        source = make_noise(
+            background, reference, dataset.noise.get(split), scale=noise_scale, seed=seed, stats=stats
+        ).to(device)
+        scene = Scene(bank, source, linear_view(dataset), tuple(snr_db), tuple(level_db), trim_db, tail)
+        gaps = GapLengths(gap_min, gap_max)
+        return Stream(bank, None, num_lanes, gaps, seed=seed, shuffle=shuffle, scene=scene)
     noise_source = None
     if gap_max > 0:
         # built on the CPU beside the training split, then moved: only the noise goes to the device

@@ -29,11 +29,12 @@ import torch
 from nrstream import counter_rng
 from nrstream.bank import SampleBank
 from nrstream.noise import NoiseSource
+from nrstream.scene import Scene
 
 __all__ = ["GapLengths", "Chunk", "Stream"]
 
 # salts that keep the independent draws of one event apart
-_GAP, _NOISE, _ORDER = 1, 2, 3
+_GAP, _NOISE, _ORDER, _SNR, _LEVEL, _BACKGROUND = 1, 2, 3, 4, 5, 6
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,9 @@ class Stream:
         gaps: gap length distribution.
         seed: the whole stream is a function of ``(seed, B)`` and its inputs.
         shuffle: draw samples in a fresh random order per pass (else bank order).
+        scene: make it an acoustic scene (:mod:`nrstream.scene`): the scene's background runs
+            under everything (``noise`` is then unused), samples span their voiced part plus
+            the tail and are mixed in at a drawn SNR. ``None``: the paper-style stream.
 
     Example::
 
@@ -151,24 +155,36 @@ class Stream:
         gaps: GapLengths = GapLengths(),
         seed: int = 0,
         shuffle: bool = True,
+        scene: Scene | None = None,
     ) -> None:
         if num_lanes < 1:
             raise ValueError(f"num_lanes must be >= 1, got {num_lanes!r}")
-        if noise is None and gaps.max > 0:
+        if scene is not None:
+            noise = None  # the gaps are the scene's background
+        elif noise is None and gaps.max > 0:
             raise ValueError("a stream with noise gaps needs a noise source")
         if noise is not None and noise.feature_size != bank.feature_size:
             raise ValueError(f"noise has {noise.feature_size} features, the bank {bank.feature_size}")
-        self.bank, self.noise, self.gaps = bank, noise, gaps
+        self.bank, self.noise, self.gaps, self.scene = bank, noise, gaps, scene
         self.num_lanes, self.seed, self.shuffle = int(num_lanes), int(seed), bool(shuffle)
         self.device = bank.device
         self._lanes = torch.arange(self.num_lanes, device=self.device)
-        self._min_event = gaps.min + int(bank.lengths.min())
-        self._max_event = gaps.max + int(bank.lengths.max())
+        # frames of each sample the stream plays, and the first of them
+        self._lengths = bank.lengths if scene is None else scene.kept
+        self._first_frame = None if scene is None else scene.first
+        self._min_event = gaps.min + int(self._lengths.min())
+        self._max_event = gaps.max + int(self._lengths.max())
         self._orders: dict[int, torch.Tensor] = {}
         self._orders_cat: tuple[int, int, torch.Tensor] | None = None
         # hash states after (seed, salt, lane): an event's draw then absorbs only its index
         self._gap_state = counter_rng.absorb(counter_rng.seed_state(self.seed), _GAP, self._lanes)
         self._noise_state = counter_rng.absorb(counter_rng.seed_state(self.seed), _NOISE, self._lanes)
+        if scene is not None:
+            start = counter_rng.seed_state(self.seed)
+            self._snr_state = counter_rng.absorb(start, _SNR, self._lanes)
+            self._background_state = counter_rng.absorb(start, _BACKGROUND, self._lanes)
+            level = counter_rng.absorb(start, _LEVEL, self._lanes, 0).double() / 2.0**32
+            self._level = scene.levels(level)[:, None]  # [B, 1]
         self._build_table()
         # where the lanes stand: event `_first` is column 0 of the block, `_pos` the frame in block coordinates
         self._first = torch.zeros(self.num_lanes, dtype=torch.long, device=self.device)
@@ -231,6 +247,9 @@ class Stream:
         self._bank_rows = features.reshape(-1, features.shape[2])
         self._noise_base = self._bank_rows.shape[0]
         self._noise_rows = None
+        if self.scene is not None:  # the scene holds its own tables, in the linear domain
+            self._table = None
+            return
         if self.noise is None or self.gaps.max == 0:
             self._table = self._bank_rows
             return
@@ -318,7 +337,7 @@ class Stream:
         k = event[:, None] + torch.arange(num_events, device=self.device)
         gap = counter_rng.from_hash(counter_rng.absorb(self._gap_state[:, None], k), self.gaps.min, self.gaps.max)
         sid = self._sample_ids(k * self.num_lanes + lane, low, high + num_events - 1)
-        sample_len = self.bank.lengths[sid]
+        sample_len = self._lengths[sid]
         ends = torch.cumsum(gap + sample_len, dim=1)
         begins = ends - gap - sample_len
         sample_begins = begins + gap
@@ -329,25 +348,48 @@ class Stream:
                 self.num_lanes, 2 * num_events
             )
 
+        sample_row = sid * self.bank.features.shape[1] - sample_begins
         if self.noise is not None and self.gaps.max > 0:
             key = counter_rng.absorb(self._noise_state[:, None], k)
             noise_row = self._noise_base + self.noise.segment_start(key, self.gaps.max) - begins
         else:
             noise_row = torch.zeros_like(begins)
         never = torch.full_like(begins, -1)
+        extra = {}
+        if self.scene is not None:
+            sample_row = sample_row + self._first_frame[sid]
+            gain = self._scene_gains(k, sid, sample_begins - offset[:, None])
+            extra["gain"] = interleave(torch.zeros((), device=self.device), gain)
         self._block = {
             "ends": ends,
             "begins": begins,
             "segment_ends": interleave(sample_begins, ends),
-            "row": interleave(noise_row, sid * self.bank.features.shape[1] - sample_begins),
+            "row": interleave(noise_row, sample_row),
             "label": interleave(never, self.bank.labels[sid]),
             "sample_id": interleave(never, sid),
             "sample_index": interleave(k, k + 1),
             "mask": interleave(torch.zeros_like(begins, dtype=torch.bool), torch.ones_like(begins, dtype=torch.bool)),
             "first": interleave(never, sample_begins),
             "last": interleave(never, ends - 1),
+            **extra,
         }
         self._first, self._pos = event, offset
+
+    def _scene_gains(self, k: torch.Tensor, sid: torch.Tensor, ahead: torch.Tensor) -> torch.Tensor:
+        """``[B, K]`` linear gains of the samples of events ``k``, which start ``ahead`` frames from now."""
+        scene, size = self.scene, self.scene.segment
+        start = self.frames_read + ahead  # absolute frame of each sample's first frame
+        segment = torch.div(start, size, rounding_mode="floor")
+        rows = [self._background_starts(segment + i) for i in (0, 1)]
+        power = scene.window_power(rows, start, scene.voiced[sid])
+        uniform = counter_rng.absorb(self._snr_state[:, None], k).double() / 2.0**32
+        return scene.gains(uniform, sid, power)
+
+    def _background_starts(self, segment: torch.Tensor) -> torch.Tensor:
+        """Segment-table row where each lane's background segment ``segment`` (``[B, ...]``) begins."""
+        state = self._background_state.view(-1, *([1] * (segment.dim() - 1)))
+        key = counter_rng.absorb(state, segment)
+        return self.scene.background.segment_start(key, self.scene.segment)
 
     def next_chunk(self, length: int) -> Chunk:
         """The next ``length`` frames of every lane; lanes keep their place across calls."""
@@ -360,8 +402,13 @@ class Stream:
         segment = self._segments(length)
         row = block["row"].gather(1, segment) + frame
         mask = block["mask"].gather(1, segment)
+        if self.scene is None:
+            x = self._rows(row, mask)
+        else:
+            gain = block["gain"].gather(1, segment)  # 0 on gaps, whose sample row is then any valid one
+            x = self.scene.mix(torch.where(mask, row, 0), self._background_rows(length), gain, self._level)
         chunk = Chunk(
-            x=self._rows(row, mask),
+            x=x,
             label=block["label"].gather(1, segment),
             mask=mask,
             start=frame == block["first"].gather(1, segment),
@@ -391,6 +438,15 @@ class Stream:
         counts = torch.zeros(self.num_lanes, length + 1, dtype=torch.long, device=self.device)
         counts.scatter_add_(1, inside, torch.ones_like(inside))
         return torch.cumsum(counts[:, :length], 1).add_(first)
+
+    def _background_rows(self, length: int) -> torch.Tensor:
+        """``[B, T]`` background table rows of the next ``length`` frames (absolute frames from ``frames_read``)."""
+        size = self.scene.segment
+        absolute = self.frames_read + torch.arange(length, device=self.device)
+        first = self.frames_read // size
+        segments = torch.arange(first, (self.frames_read + length - 1) // size + 1, device=self.device)
+        starts = self._background_starts(segments.expand(self.num_lanes, -1))  # [B, segments]
+        return starts[:, absolute // size - first] + absolute % size
 
     def _rows(self, row: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[B, T, F]`` frames of the table rows ``row`` (``[B, T]``)."""
