@@ -36,8 +36,12 @@ import torch
 from _common import add_common_options, env_kwargs, machine, make_vector_env, print_table, setup, sync, write_json
 
 from nrstream import Agent
+from nrstream.config import TrainConfig
 from nrstream.datasets import load_dataset, make_stream
+from nrstream.engine import make_optimizer, make_scheduler, train_step
 from nrstream.plugins import get_registry
+from nrstream.protocols import protocol_of
+from nrstream.stream_settings import StreamSettings
 
 TARGET_GROWTH = 0.02
 
@@ -78,24 +82,26 @@ def _rss_reader():
 
 
 def brief_training(model, args, device: torch.device) -> dict:
+    """``--train-steps`` steps of the engine's :func:`~nrstream.engine.train_step` with ``ce_kl``."""
     if args.train_steps <= 0:
         return {"trained": False, "steps": 0}
     spec = gymnasium.spec(args.env_id)
     options = env_kwargs(args).get("source_options", {})
     dataset = load_dataset(spec.kwargs["source"], **options)
-    stream = make_stream(dataset, "train", num_lanes=32, seed=args.seed, gap_min=5, gap_max=30, device=device)
     loss_fn = get_registry().create("loss", "ce_kl")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    agent = Agent(model, "never")
+    protocol = protocol_of(loss_fn, "ce_kl")
+    settings = protocol.stream_settings(StreamSettings())
+    stream = make_stream(dataset, "train", num_lanes=32, seed=args.seed, device=device, **settings.stream_options())
+    train = TrainConfig(lr=3e-3)
+    optimizer = make_optimizer(model, train)
+    scheduler = make_scheduler(optimizer, train.schedule, args.train_steps)
+    agent = Agent(model, protocol.train_reset)
     model.train()
     begin, loss = time.perf_counter(), torch.zeros(())
     for _ in range(args.train_steps):
-        chunk = stream.next_chunk(args.chunk)
-        loss = loss_fn(agent.observe(chunk), chunk)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        agent.detach()
+        loss, _ = train_step(
+            agent, stream, loss_fn, optimizer, scheduler, chunk_length=args.chunk, grad_clip=train.grad_clip
+        )
     model.eval()
     info = {
         "trained": True,
@@ -103,7 +109,7 @@ def brief_training(model, args, device: torch.device) -> dict:
         "loss": "ce_kl",
         "lanes": 32,
         "chunk": args.chunk,
-        "final_loss": float(loss.detach()),
+        "final_loss": float(loss),
         "seconds": time.perf_counter() - begin,
     }
     print(f"  trained {args.train_steps} ce_kl steps in {info['seconds']:.1f} s, final loss {info['final_loss']:.3f}")
@@ -234,12 +240,12 @@ def main(argv: list[str] | None = None) -> dict:
         ),
         "nonfinite_chunks": int(nonfinite),
         "accuracy": result_accuracy["accuracy"],
-        "decisions": result_accuracy["total"],
+        "decisions": int(result_accuracy["total"]),
         "reward": float(reward),
         "rolling_accuracy": {
             "last": rolling_result["last"],
             "window": args.window,
-            "curve_points": len(rolling_result["x"]),
+            "curve_points": len(rolling_result["rolling_accuracy"]["x"]),
         },
         "progress": progress,
         "targets": {
@@ -263,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "accuracy",
                 "n/a"
                 if result_accuracy["accuracy"] is None
-                else f"{result_accuracy['accuracy']:.4f} over {result_accuracy['total']:,} decisions",
+                else f"{result_accuracy['accuracy']:.4f} over {int(result_accuracy['total']):,} decisions",
             ),
             ("model", "trained {steps} ce_kl steps".format(**training) if training["trained"] else "untrained"),
             ("load average", f"{payload['machine']['loadavg_start']} at start, {payload['machine']['loadavg']} at end"),

@@ -1,13 +1,13 @@
-"""Training throughput per loss: frames per second of stream + forward + backward + AdamW step.
+"""Training throughput per loss: frames per second of the engine's own training step.
 
-The step is the training engine's (``nrstream.engine.train_agent``) without its
-checkpointing: the next chunk of the train-split stream, the agent's forward, the loss
-plugin, ``backward``, ``AdamW.step``, and the state detached between chunks (truncated
-BPTT). Each loss gets the protocol it declares:
-
-* ``reset`` (segmented): clean samples back to back (gap 0), oracle resets at every start;
-* ``ce`` and ``ce_kl`` (continual): noise gaps (the env's defaults, ``--gap-min``/``--gap-max``),
-  the state carried across everything.
+Each step is :func:`nrstream.engine.train_step`, the one the engine runs (no copy of it
+here): the next chunk of the train-split stream, the agent's forward, the loss plugin on
+float32 logits, ``backward``, gradient-norm clipping (``--grad-clip``, the engine's
+default), ``AdamW.step``, the learning-rate scheduler step, and the state detached
+between chunks (truncated BPTT). Each loss gets its protocol's stream and reset policy
+from the protocol table (:mod:`nrstream.protocols`); the configured stream of a protocol
+that uses one is :class:`~nrstream.stream_settings.StreamSettings` (the defaults, or
+``--gap-min``/``--gap-max``).
 
 Frames = lanes x frames per chunk. Warm-up steps are not timed; each figure is the median
 of ``--repeats`` interleaved measurements. The ratio ``ce_kl / ce`` is what the adaptive
@@ -28,8 +28,12 @@ import torch
 from _common import add_common_options, interleaved_medians, machine, print_table, setup, write_json
 
 from nrstream import Agent
+from nrstream.config import TrainConfig
 from nrstream.datasets import load_dataset, make_stream
+from nrstream.engine import make_optimizer, make_scheduler, train_step
 from nrstream.plugins import get_registry
+from nrstream.protocols import protocol_of
+from nrstream.stream_settings import StreamSettings
 
 LOSSES = ("reset", "ce", "ce_kl")
 TARGET = 0.95
@@ -39,9 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_options(parser, seconds=4.0, repeats=3)
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), help="loss plugins (default %(default)s)")
-    parser.add_argument("--gap-min", type=int, default=5, help="continual protocol gaps (default %(default)s)")
-    parser.add_argument("--gap-max", type=int, default=30)
+    defaults, train = StreamSettings(), TrainConfig()
+    parser.add_argument("--gap-min", type=int, default=defaults.gap_min, help="configured stream (default %(default)s)")
+    parser.add_argument("--gap-max", type=int, default=defaults.gap_max)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--grad-clip", type=float, default=train.grad_clip, help="as train.grad_clip (%(default)s)")
     return parser.parse_args(argv)
 
 
@@ -58,13 +64,8 @@ def dataset_for(args):
 
 def training_case(args, dataset, loss_name: str, device: torch.device):
     loss_fn = get_registry().create("loss", loss_name)
-    protocol = loss_fn.protocol
-    if protocol == "segmented":
-        gaps, reset_policy = (0, 0), "oracle"
-    elif protocol == "continual":
-        gaps, reset_policy = (args.gap_min, args.gap_max), "never"
-    else:
-        raise ValueError(f"loss {loss_name!r} declares an unknown protocol {protocol!r}")
+    protocol = protocol_of(loss_fn, loss_name)
+    settings = protocol.stream_settings(StreamSettings(gap_min=args.gap_min, gap_max=args.gap_max))
     torch.manual_seed(args.seed)
     model = (
         get_registry()
@@ -78,29 +79,32 @@ def training_case(args, dataset, loss_name: str, device: torch.device):
         .to(device)
     )
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    train = TrainConfig(lr=args.lr, grad_clip=args.grad_clip)
+    optimizer = make_optimizer(model, train)
+    scheduler = make_scheduler(optimizer, train.schedule, total=10**9)  # the engine's cosine, far from its end
     stream = make_stream(
-        dataset, "train", num_lanes=args.batch, seed=args.seed, gap_min=gaps[0], gap_max=gaps[1], device=device
+        dataset, "train", num_lanes=args.batch, seed=args.seed, device=device, **settings.stream_options()
     )
-    agent = Agent(model, reset_policy)
+    agent = Agent(model, protocol.train_reset)
     agent.reset(args.batch, device)
-    needs_hidden = bool(getattr(loss_fn, "needs_hidden", False))
     last = {"loss": math.nan}
     frames = args.batch * args.chunk
 
     def step() -> int:
-        chunk = stream.next_chunk(args.chunk)
-        aux = {} if needs_hidden else None
-        logits = agent.observe(chunk, aux=aux)
-        loss = loss_fn(logits, chunk, aux)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        agent.detach()
-        last["loss"] = float(loss.detach())  # the engine reads the loss every step too
+        loss, _ = train_step(
+            agent, stream, loss_fn, optimizer, scheduler, chunk_length=args.chunk, grad_clip=train.grad_clip
+        )
+        last["loss"] = float(loss)  # the engine reads the loss every step too
         return frames
 
-    info = {"protocol": protocol, "reset_policy": reset_policy, "gap_min": gaps[0], "gap_max": gaps[1]}
+    info = {
+        "protocol": protocol.name,
+        "reset_policy": protocol.train_reset,
+        "gap_min": settings.gap_min,
+        "gap_max": settings.gap_max,
+        "grad_clip": train.grad_clip,
+        "schedule": train.schedule,
+    }
     return step, info, last
 
 
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
             "hidden": args.hidden,
             "features": dataset.feature_size,
             "classes": dataset.num_classes,
-            "optimizer": f"AdamW(lr={args.lr})",
+            "optimizer": f"AdamW(lr={args.lr}, weight_decay={TrainConfig().weight_decay}), grad clip {args.grad_clip}",
             "seconds": args.seconds,
             "repeats": args.repeats,
         },

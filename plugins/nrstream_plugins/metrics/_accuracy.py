@@ -7,8 +7,6 @@ device and are read back only in ``compute``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from nrstream.stats import Z95
@@ -30,7 +28,7 @@ def curve(x: list, y: list, x_label: str, y_label: str) -> dict:
     """A curve as the report renders it (one figure per curve key): floats, axis labels."""
     return {
         "x": [float(v) for v in x],
-        "y": [math.nan if v is None else float(v) for v in y],
+        "y": [float(v) for v in y],
         "x_label": x_label,
         "y_label": y_label,
     }
@@ -88,8 +86,8 @@ class AccuracyByPosition:
 
     ``compute()`` -> ``{"accuracy": curve, "decisions": curve, "beyond": scalar}``: the
     curves' ``x`` are the positions ``1..K``, ``K`` the last position seen (at most
-    ``max_position``); ``y`` the accuracy at each (NaN at a position without a decision),
-    and the decisions counted at each. ``beyond``: decisions past ``max_position``.
+    ``max_position``), leaving out any position without a decision; ``y`` the accuracy at
+    each, and the decisions counted at each. ``beyond``: decisions past ``max_position``.
     """
 
     needs_hidden = False
@@ -120,14 +118,12 @@ class AccuracyByPosition:
         total = [] if self._total is None else self._total[1:].tolist()
         correct = [] if self._correct is None else self._correct[1:].tolist()
         last = max((i + 1 for i, n in enumerate(total) if n), default=0)
-        total, correct = total[:last], correct[:last]
-        position = list(range(1, last + 1))
+        kept = [(k + 1, c, n) for k, (c, n) in enumerate(zip(correct[:last], total[:last], strict=True)) if n]
+        position = [k for k, _, _ in kept]
         where = "sample position k in the lane (1: first)"
         return {
-            "accuracy": curve(
-                position, [c / n if n else None for c, n in zip(correct, total, strict=True)], where, "accuracy"
-            ),
-            "decisions": curve(position, total, where, "decisions counted"),
+            "accuracy": curve(position, [c / n for _, c, n in kept], where, "accuracy"),
+            "decisions": curve(position, [n for _, _, n in kept], where, "decisions counted"),
             "beyond": float(self._beyond),
         }
 
