@@ -4,31 +4,32 @@
 source (``speech_commands``, ``synth_speech``, or any source whose ``Dataset.info["root"]``
 is a folder in the Speech Commands layout), and a ground-truth CSV beside it.
 
-The signal is an acoustic scene, the same kind of signal as the scene streams of
-:mod:`nrstream.scene` (issue 16), never digital silence:
+The signal is an acoustic scene with the definitions of the scene streams
+(:mod:`nrstream.scene`, :class:`nrstream.stream_settings.StreamSettings` fields ``snr_db``,
+``level_db``, ``trim_db``, ``tail``), made in the waveform domain; never digital silence:
 
 * **Background**: the split's part of the ``_background_noise_`` recordings, cut as the
   loaders cut them (``noise_split``, default first 80 % train, next 10 % validation, last
-  10 % test), played continuously in random segments of 2-8 s at random offsets, each
-  normalised to unit RMS, joined by 50 ms cross-fades. It runs between **and under** the words.
+  10 % test), at their recorded level, played continuously in segments of up to 20 s
+  (the scene's ``SEGMENT`` of 2000 frames) from random recordings and offsets, joined by
+  50 ms cross-fades. It runs between **and under** the words.
 * **Words**: the split's clips without replacement (reshuffled when all were used), each
-  trimmed to its voiced extent plus a 50 ms margin (5 ms fades). The *voiced extent* is
-  the energy rule of :func:`voiced_extent`: the first to the last 20 ms window (10 ms hop)
-  whose energy lies within ``VOICED_DB`` = 25 dB of the clip's loudest window (on the
-  shared Speech Commands sample: median voiced extent 0.45 s, 13 % of clips voiced over
-  their whole second, i.e. noisy recordings).
-* **Levels**: a word plays at its recorded level times ``level_db`` (drawn per word,
-  uniform, default ``[-6, 6]`` dB; lowered if its peak would pass 0.9). The background
-  under it is scaled so that the word's voiced RMS over the background's RMS over the
-  same samples is ``snr_db`` (drawn per word, uniform, default ``[0, 20]`` dB). Between
-  words the background gain moves smoothly (raised-cosine over the gap) from one word's
-  setting to the next, so no level step marks a word boundary.
+  cut to its voiced extent plus ``tail`` frames (10 ms each; 5 ms fades at the cuts). The
+  voiced extent (:func:`voiced_extent`): from the first to the last 30 ms frame (10 ms hop,
+  the front end's framing) whose energy is within ``trim_db`` (default 40 dB) of the clip's
+  loudest frame.
+* **SNR**: each word is scaled so that its mean power over its voiced extent is ``snr_db``
+  (drawn per word, uniform, default ``[0, 20]`` dB) above the background's mean power over
+  the same samples, as the scene scales a sample over the background.
+* **Level**: ``level_db`` (uniform, default ``[-6, 6]`` dB) is drawn once per recording (a
+  recording is one lane) and scales the whole mix.
 * **Gaps**: the background alone for ``gap_s`` seconds (uniform, default ``[0.5, 2.0]``)
   before every word.
 
-The truth CSV has one row per word: ``start_s, end_s`` (its voiced extent in the
-recording), ``word`` (the clip's folder name), ``snr_db`` and ``level_db`` (as realised),
-``clip`` (the clip's path relative to the data root).
+The WAV is 32-bit float by default (a scaled word may exceed full scale; ``subtype="PCM_16"``
+clips such samples, and counts them). The truth CSV has one row per word: ``start_s, end_s``
+(its voiced extent in the recording), ``word`` (the clip's folder name), ``snr_db``,
+``level_db``, ``clip`` (the clip's path relative to the data root).
 
 Determinism: the recording is a pure function of the source and its options, the split,
 the length and the settings, and ``seed``. Memory: the recording is generated and written
@@ -53,11 +54,11 @@ from nrstream.seeds import derive_seed
 
 __all__ = ["make_recording", "events", "voiced_extent", "read_truth", "split_files", "SplitFiles", "RecordingSummary"]
 
-VOICED_DB = 25.0  # a window is voiced when within this many dB of the clip's loudest window
-_WINDOW_S, _HOP_S = 0.020, 0.010
-_MARGIN_S, _FADE_S, _CROSSFADE_S = 0.050, 0.005, 0.050
-_SEGMENT_S = (2.0, 8.0)
-_PEAK = 0.9
+TRIM_DB = 40.0  # StreamSettings.trim_db's default: voiced frames are within this of the loudest
+TAIL = 10  # StreamSettings.tail's default: frames kept after the voiced part
+_WINDOW_S, _HOP_S = 0.030, 0.010
+_FADE_S, _CROSSFADE_S = 0.005, 0.050
+_SEGMENT_S = 20.0
 TRUTH_FIELDS = ("start_s", "end_s", "word", "snr_db", "level_db", "clip")
 
 
@@ -136,7 +137,7 @@ def split_files(source: str, split: str, options: dict | None = None) -> SplitFi
     return SplitFiles(root, rate, clips, noise, (float(bounds[index]), float(bounds[index + 1])), split)
 
 
-def voiced_extent(wave: np.ndarray, sample_rate: int, threshold_db: float = VOICED_DB) -> tuple[int, int]:
+def voiced_extent(wave: np.ndarray, sample_rate: int, threshold_db: float = TRIM_DB) -> tuple[int, int]:
     """``(first, last + 1)`` sample of the voiced part of a clip (see the module docstring).
 
     A clip with no energy at all is voiced nowhere: ``(0, 0)``.
@@ -158,18 +159,17 @@ def voiced_extent(wave: np.ndarray, sample_rate: int, threshold_db: float = VOIC
 
 
 class _Background:
-    """Unit-RMS continuous background from noise parts: random segments joined by cross-fades."""
+    """Continuous background from noise parts at their recorded level: segments joined by cross-fades."""
 
     def __init__(self, parts: list[np.ndarray], rate: int, rng: np.random.Generator) -> None:
-        self.parts = [p / math.sqrt(float(np.mean(p.astype(np.float64) ** 2))) for p in parts]
-        self.parts = [p.astype(np.float32) for p in self.parts]
+        self.parts = [p.astype(np.float32) for p in parts]
         self.rate, self.rng = rate, rng
         self.fade = round(_CROSSFADE_S * rate)
         self.buf = np.zeros(0, dtype=np.float32)  # the last `fade` samples still await the next segment
 
     def _segment(self) -> np.ndarray:
         part = self.parts[int(self.rng.integers(len(self.parts)))]
-        want = round(self.rng.uniform(*_SEGMENT_S) * self.rate)
+        want = round(_SEGMENT_S * self.rate)
         length = min(len(part), max(want, 3 * self.fade))
         start = int(self.rng.integers(len(part) - length + 1))
         seg = part[start : start + length].copy()
@@ -222,14 +222,18 @@ def make_recording(
     split: str = "test",
     snr_db: Sequence[float] = (0.0, 20.0),
     level_db: Sequence[float] = (-6.0, 6.0),
+    trim_db: float = TRIM_DB,
+    tail: int = TAIL,
     gap_s: Sequence[float] = (0.5, 2.0),
     seed: int = 0,
     options: dict | None = None,
+    subtype: str = "FLOAT",
 ) -> RecordingSummary:
-    """Write a ``minutes``-long 16-bit mono WAV (``out``) and its truth CSV (``truth``).
+    """Write a ``minutes``-long mono WAV (``out``) and its truth CSV (``truth``).
 
-    See the module docstring for what the recording is. Returns a summary (words, seconds,
-    samples clipped at full scale).
+    See the module docstring for what the recording is. ``subtype``: soundfile's WAV
+    subtype, ``FLOAT`` (default) or ``PCM_16`` (samples beyond full scale are clipped and
+    counted). Returns a summary (words, seconds, clipped samples).
 
     Raises:
         ConfigError: a bad length or range, a source without audio.
@@ -237,11 +241,17 @@ def make_recording(
     """
     import soundfile
 
-    if not (isinstance(minutes, (int, float)) and math.isfinite(minutes) and 0 < minutes <= 24 * 60):
+    if isinstance(minutes, bool) or not (isinstance(minutes, (int, float)) and 0 < minutes <= 24 * 60):
         raise ConfigError(f"--minutes must be a number in (0, 1440], got {minutes!r}")
     snr = _check_range("--snr-db", snr_db, -30, 60)
     level = _check_range("--level-db", level_db, -40, 20)
     gap = _check_range("--gap-s", gap_s, 0, 600)
+    if not (isinstance(trim_db, (int, float)) and 0 < trim_db <= 120):
+        raise ConfigError(f"--trim-db must be a number in (0, 120], got {trim_db!r}")
+    if isinstance(tail, bool) or not isinstance(tail, int) or not 0 <= tail <= 1000:
+        raise ConfigError(f"--tail must be an integer number of frames in [0, 1000], got {tail!r}")
+    if subtype not in ("FLOAT", "PCM_16"):
+        raise ConfigError(f"subtype must be FLOAT or PCM_16, got {subtype!r}")
     files = split_files(source, split, options)
     parts = _noise_parts(files)
     if not parts:
@@ -251,20 +261,22 @@ def make_recording(
         )
     rate = files.sample_rate
     total = round(minutes * 60 * rate)
-    settings = {"snr_db": snr, "level_db": level, "gap_s": gap, "seed": seed}
+    settings = {"snr_db": snr, "level_db": level, "trim_db": trim_db, "tail": tail, "gap_s": gap, "seed": seed}
     written, words, clipped = 0, 0, 0
     out, truth = Path(out), Path(truth)
+    scene = events(files, parts, snr=snr, level=level, gap=gap, trim_db=float(trim_db), tail=tail, seed=seed)
     with atomic_file(out) as wav_tmp, atomic_file(truth) as csv_tmp:
         with (
-            soundfile.SoundFile(str(wav_tmp), "w", rate, 1, "PCM_16", format="WAV") as sink,
+            soundfile.SoundFile(str(wav_tmp), "w", rate, 1, subtype, format="WAV") as sink,
             open(csv_tmp, "w", newline="") as table,
         ):
             rows = csv.writer(table)
             rows.writerow(TRUTH_FIELDS)
-            for background, word, row in events(files, parts, snr=snr, level=level, gap=gap, seed=seed):
-                event = background + word
-                clipped += int(np.count_nonzero(np.abs(event) > 1))
-                event = np.clip(event, -1, 1)[: total - written]
+            for background, word, row in scene:
+                event = (background + word)[: total - written]
+                if subtype == "PCM_16":
+                    clipped += int(np.count_nonzero(np.abs(event) > 1))
+                    event = np.clip(event, -1, 1)
                 sink.write(event)
                 start, end = written + row["start"], written + row["end"]
                 written += len(event)
@@ -286,6 +298,8 @@ def events(
     snr: tuple[float, float],
     level: tuple[float, float],
     gap: tuple[float, float],
+    trim_db: float = TRIM_DB,
+    tail: int = TAIL,
     seed: int,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
     """The recording as endless events, each a gap then a word (see the module docstring).
@@ -299,46 +313,36 @@ def events(
     rate = files.sample_rate
     rng = np.random.default_rng(derive_seed(seed, "recording", files.root.name, files.split))
     background = _Background(parts, rate, np.random.default_rng(derive_seed(seed, "recording-background", files.split)))
-    margin, fade = round(_MARGIN_S * rate), max(1, round(_FADE_S * rate))
+    level_db = float(rng.uniform(*level))  # one lane: one level for the whole recording
+    level_gain = np.float32(10 ** (level_db / 20))
+    after, fade = round(tail * _HOP_S * rate), max(1, round(_FADE_S * rate))
     order: list[int] = []
-    gain_prev = None
     while True:
         if not order:
             order = list(rng.permutation(len(files.clips)))
         word, path = files.clips[order.pop()]
         gap_n = round(rng.uniform(*gap) * rate)
-        snr_i, level_i = float(rng.uniform(*snr)), float(rng.uniform(*level))
+        snr_i = float(rng.uniform(*snr))
         clip = read_wav(path, rate).numpy()
-        v0, v1 = voiced_extent(clip, rate)
+        v0, v1 = voiced_extent(clip, rate, trim_db)
         if v1 <= v0:
             continue  # a silent clip has no word in it
-        a, b = max(0, v0 - margin), min(len(clip), v1 + margin)
-        piece = clip[a:b].astype(np.float32)
+        piece = clip[v0 : min(len(clip), v1 + after)].astype(np.float32)
         f = min(fade, len(piece) // 2)
         if f:
             ramp = np.linspace(0, 1, f, dtype=np.float32)
             piece[:f] *= ramp
             piece[-f:] *= ramp[::-1]
-        peak = float(np.abs(piece).max())
-        if peak > 0:
-            level_i = min(level_i, 20 * math.log10(_PEAK / peak))
-        piece *= np.float32(10 ** (level_i / 20))
-        s0, s1 = gap_n + v0 - a, gap_n + v1 - a
-        word_part = np.zeros(gap_n + len(piece), dtype=np.float32)
-        word_part[gap_n:] = piece
-        noise = background.take(len(word_part))
-        word_power = float(np.mean(word_part[s0:s1].astype(np.float64) ** 2))
+        s0, s1 = gap_n, gap_n + (v1 - v0)
+        noise = background.take(gap_n + len(piece))
+        word_power = float(np.mean(piece[: v1 - v0].astype(np.float64) ** 2))
         noise_power = float(np.mean(noise[s0:s1].astype(np.float64) ** 2))
-        gain = math.sqrt(word_power / noise_power) / 10 ** (snr_i / 20)
-        prev = gain if gain_prev is None else gain_prev
-        envelope = np.full(len(noise), gain, dtype=np.float32)
-        if gap_n:
-            x = np.linspace(0, math.pi, gap_n, dtype=np.float32)
-            envelope[:gap_n] = prev + (gain - prev) * (1 - np.cos(x)) / 2
-        gain_prev = gain
-        row = {"start": s0, "end": s1, "word": word, "snr_db": snr_i, "level_db": level_i}
+        gain = math.sqrt(noise_power / word_power * 10 ** (snr_i / 10)) if word_power > 0 else 0.0
+        word_part = np.zeros(len(noise), dtype=np.float32)
+        word_part[gap_n:] = piece * np.float32(gain)
+        row = {"start": s0, "end": s1, "word": word, "snr_db": snr_i, "level_db": level_db}
         row["clip"] = path.relative_to(files.root).as_posix()
-        yield noise * envelope, word_part, row
+        yield noise * level_gain, word_part * level_gain, row
 
 
 @dataclass

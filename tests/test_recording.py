@@ -29,7 +29,7 @@ def record(tmp_path, options, name="rec", **kw):
 def test_recording_and_truth(tmp_path, sample_options):
     s = record(tmp_path, sample_options, seed=3)
     info = soundfile.info(str(s.wav))
-    assert (info.samplerate, info.channels, info.subtype, info.frames) == (16000, 1, "PCM_16", 30 * 16000)
+    assert (info.samplerate, info.channels, info.subtype, info.frames) == (16000, 1, "FLOAT", 30 * 16000)
     rows = list(csv.DictReader(open(s.truth)))
     assert len(rows) == s.words >= 10
     test_words = {w for w, _ in split_files("speech_commands", "test", sample_options).clips}
@@ -38,13 +38,14 @@ def test_recording_and_truth(tmp_path, sample_options):
     assert starts == sorted(starts) and all(e > b for b, e in zip(starts, ends, strict=True))
     assert all(b2 > e1 + 0.5 for e1, b2 in zip(ends, starts[1:], strict=False))  # gaps of >= 0.5 s
     assert ends[-1] <= 30.0 and {r["word"] for r in rows} <= test_words
-    assert all(0 <= float(r["snr_db"]) <= 20 and -6 <= float(r["level_db"]) <= 6 for r in rows)
+    assert all(0 <= float(r["snr_db"]) <= 20 for r in rows)
+    assert len({r["level_db"] for r in rows}) == 1 and -6 <= float(rows[0]["level_db"]) <= 6  # one per recording
     assert [e.word for e in read_truth(s.truth)] == [r["word"] for r in rows]
 
 
 def test_no_digital_silence_anywhere(tmp_path, sample_options):
     s = record(tmp_path, sample_options, seed=4)
-    wave, _ = soundfile.read(str(s.wav), dtype="int16")
+    wave, _ = soundfile.read(str(s.wav), dtype="float32")
     frames = wave[: len(wave) // 160 * 160].reshape(-1, 160)
     assert (np.abs(frames).max(axis=1) > 0).all()  # every 10 ms holds signal: background runs everywhere
 
@@ -80,20 +81,25 @@ def test_voiced_extent_known_answer():
     clip[6000:10000] = 0.5 * np.sin(2 * np.pi * 440 * t)
     clip += 1e-4 * np.random.default_rng(0).standard_normal(rate).astype(np.float32)  # -70 dB below the tone
     a, b = voiced_extent(clip, rate)
-    assert 6000 - 320 <= a <= 6000 and 10000 <= b <= 10000 + 320
+    assert 6000 - 480 <= a <= 6000 and 10000 <= b <= 10000 + 480
     assert voiced_extent(np.zeros(rate, dtype=np.float32), rate) == (0, 0)
 
 
 def test_cli_and_bad_input(tmp_path, sample_options, capsys):
     out, truth = tmp_path / "r.wav", tmp_path / "r.csv"
     args = ["data", "make-recording", "speech_commands", "-o", f"root={sample_options['root']}"]
-    assert main([*args, "--minutes", "0.1", "--out", str(out), "--truth", str(truth), "--snr-db", "5", "10"]) == 0
+    assert (
+        main([*args, "--minutes", "0.1", "--out", str(out), "--truth", str(truth), "--snr-db", "5", "10", "--pcm16"])
+        == 0
+    )
+    assert soundfile.info(str(out)).subtype == "PCM_16"
     assert "words from the test split" in capsys.readouterr().out
     assert all(5 <= float(r["snr_db"]) <= 10 for r in csv.DictReader(open(truth)))
     bad = [
         ["--minutes", "0"],
         ["--minutes", "1", "--snr-db", "10", "5"],
         ["--minutes", "1", "--split", "dev"],
+        ["--minutes", "1", "--tail", "-1"],
     ]
     for extra in bad:
         o2, t2 = tmp_path / "bad.wav", tmp_path / "bad.csv"
