@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from nrstream.contracts import CURVE_KEYS, METRIC_KINDS, Architecture
+from nrstream.protocols import PROTOCOLS
 from nrstream.stream import Chunk
 
 __all__ = [
@@ -420,10 +421,6 @@ def _check_gradients(name: str, model, x: torch.Tensor, num_classes: int) -> Non
 
 def known_protocols() -> tuple[str, ...]:
     """The training protocol names: the keys of the protocol table, ``nrstream.protocols.PROTOCOLS``."""
-    try:
-        from nrstream.protocols import PROTOCOLS
-    except ImportError:  # a core without the protocol table: the engine's two protocols
-        return ("segmented", "continual")
     return tuple(PROTOCOLS)
 
 
