@@ -17,7 +17,11 @@ One process, one model (the registry's ``gru``), ``B`` lanes, frames per second 
    what the stream costs by itself;
    ``gather``: the bound for it, the same number of bytes gathered by one
    ``torch.index_select(bank [60000, F], 0, idx [B * T], out=...)`` (target: stream / gather
-   >= 0.25).
+   >= 0.25);
+6. ``stream_plain`` / ``stream_scene``: ``make_stream(...).next_chunk(T)`` without the env, the
+   paper-style stream and the acoustic scene (``background="gaussian"``: the background
+   under everything, samples mixed in at a drawn SNR; :mod:`nrstream.scene`) on the same
+   data and shapes (target: scene / plain >= 0.5).
 
 Everything runs under ``torch.inference_mode()``. Frames = lanes x frames; warm-up calls
 are excluded; each figure is the median of ``--repeats`` interleaved measurements of
@@ -25,7 +29,7 @@ are excluded; each figure is the median of ``--repeats`` interleaved measurement
 
     python benchmarks/throughput.py                          # CPU, B=256, T=100, H=128, F=40
     python benchmarks/throughput.py --device cuda --json results/throughput.json
-    python benchmarks/throughput.py --stream-only --threads 1    # case 5 alone, one thread
+    python benchmarks/throughput.py --stream-only --threads 1    # cases 5 and 6 alone, one thread
 """
 
 from __future__ import annotations
@@ -54,7 +58,13 @@ from nrstream import Agent
 from nrstream.plugins import get_registry
 
 METRICS = ("accuracy", "noise_entropy")
-TARGETS = {"nrstream/raw": 0.9, "nrstream_oracle/raw": 0.8, "nrstream/gymnasium": 50.0, "stream/gather": 0.25}
+TARGETS = {
+    "nrstream/raw": 0.9,
+    "nrstream_oracle/raw": 0.8,
+    "nrstream/gymnasium": 50.0,
+    "stream/gather": 0.25,
+    "stream_scene/stream_plain": 0.5,
+}
 GATHER_ROWS = 60000  # rows of the table the gather bound reads from
 
 
@@ -64,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-gymnasium", action="store_true", help="leave out case 4 (building B single envs takes a while)"
     )
-    parser.add_argument("--stream-only", action="store_true", help="only case 5: the stream alone and its gather bound")
+    parser.add_argument("--stream-only", action="store_true", help="only cases 5 and 6: the stream alone")
     return parser.parse_args(argv)
 
 
@@ -149,6 +159,27 @@ def stream_cases(args, device: torch.device):
     return stream, gather
 
 
+def scene_cases(args, device: torch.device):
+    """Case 6: the paper-style stream and the scene stream, ``next_chunk`` alone."""
+    from nrstream.datasets import load_dataset, make_stream
+    from nrstream.stream_settings import StreamSettings
+
+    dataset = load_dataset("toy", feature_size=args.features, num_classes=args.classes)
+    settings = StreamSettings().stream_options()
+    frames = args.batch * args.chunk
+    cases = {}
+    for name, background in (("stream_plain", "none"), ("stream_scene", "gaussian")):
+        options = {**settings, "background": background}
+        stream = make_stream(dataset, "train", num_lanes=args.batch, seed=args.seed, device=device, **options)
+
+        def step(stream=stream) -> int:
+            stream.next_chunk(args.chunk)
+            return frames
+
+        cases[name] = step
+    return cases
+
+
 def gymnasium_case(args, model: nn.Module, device: torch.device):
     """Case 4: SyncVectorEnv over B single envs, a GRUCell stepped frame by frame."""
     kwargs = env_kwargs(args)
@@ -200,6 +231,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         stream, gather = stream_cases(args, device)
         cases, summaries, reset_columns = {"stream": stream, "gather": gather}, {}, None
+        if args.env_id == "nrstream/Toy-v0":
+            cases.update(scene_cases(args, device))
         if not args.stream_only:
             raw, raw_reset, reset_columns = raw_cases(args, model, device)
             step_never, summary_never, _ = nrstream_case(args, model, device, "never")
@@ -221,6 +254,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     fps = {name: r["fps"] for name, r in results.items()}
     ratios = {"stream/gather": fps["stream"] / fps["gather"]}
+    if "stream_scene" in fps:
+        ratios["stream_scene/stream_plain"] = fps["stream_scene"] / fps["stream_plain"]
     if "raw" in fps:
         ratios.update(
             {
@@ -263,6 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
         "gymnasium": "4  plain Gymnasium, GRUCell per frame",
         "stream": "5  the vector env alone, envs.step(actions)",
         "gather": "5g same-bytes gather bound (index_select)",
+        "stream_plain": "6  stream.next_chunk, paper-style",
+        "stream_scene": "6s stream.next_chunk, acoustic scene",
     }
     print()
     print_table([(labels[k], f"{v:>14,.0f} frames/s") for k, v in fps.items()], "frames per second (median)")

@@ -235,7 +235,8 @@ class Scene:
         size = self.sample_rows.shape[1]
         x = self.background_rows.index_select(0, background_row.reshape(-1))
         sample = self.sample_rows.index_select(0, sample_row.reshape(-1))
-        x.mul_(level.expand_as(gain).reshape(-1, 1)).addcmul_(sample, (gain * level).reshape(-1, 1))
+        x.addcmul_(sample, gain.reshape(-1, 1))
+        x.view(gain.shape[0], -1).mul_(level)  # one factor per lane: a row scale of [B, T * F]
         return self.view.from_linear_(x).view(*gain.shape, size)
 
 

@@ -185,6 +185,7 @@ class Stream:
             self._background_state = counter_rng.absorb(start, _BACKGROUND, self._lanes)
             level = counter_rng.absorb(start, _LEVEL, self._lanes, 0).double() / 2.0**32
             self._level = scene.levels(level)[:, None]  # [B, 1]
+            self._background_cache: dict[int, torch.Tensor] = {}
         self._build_table()
         # where the lanes stand: event `_first` is column 0 of the block, `_pos` the frame in block coordinates
         self._first = torch.zeros(self.num_lanes, dtype=torch.long, device=self.device)
@@ -443,9 +444,15 @@ class Stream:
         """``[B, T]`` background table rows of the next ``length`` frames (absolute frames from ``frames_read``)."""
         size = self.scene.segment
         absolute = self.frames_read + torch.arange(length, device=self.device)
-        first = self.frames_read // size
-        segments = torch.arange(first, (self.frames_read + length - 1) // size + 1, device=self.device)
-        starts = self._background_starts(segments.expand(self.num_lanes, -1))  # [B, segments]
+        first, last = self.frames_read // size, (self.frames_read + length - 1) // size
+        cached = self._background_cache  # segment -> [B] rows, hashed once
+        for old in [j for j in cached if j < first]:
+            del cached[old]
+        new = [j for j in range(first, last + 1) if j not in cached]
+        if new:
+            segments = torch.tensor(new, device=self.device).expand(self.num_lanes, -1)
+            cached.update(zip(new, self._background_starts(segments).unbind(1), strict=True))
+        starts = torch.stack([cached[j] for j in range(first, last + 1)], 1)  # [B, segments]
         return starts[:, absolute // size - first] + absolute % size
 
     def _rows(self, row: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
