@@ -178,7 +178,10 @@ def test_a_module_without_initial_state_is_named():
 # --- losses -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["reset", "ce", "ce_kl", "ce_kl_state"])
+BUILTIN_LOSSES = ["reset", "ce", "ce_kl", "ce_kl_state"]
+
+
+@pytest.mark.parametrize("name", BUILTIN_LOSSES)
 @pytest.mark.parametrize("options", [{}, {"target": "decision"}], ids=["frames", "decision"])
 def test_builtin_losses_pass(builtins, name, options):
     check_loss(builtins.get("loss", name).factory, options=options, name=name)
@@ -324,3 +327,8 @@ def test_builtin_metrics_pass(builtins, name):
     factory = builtins.get("metric", name).factory
     check_metric(factory, name=name)
     json.dumps(factory().compute())
+
+
+def test_every_builtin_loss_and_metric_is_checked(builtins):
+    assert builtins.names("metric") == sorted(BUILTIN_METRICS)
+    assert builtins.names("loss") == sorted(BUILTIN_LOSSES)
