@@ -1,0 +1,102 @@
+"""``nrstream listen RUN AUDIO --agent ARCH/LOSS``: detections on a recording (see :mod:`nrstream.listen`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nrstream.errors import ConfigError
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "listen",
+        help="run trained agents, never reset, over a recording and print the words they detect",
+        description="Stream AUDIO (a sound file, or '-' for raw 16 kHz s16le mono PCM on stdin) through the "
+        "agents of a run folder, carrying their state forever, and print one line per detection.",
+    )
+    p.add_argument("run", metavar="RUN", help="run folder written by `nrstream evaluate` (results.json)")
+    p.add_argument("audio", metavar="AUDIO", help="a WAV (any length, rate, channels) or '-' for stdin")
+    p.add_argument("--agent", action="append", required=True, metavar="ARCH/LOSS", help="agent of the run (repeatable)")
+    p.add_argument("--truth", help="truth CSV (start_s,end_s,word): score the detections and draw a DET figure")
+    p.add_argument("--det", help="where the DET figure goes (default: AUDIO with .det.png; det.png for stdin)")
+    p.add_argument("--format", choices=("table", "jsonl"), default="table")
+    p.add_argument("--threshold", type=float, default=0.7, help="smoothed top posterior needed to fire")
+    p.add_argument("--smooth-frames", type=int, default=10, help="posterior moving-average window (frames)")
+    p.add_argument("--max-entropy", type=float, default=0.5, help="normalised entropy above which: don't know")
+    p.add_argument("--refractory", type=float, default=0.5, help="seconds after a detection with no other")
+    p.set_defaults(func=run)
+
+
+def _line(fmt: str, label: str, d, many: bool) -> str:
+    if fmt == "jsonl":
+        return json.dumps({"agent": label, "time_s": d.time_s, "word": d.word, "confidence": round(d.confidence, 4)})
+    who = f"{label:<14} " if many else ""
+    return f"{who}{d.time_s:10.2f} s  {d.word:<12} {d.confidence:.3f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from nrstream.detector import DetectorSettings, det_curve, plot_det, score
+    from nrstream.listen import audio_blocks, listen, load_agent
+    from nrstream.recording import read_truth
+
+    try:
+        settings = DetectorSettings(
+            threshold=args.threshold,
+            smooth_frames=args.smooth_frames,
+            max_entropy=args.max_entropy,
+            refractory_s=args.refractory,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"listen: {exc}") from None
+    truth = read_truth(args.truth) if args.truth else None
+    agents = [load_agent(args.run, label) for label in dict.fromkeys(args.agent)]
+    rates = {a.frontend.get("sample_rate", 16000) for a in agents}
+    if len(rates) != 1:
+        raise ConfigError(f"the agents expect different sample rates {sorted(rates)}; listen to them one at a time")
+    many = len(agents) > 1
+    if args.format == "table":
+        print(f"{'agent':<14} " * many + f"{'time':>12}  {'word':<12} confidence")
+
+    def show(label, d):
+        print(_line(args.format, label, d, many), flush=True)
+
+    result = listen(
+        agents, audio_blocks(args.audio, rates.pop()), settings, record=truth is not None, on_detection=show
+    )
+    if truth is None:
+        return 0
+    curves, rows = {}, []
+    for a in agents:
+        s = score(result.detections[a.label], truth, result.seconds, a.class_names)
+        curves[a.label] = det_curve(result.records[a.label], a.class_names, result.frame_s[a.label], truth, settings)
+        rows.append((a.label, s))
+    det = (
+        Path(args.det)
+        if args.det
+        else (Path("det.png") if args.audio == "-" else Path(args.audio).with_suffix(".det.png"))
+    )
+    plot_det(curves, det, title=f"{Path(args.audio).name if args.audio != '-' else 'stdin'}: DET")
+    if args.format == "jsonl":
+        for label, s in rows:
+            print(json.dumps({"agent": label, "score": s.to_dict(), "threshold": settings.threshold}))
+    else:
+        print(
+            f"\nscore at threshold {settings.threshold} over {result.seconds / 60:.1f} min "
+            f"({rows[0][1].targets} target words):"
+        )
+        print(
+            f"{'agent':<14} {'hits':>5} {'misses':>6} {'false alarms':>12} {'recall':>7} "
+            f"{'precision':>9} {'FA/hour':>8}"
+        )
+        for label, s in rows:
+            print(
+                f"{label:<14} {s.hits:>5} {s.misses:>6} {s.false_alarms:>12} {s.recall:>7.3f} {s.precision:>9.3f} "
+                f"{s.false_alarms_per_hour:>8.1f}"
+            )
+    print(f"nrstream: DET figure: {det}", file=sys.stderr)
+    return 0
