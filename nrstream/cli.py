@@ -20,7 +20,7 @@ from nrstream.errors import NrstreamError
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: sub-command modules, in the order ``--help`` lists them
-COMMANDS = ("train", "evaluate", "data", "plugins", "configs")
+COMMANDS = ("train", "evaluate", "data", "plugins", "configs", "listen", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:
