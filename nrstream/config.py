@@ -970,6 +970,7 @@ def agent_key(config: Config, agent: AgentConfig, served: dict | None = None, *,
     if not train["reset_state_every"]:
         train.pop("reset_state_every")  # added later: the default keeps older checkpoints' keys
     data = dataclasses.asdict(config.data)
+    data["stream"] = config.data.stream.identity()  # unused scene fields left out: old keys stay valid
     if served is not None:
         data["source"], data["options"] = served["source"], served["options"]
         data.pop("fallback"), data.pop("fallback_options")

@@ -156,6 +156,18 @@ class StreamSettings:
         """
         return float(mean_sample_length) + self.mean_gap
 
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide what a stream looks like (for checkpoint keys).
+
+        A paper-style stream (``background: none``) leaves out the scene fields, which it
+        does not use: checkpoints trained before those fields existed keep their keys.
+        """
+        out = dataclasses.asdict(self)
+        if not self.scene:
+            for name in ("background", "snr_db", "level_db", "trim_db", "tail"):
+                out.pop(name, None)
+        return out
+
     def stream_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`nrstream.datasets.make_stream` these settings set."""
         return dataclasses.asdict(self)

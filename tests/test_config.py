@@ -408,3 +408,11 @@ def test_parse_then_resolve_is_the_same_as_one_call():
     with pytest.raises(ConfigError) as info:
         resolve_plugins(config)
     assert str(info.value) == error(raw)
+
+
+def test_checkpoint_keys_of_existing_configs_do_not_change():
+    """Keys computed by the config code before StreamSettings, run.seeds and the scene fields existed."""
+    config = load_config(ROOT / "configs/toy.yaml", check_plugins=False)
+    assert [agent_key(config, a) for a in config.agents] == ["afcba7973aa61b77", "c13f467a820b3fcb"]
+    scene = load_config(ROOT / "configs/toy.yaml", overrides=["data.stream.background=silence"], check_plugins=False)
+    assert agent_key(scene, scene.agents[0]) != "afcba7973aa61b77"

@@ -92,7 +92,8 @@ def test_stream_settings_defaults_and_mean_event_length():
     assert (s.gap_min, s.gap_max, s.noise, s.noise_scale) == (5, 30, "gaussian", 1.0)
     assert s.mean_event_length(28.0) == 28.0 + 17.5
     assert StreamSettings(gap_min=0, gap_max=0).mean_event_length(10) == 10.0
-    assert s.stream_options() == {"gap_min": 5, "gap_max": 30, "noise": "gaussian", "noise_scale": 1.0}
+    assert s.identity() == {"gap_min": 5, "gap_max": 30, "noise": "gaussian", "noise_scale": 1.0}
+    assert set(s.stream_options()) == set(StreamSettings.field_names())
     with pytest.raises(dataclasses_frozen()):
         s.gap_min = 3  # type: ignore[misc]
 
