@@ -136,7 +136,7 @@ def cuda_tests(dry_run: bool) -> tuple[str, int]:
     """``pytest -m cuda`` (in a dry run only collected, from the files that hold them): summary line, exit code."""
     command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider"]
     if dry_run:  # the files that hold CUDA tests, collected: the whole suite takes a while to collect
-        command += ["--collect-only", "tests/test_cuda.py", "tests/test_stream.py"]
+        command += ["--collect-only", "tests/test_cuda.py", "tests/test_stream.py", "tests/test_scene.py"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.strip().splitlines() if line.strip()]
     return (lines[-1] if lines else done.stderr.strip()[-200:]), done.returncode
