@@ -246,3 +246,11 @@ def test_toy_feature_size_negative_is_one_line_naming_the_source(fault_home, mai
     path = _write(fault_home, "bad.yaml", config)
     before = snapshot(fault_home)
     check(main_in_process("train", path), fault_home, before, "'toy'", "negative dimension -3")
+
+
+def test_config_that_fails_while_being_read(fault_home, main_in_process):
+    """A file that opens but cannot be read (``/proc/self/mem`` at offset 0: EIO), readable even as root."""
+    if not Path("/proc/self/mem").exists():
+        pytest.skip("no /proc here")
+    before = snapshot(fault_home)
+    check(main_in_process("train", "/proc/self/mem"), fault_home, before, "/proc/self/mem: cannot read config")
