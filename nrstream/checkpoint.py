@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     path = Path(path)
     advice = f"delete {path.parent} to train that agent again"
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd pickles: the one-line error below says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except IsADirectoryError:
         raise CheckpointError(f"{path} is a folder, not a valid nrstream checkpoint; {advice}") from None
     except OSError as exc:

@@ -39,6 +39,7 @@ from nrstream.atomic import atomic_file
 from nrstream.config import AgentConfig, Config, config_to_dict, load_config
 from nrstream.engine import LoadedData, load_data, resolve_device, train_agent
 from nrstream.evaluation import evaluate_agent
+from nrstream.outputs import check_run_folder, check_writable_folder
 from nrstream.protocols import get_protocol
 from nrstream.report import RESULTS_FORMAT, environment, json_safe, write_run_folder
 
@@ -55,6 +56,7 @@ __all__ = [
     "run_job",
     "run_local",
     "run_experiment",
+    "check_outputs",
     "load_config",
 ]
 
@@ -335,6 +337,13 @@ def run_job(
 # ---------------------------------------------------------------------------- executors and the experiment
 
 
+def check_outputs(config: Config, folder: str | Path | None = None, *, force: bool = False) -> None:
+    """Before any work: the run folder (if ``folder``) may be written, the checkpoint folder is writable."""
+    if folder is not None:
+        check_run_folder(folder, force=force)
+    check_writable_folder(config.checkpoint_dir, "checkpoint folder", "--checkpoints (run.checkpoint_dir)")
+
+
 class Executor(Protocol):
     """Runs jobs and returns their results in the order of ``jobs``.
 
@@ -368,13 +377,17 @@ def run_experiment(
     out: str | Path | None = None,
     progress: bool = True,
     executor: Executor | None = None,
+    force: bool = False,
 ) -> Results:
     """Train what is missing, evaluate every job, write the run folder; returns the :class:`Results`.
 
     Args:
         config: a validated config (:func:`nrstream.config.load_config`).
         device: default ``run.device`` (``auto``: CUDA when present).
-        out: the run folder (default ``<run.out_dir>/<run.name>``), written atomically.
+        out: the run folder (default ``<run.out_dir>/<run.name>``), written atomically. It
+            must be new, empty or a run folder nrstream wrote (:mod:`nrstream.outputs`:
+            checked, with the checkpoint folder, before any work); ``force`` also replaces
+            a folder of nrstream output files without a valid ``results.json``.
         progress: log lines and progress bars on stderr.
         executor: how jobs run (default: ``run.executor`` of the config, through
             :class:`nrstream.executors.JobRunner`; :func:`run_local` is the plain in-process one).
@@ -382,6 +395,8 @@ def run_experiment(
             that job is listed in ``Results.failed`` and the run folder holds the others.
     """
     began = time.perf_counter()
+    folder = Path(out) if out is not None else config.run_dir
+    check_outputs(config, folder, force=force)
     device = _device(config, device)
     data = load_data(config)
     jobs = plan_jobs(config)
@@ -409,7 +424,7 @@ def run_experiment(
         timings={"total_seconds": time.perf_counter() - began},
         failed=failed,
     )
-    folder = Path(out) if out is not None else config.run_dir
+    check_run_folder(folder, force=force)  # again: it may have changed while the jobs ran
     write_run_folder(folder, results.to_json())
     results.folder = folder
     return results

@@ -123,10 +123,10 @@ def test_failed_run_leaves_no_run_folder(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]
     # an existing run folder survives a failed rewrite untouched
     out.mkdir()
-    (out / "results.json").write_text("{}")
+    (out / "results.json").write_text('{"format": 2, "runs": []}')  # a run folder nrstream wrote
     with pytest.raises(RuntimeError):
         main(["evaluate", TOY, "--out", str(out), "--checkpoints", str(tmp_path / "ck"), "--no-progress"])
-    assert (out / "results.json").read_text() == "{}"
+    assert (out / "results.json").read_text() == '{"format": 2, "runs": []}'
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "run"]
 
 

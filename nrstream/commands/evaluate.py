@@ -18,6 +18,11 @@ def add_parser(subparsers) -> None:
     )
     add_common_arguments(parser)
     parser.add_argument("--out", metavar="DIR", help="run folder (default: <run.out_dir>/<run.name>)")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the run folder even without a valid results.json, if it holds only nrstream output files",
+    )
     # issue 10 (H): where the jobs run
     parser.add_argument("--executor", metavar="NAME", help="local (default) or ray (run.executor)")
     parser.add_argument(
@@ -32,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from nrstream.experiment import run_experiment
     from nrstream.report import console_table
 
-    results = run_experiment(config_from_args(args), out=args.out)
+    results = run_experiment(config_from_args(args), out=args.out, force=args.force)
     print(console_table(results.to_json()))
     print(f"nrstream: results in {results.folder}", file=sys.stderr)
     for failed in results.failed:  # issue 10 (H): the other jobs' results are written; exit 1

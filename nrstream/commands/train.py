@@ -70,9 +70,10 @@ def _apply_run_arguments(config: Config, args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nrstream.engine import load_data, resolve_device
-    from nrstream.experiment import plan_jobs, train_job
+    from nrstream.experiment import check_outputs, plan_jobs, train_job
 
     config = config_from_args(args)
+    check_outputs(config)
     device, data = resolve_device(config.run.device), load_data(config)
     for job in plan_jobs(config):
         train_job(config, job, device=device, data=data)
