@@ -180,3 +180,50 @@ def test_every_architecture_trains_resumes_and_evaluates(tmp_path, arch):
     evaluated = evaluate_agent(result.model, data.dataset, config, "oracle", CPU)
     assert evaluated["by_length"]["2"].total == 2 * 128
     assert evaluated["metrics"]["state_norm"]["mean"] > 0
+
+
+class _Loss:
+    """A loss whose value the test picks (NaN), under the protocol the test picks."""
+
+    needs_hidden = False
+
+    def __init__(self, protocol: str = "continual", value: float = float("nan")):
+        self.protocol, self.value = protocol, value
+
+    def __call__(self, logits, chunk, aux=None):
+        return logits.sum() * self.value
+
+
+@pytest.fixture
+def test_loss():
+    from nrstream.plugins import get_registry
+
+    registry = get_registry()
+    registry.add("loss", "test_loss", _Loss, "tests")
+    yield "test_loss"
+    del registry._items["loss"]["test_loss"]
+
+
+def test_a_nan_loss_names_its_likely_causes(tmp_path, test_loss):
+    from nrstream.errors import NrstreamError
+
+    config = toy_config(tmp_path / "ck", steps=3, validate=False)
+    agent = dataclasses.replace(config.agents[1], loss=test_loss)
+    with pytest.raises(NrstreamError) as caught:
+        train_agent(config, agent, load_data(config), CPU, log=quiet)
+    message = str(caught.value)
+    assert "at step 1" in message and "\n" not in message
+    for cause in ("data", "data.stream.noise_scale (1.0)", "train.lr (0.01)"):
+        assert cause in message
+
+
+def test_an_unknown_protocol_is_one_line_naming_the_loss_and_the_table(tmp_path, test_loss):
+    from nrstream.errors import NrstreamError
+    from nrstream.protocols import PROTOCOLS
+
+    config = toy_config(tmp_path / "ck", steps=1)
+    agent = dataclasses.replace(config.agents[1], loss=test_loss, loss_options={"protocol": "sometimes"})
+    with pytest.raises(NrstreamError, match="loss 'test_loss' has protocol 'sometimes'") as caught:
+        train_agent(config, agent, load_data(config), CPU, log=quiet)
+    assert all(repr(name) in str(caught.value) for name in PROTOCOLS)
+    assert not (tmp_path / "ck").exists()  # refused before anything was written
