@@ -17,6 +17,11 @@ the noise source's :meth:`~nrstream.noise.NoiseSource.segment_table`), so a fram
 ``segment offset + frame`` and ``x`` is one row gather. The passes (epochs) a block can
 reach are bounded on the host from the frames read and an asynchronous snapshot of the
 lanes' event counters, so reading a chunk never waits for the device.
+
+With a :class:`~nrstream.scene.Scene` the stream is an acoustic scene: the same events,
+each sample cut to its voiced extent plus a tail, mixed into a background that runs under
+everything at an SNR drawn per sample (one more hashed draw per event); without one it is
+the paper-style stream, byte for byte as before.
 """
 
 from __future__ import annotations
