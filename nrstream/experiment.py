@@ -13,9 +13,11 @@ and one seed. :func:`train_job` trains it (or reuses / resumes its checkpoint fo
 (:mod:`nrstream.protocols`); each writes only its own files (the checkpoint folder, and
 ``result.json`` in it). :func:`run_job` does both and is what an executor runs: a
 top-level function of picklable arguments, so a distributed executor can ship it to a
-worker. :func:`run_experiment` plans the jobs, hands them to an executor (default
-:func:`run_local`: one after another, in this process), merges what comes back into a
-:class:`Results` and writes the run folder atomically (:mod:`nrstream.report`).
+worker. :func:`run_experiment` plans the jobs, hands them to an executor (default: the
+config's ``run.executor``, :mod:`nrstream.executors`: ``local``, one after another in this
+process, or ``ray``), merges what comes back into a :class:`Results` (jobs that raised are
+listed in ``failed``, with the across-seed aggregate of the others) and writes the run
+folder atomically (:mod:`nrstream.report`).
 
 A job's seed plays the role of ``run.seed`` for everything it does: weight
 initialisation, the training and validation streams, and the test streams.
