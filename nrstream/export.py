@@ -36,8 +36,11 @@ Both files are written atomically; a failed export writes neither.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -196,13 +199,32 @@ class _quiet:
         return self._ctx.__exit__(*exc)
 
 
+@contextlib.contextmanager
+def _no_fd_stdout():
+    """Keep torch's C++ ONNX log ("Torch IR graph at exception: ...") off stdout during a failed attempt."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (embedded interpreters)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _onnx_bytes(graph_or_step, x, state, names, state_names) -> bytes:
     buffer = io.BytesIO()
     dynamic = {"frames": {0: "B", 1: "T"}, "logits": {0: "B", 1: "T"}}
     for n in state_names:
         dynamic[n] = {0: "B"}
         dynamic[f"{n}_out"] = {0: "B"}
-    with torch.no_grad(), _quiet():
+    with torch.no_grad(), _quiet(), _no_fd_stdout():
         torch.onnx.export(
             graph_or_step,
             (x, *state),
