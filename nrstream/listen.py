@@ -60,7 +60,7 @@ class LoadedAgent:
 
 
 def _checkpoint_weights(folder: Path) -> dict:
-    from nrstream.engine import load_checkpoint  # after issue 9: nrstream.checkpoint.load_checkpoint
+    from nrstream.checkpoint import load_checkpoint  # one-line CheckpointError for a file that is not one
 
     for name in ("best.pt", "last.pt"):
         if (folder / name).is_file():
@@ -96,7 +96,11 @@ def load_agent(run: str | Path, label: str) -> LoadedAgent:
     except (ValueError, KeyError, TypeError) as exc:
         raise ListenError(f"{results_file} is not an nrstream results.json ({exc})") from None
     arch, _, loss = label.partition("/")
-    entry = next((r for r in runs if r.get("arch") == arch and r.get("loss") == loss), None)
+    # several seeds (results.json format 2): the lowest seed's agent
+    matches = sorted(
+        (r for r in runs if r.get("arch") == arch and r.get("loss") == loss), key=lambda r: r.get("seed", 0)
+    )
+    entry = matches[0] if matches else None
     if entry is None:
         have = sorted({f"{r.get('arch')}/{r.get('loss')}" for r in runs})
         raise ListenError(f"agent {label!r} is not in {run}; it has {', '.join(have)}")
@@ -118,11 +122,25 @@ def load_agent(run: str | Path, label: str) -> LoadedAgent:
         raw = load_dataset(source, **{**options, "normalize": False})
         mean, std = raw.splits["train"].feature_stats()
         class_names = class_names or raw.class_names
+    from nrstream.streaming_frontend import StreamingFrontend
+
+    try:
+        streaming = StreamingFrontend(frontend, mean=mean, std=std)
+    except (TypeError, ValueError) as exc:
+        raise ListenError(
+            f"{run}: agent {label}'s feature front end {frontend} is not one this nrstream has ({exc})"
+        ) from None
+    size = int(data.get("feature_size") or streaming.feature_size)
+    if size != streaming.feature_size:
+        raise ListenError(
+            f"{run}: agent {label} takes {size} features per frame but its recorded front end gives "
+            f"{streaming.feature_size}; the run folder does not match this nrstream's front end"
+        )
     registry = get_registry()
     model = registry.create(
         "architecture",
         arch,
-        input_size=int(data.get("feature_size") or len(mean)),
+        input_size=size,
         num_classes=len(class_names),
         **dict(entry.get("arch_options") or {}),
     )

@@ -113,3 +113,24 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="40 values"):
         StreamingFrontend(FeatureFrontend(), mean=torch.zeros(13), std=torch.ones(13))
     assert StreamingFrontend({"n_mels": 20, "n_mfcc": None}).feature_size == 20
+
+
+def test_equals_offline_on_a_make_recording_scene(speech_sample, tmp_path):
+    """A recording made by make-recording (words over a running background), read back in blocks."""
+    import soundfile
+
+    from nrstream.recording import make_recording
+
+    s = make_recording(
+        "speech_commands",
+        minutes=0.1,
+        out=tmp_path / "r.wav",
+        truth=tmp_path / "r.csv",
+        options={"root": str(speech_sample)},
+    )
+    signal = torch.from_numpy(soundfile.read(str(s.wav), dtype="float32")[0])
+    offline = FeatureFrontend()
+    for block in (160, 1000, 16000):
+        torch.testing.assert_close(
+            streamed(StreamingFrontend(offline), signal, block), offline(signal), atol=1e-4, rtol=0
+        )
