@@ -43,9 +43,10 @@ from nrstream.atomic import atomic_folder
 from nrstream.audio import read_wav
 from nrstream.bank import Dataset
 from nrstream.cache import cache_dir
+from nrstream_plugins.data import _speech_variation as _variation
 from nrstream_plugins.data.speech_commands import NOISE_FOLDER, WORDS_V2, build_dataset
 
-__all__ = ["load_synth_speech", "synthesize_corpus", "VOICES", "VARIANTS"]
+__all__ = ["load_synth_speech", "synthesize_corpus", "corpus_config", "corpus_key", "VOICES", "VARIANTS"]
 
 VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc"]
 VARIANTS = (
@@ -56,6 +57,7 @@ SAMPLE_RATE = 16000
 NOISE_SECONDS = 60
 _GENERATOR_VERSION = 1  # bump when the corpus a given config produces changes
 _MARKER = ".complete"
+_SPLITS = ("train", "validation", "test")
 
 
 def _espeak() -> str:
@@ -103,10 +105,8 @@ def _plan(words: list[str], renderings: int, seed: int) -> list[dict]:
     return plan
 
 
-def _render(exe: str, item: dict, workdir: Path) -> np.ndarray:
-    """One clip: ``[SAMPLE_RATE]`` float32, the word placed at ``item["offset"]`` of the slack."""
-    import soundfile
-
+def _speak(exe: str, item: dict, workdir: Path) -> np.ndarray:
+    """The dry word: espeak-ng's rendering at 16 kHz, trimmed of silence, at most 1 s (``[L]`` float32)."""
     out = workdir / (item["file"].replace("/", "_") + ".raw.wav")
     cmd = [exe, "-w", str(out), "-v", item["voice"], "-s", str(item["speed"]), "-p", str(item["pitch"])]
     cmd += ["-a", str(item["amplitude"]), item["word"]]
@@ -121,9 +121,30 @@ def _render(exe: str, item: dict, workdir: Path) -> np.ndarray:
     if len(wave) > SAMPLE_RATE:
         start = (len(wave) - SAMPLE_RATE) // 2
         wave = wave[start : start + SAMPLE_RATE]
+    return wave
+
+
+def _place(wave: np.ndarray, offset: float) -> np.ndarray:
+    """The plain clip (``variation: none``): ``[SAMPLE_RATE]`` float32, the word at ``offset`` of the slack."""
     clip = np.zeros(SAMPLE_RATE, dtype=np.float32)
-    start = int(item["offset"] * (SAMPLE_RATE - len(wave)))
+    start = int(offset * (SAMPLE_RATE - len(wave)))
     clip[start : start + len(wave)] = wave
+    return clip
+
+
+def _vary(index: int, item: dict, dry: np.ndarray, pool: list[np.ndarray], options: dict, seed: int) -> tuple:
+    """The varied clip of plan entry ``index`` and its drawn parameters (own generator: thread-order free)."""
+    rng = np.random.default_rng([seed, index, 0x5EED])
+    params = _variation.draw(options, rng)
+    clip = _variation.mix(dry, item["offset"], params, pool, rng).clip.astype(np.float32)
+    return clip, params
+
+
+def _render(exe: str, item: dict, workdir: Path) -> np.ndarray:
+    """One plain clip (``variation: none``): ``[SAMPLE_RATE]`` float32, written to ``workdir``."""
+    import soundfile
+
+    clip = _place(_speak(exe, item, workdir), item["offset"])
     soundfile.write(str(workdir / item["file"]), clip, SAMPLE_RATE, subtype="PCM_16")
     return clip
 
@@ -146,25 +167,53 @@ def _noises(seed: int) -> dict[str, np.ndarray]:
     return {k: v.astype(np.float32) for k, v in out.items()}
 
 
-def synthesize_corpus(
-    words: list[str], renderings_per_word: int, seed: int = 0, *, workers: int | None = None, progress: bool = True
-) -> Path:
-    """Render the corpus once into the cache and return its folder (Speech Commands layout)."""
-    import soundfile
-    from tqdm.auto import tqdm
+def corpus_config(words: list[str], renderings_per_word: int, seed: int, variation_options: dict | None) -> dict:
+    """What the corpus is a function of; its hash is the cache key.
 
-    exe = _espeak()
+    ``variation_options=None`` (``variation: none``) gives exactly the fields of the corpora
+    made before variation existed, so they keep their keys; any variation adds its
+    normalised options under ``"variation"`` (a new key).
+    """
     config = {
         "words": list(words),
         "renderings_per_word": renderings_per_word,
         "seed": seed,
-        "espeak": _espeak_version(exe),
+        "espeak": _espeak_version(_espeak()),
         "generator": _GENERATOR_VERSION,
         "voices": VOICES,
         "variants": VARIANTS,
     }
-    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    final = cache_dir() / "synth_speech" / key
+    if variation_options is not None:
+        config["variation"] = variation_options
+    return config
+
+
+def corpus_key(config: dict) -> str:
+    """The cache folder name of a corpus: 16 hex digits of the SHA-256 of its config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def synthesize_corpus(
+    words: list[str],
+    renderings_per_word: int,
+    seed: int = 0,
+    *,
+    variation: str | dict | None = "none",
+    workers: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Render the corpus once into the cache and return its folder (Speech Commands layout).
+
+    ``variation``: ``"none"`` (plain clips, the corpus of earlier versions), ``"hard"`` or a
+    mapping of :mod:`~nrstream_plugins.data._speech_variation` options.
+    """
+    import soundfile
+    from tqdm.auto import tqdm
+
+    exe = _espeak()
+    options = _variation.parse_variation(variation)
+    config = corpus_config(words, renderings_per_word, seed, options)
+    final = cache_dir() / "synth_speech" / corpus_key(config)
     if (final / _MARKER).is_file():
         return final
     with atomic_folder(final) as tmp:  # replaces an unfinished earlier attempt (no marker)
@@ -172,9 +221,26 @@ def synthesize_corpus(
         for word in words:
             (tmp / word).mkdir()
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-            jobs = pool.map(lambda item: _render(exe, item, tmp), plan)
-            for _ in tqdm(jobs, total=len(plan), desc="espeak-ng", unit="clip", disable=not progress):
-                pass
+            if options is None:
+                jobs = pool.map(lambda item: _render(exe, item, tmp), plan)
+                for _ in tqdm(jobs, total=len(plan), desc="espeak-ng", unit="clip", disable=not progress):
+                    pass
+            else:
+                jobs = pool.map(lambda item: _speak(exe, item, tmp), plan)
+                dry = list(tqdm(jobs, total=len(plan), desc="espeak-ng", unit="clip", disable=not progress))
+                # babble is made of other renderings of the same split: no speaker crosses splits
+                pools = {
+                    split: [w for w, it in zip(dry, plan, strict=True) if it["split"] == split] for split in _SPLITS
+                }
+
+                def vary(i: int) -> dict:
+                    item = plan[i]
+                    clip, params = _vary(i, item, dry[i], pools[item["split"]], options, seed)
+                    soundfile.write(str(tmp / item["file"]), clip, SAMPLE_RATE, subtype="PCM_16")
+                    return {"file": item["file"], **params}
+
+                drawn = list(pool.map(vary, range(len(plan))))
+                (tmp / "variation.json").write_text(json.dumps(drawn, indent=1))
         for split, list_name in (("validation", "validation_list.txt"), ("test", "testing_list.txt")):
             lines = [item["file"] for item in plan if item["split"] == split]
             (tmp / list_name).write_text("".join(f"{line}\n" for line in lines))
@@ -191,6 +257,7 @@ def load_synth_speech(
     words: list[str] | None = None,
     renderings_per_word: int = 200,
     seed: int = 0,
+    variation: str | dict | None = "hard",
     labels: str = "all",
     frontend: dict | None = None,
     silence_fraction: float = 0.1,
@@ -202,7 +269,10 @@ def load_synth_speech(
     Args:
         words: the vocabulary; default the 35 Speech Commands v0.02 words.
         renderings_per_word: clips per word (at least 3: every split needs one).
-        seed: seed of speakers, prosody and noise.
+        seed: seed of speakers, prosody, acoustic variation and noise.
+        variation: ``"hard"`` (default: noise under every word, a room, a gain; see the
+            module docstring), ``"none"`` (plain clips: the corpus and cache key of earlier
+            versions) or a mapping overriding some of the hard options.
         labels, frontend, silence_fraction, normalize: as for ``speech_commands``.
         progress: show a progress bar while synthesising.
 
@@ -220,7 +290,8 @@ def load_synth_speech(
         raise ValueError(f"words may not start with '_', '.' or '-' or contain '/', got {words!r}")
     if not isinstance(renderings_per_word, int) or renderings_per_word < 3:
         raise ValueError(f"renderings_per_word must be an int >= 3, got {renderings_per_word!r}")
-    root = synthesize_corpus(words, renderings_per_word, seed, progress=progress)
+    options = _variation.parse_variation(variation)
+    root = synthesize_corpus(words, renderings_per_word, seed, variation=options or "none", progress=progress)
     with torch.no_grad():
         dataset = build_dataset(
             root,
@@ -232,7 +303,7 @@ def load_synth_speech(
             normalize=normalize,
             seed=seed,
         )
-    dataset.info.update(words=words, renderings_per_word=renderings_per_word, seed=seed)
+    dataset.info.update(words=words, renderings_per_word=renderings_per_word, seed=seed, variation=options or "none")
     return dataset
 
 
