@@ -8,6 +8,30 @@ variants), speed (120-220 words/min), pitch (20-80), amplitude (60-180) and the 
 position inside its 1 s window are drawn from ``seed``, so the corpus is a pure function
 of its options and the espeak-ng version.
 
+**Acoustic variation** (``variation``, default ``"hard"``): clean close-talking espeak-ng
+words are trivially separable (a GRU scores 100 %), so by default every rendering is put
+in a room and under noise, with parameters drawn per rendering from its own generator
+(``seed``, clip index): all in :mod:`nrstream_plugins.data._speech_variation`. The options
+(``[low, high]`` ranges are uniform draws):
+
+* ``snr_db`` (``[0, 20]``): speech-to-noise ratio over the word's span; the noise covers
+  the whole 1 s window, so a clip has no digital silence.
+* ``noise`` (``[white, pink, brown, babble]``): the noise kinds drawn from, equally likely;
+  all synthetic — coloured Gaussian noise, or babble made of ``babble_talkers``
+  (``[3, 6]``) time-reversed renderings of the same split (no speaker crosses splits). No
+  recorded noise is used, so the corpus stays a pure function of its options.
+* ``rt60`` (``[0.1, 0.8]`` s) and ``drr_db`` (``[0, 12]``): a synthetic room impulse
+  response, direct path plus an exponentially decaying Gaussian tail (-60 dB after
+  ``rt60``) at ``drr_db`` below it, convolved with the word (``scipy.signal``);
+  ``rt60: [0, 0]`` means no room.
+* ``gain_db`` (``[-6, 6]``): the level of the mix (scaled down together if it would clip).
+
+Speaker, speed, pitch, amplitude and the time shift inside the 1 s window vary as above;
+confusable words (e.g. "off"/"up", "no"/"go", "tree"/"three") stay in the vocabulary.
+``variation: none`` gives the plain clips of earlier versions, byte for byte, under the
+same cache key; any other value adds its normalised options to the key (a new folder).
+Each varied corpus records the drawn parameters of every clip in ``variation.json``.
+
 A *speaker* is one voice+variant pair. Speakers are split 80/10/10 between train,
 validation and test, so no synthetic speaker is heard in two splits; each word gets
 ``max(1, round(0.1 * renderings_per_word))`` validation and test renderings.
