@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 import os
+import shlex
 import subprocess
 import sys
 
@@ -138,26 +138,29 @@ CONFIG = """
 run: {{name: toy_listen, seed: 0, device: cpu, out_dir: {out}, checkpoint_dir: {ckpt}}}
 data:
   source: synth_speech
-  options: {{words: ["yes", "no", "up", "down"], renderings_per_word: 30, progress: false}}
-  stream: {{gap_min: 20, gap_max: 100, noise: recorded, background: recorded, snr_db: [0, 20]}}
+  options: {{words: ["yes", "no", "up", "down"], renderings_per_word: 30, variation: none, progress: false}}
+  stream: {{gap_min: 20, gap_max: 100, noise: recorded, background: recorded, snr_db: [5, 25]}}
 agents:
   archs:
-    - {{name: gru, options: {{hidden_size: 32}}}}
+    - {{name: gru, options: {{hidden_size: 48}}}}
   losses: [ce_kl]
-train: {{steps: 150, lanes: 16, chunk_length: 128, lr: 0.01, validate: false, progress: false}}
+train: {{steps: 400, lanes: 16, chunk_length: 128, lr: 0.005, validate: false, progress: false}}
 evaluate: {{lengths: [1], min_decisions: 20, endless_lanes: 1, endless_samples: 5, metrics: [accuracy]}}
 """
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A GRU-32 trained with ce_kl on scene streams of a 4-word synth corpus (150 steps)."""
+    """A GRU-48 trained with ce_kl on scene streams of a 4-word synth corpus (400 TBPTT steps, ~30 s of CPU).
+
+    ``variation: none``: the clean espeak-ng words; the recording puts them into the background.
+    """
     root = tmp_path_factory.mktemp("listen")
     config = root / "toy.yaml"
     config.write_text(CONFIG.format(out=root / "runs", ckpt=root / "ckpt"))
     assert main(["evaluate", str(config)]) == 0
     rec, truth = root / "rec.wav", root / "rec.csv"
-    opts = ["-o", 'words=["yes","no","up","down"]', "-o", "renderings_per_word=30"]
+    opts = ["-o", 'words=["yes","no","up","down"]', "-o", "renderings_per_word=30", "-o", "variation=none"]
     args = ["data", "make-recording", "synth_speech", *opts, "--minutes", "1", "--snr-db", "10", "20"]
     assert main([*args, "--out", str(rec), "--truth", str(truth), "--seed", "5"]) == 0
     return root / "runs" / "toy_listen", rec, truth
@@ -179,26 +182,31 @@ def test_listen_finds_the_words(trained, tmp_path, capsys):
     found = [x for x in lines if "word" in x]
     s = next(x for x in lines if "score" in x)["score"]
     assert all(x["word"] in WORDS and 0.7 <= x["confidence"] <= 1 for x in found)
-    # measured here: recall 0.xx, precision 0.xx at threshold 0.7 (see the test's docstring)
-    assert s["targets"] >= 20 and s["recall"] >= 0.5 and s["precision"] >= 0.5, s
+    # measured here (same seeds): 28 of 34 words, recall 0.82, precision 0.97, 1 false alarm, at threshold 0.7;
+    # an untrained or paper-style agent finds none or fires on the background (precision ~0.1)
+    assert s["targets"] >= 20 and s["recall"] >= 0.6 and s["precision"] >= 0.8, s
     assert det.read_bytes()[:4] == b"\x89PNG"
 
 
-def test_stdin_through_a_real_pipe(trained):
+def test_stdin_through_a_real_pipe(trained, tmp_path):
+    """``cat raw.pcm | nrstream listen RUN -``: a real shell pipe, as from ``arecord -f S16_LE -r 16000 -c 1``."""
     run, rec, _ = trained
-    pcm, rate = soundfile.read(str(rec), dtype="int16")
+    wave, rate = soundfile.read(str(rec), dtype="float32")  # a float WAV: libsndfile would not scale to int16
     assert rate == 16000
-    cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    cat.stdin.write(pcm.astype("<i2").tobytes())
-    cat.stdin.close()
-    piped = run_cli("listen", run, "-", "--agent", "gru/ce_kl", "--format", "jsonl", stdin=cat.stdout)
-    cat.wait()
-    from_file = run_cli("listen", run, rec, "--agent", "gru/ce_kl", "--format", "jsonl")
+    pcm = np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16)
+    raw = tmp_path / "rec.s16le"
+    raw.write_bytes(pcm.astype("<i2").tobytes())
+    listen = f"{shlex.quote(sys.executable)} -m nrstream.cli listen {shlex.quote(str(run))} - --agent gru/ce_kl"
+    piped = subprocess.run(
+        f"cat {shlex.quote(str(raw))} | {listen} --format jsonl", shell=True, capture_output=True, text=True
+    )
+    wav = tmp_path / "rec16.wav"  # the same 16-bit samples as a WAV file
+    soundfile.write(str(wav), pcm, 16000, subtype="PCM_16")
+    from_file = run_cli("listen", run, wav, "--agent", "gru/ce_kl", "--format", "jsonl")
     assert piped.returncode == 0 and from_file.returncode == 0, piped.stderr
     a = [json.loads(x) for x in piped.stdout.splitlines()]
     b = [json.loads(x) for x in from_file.stdout.splitlines()]
-    assert [x["word"] for x in a] == [x["word"] for x in b] and len(a) >= 5  # int16 vs float: same words
-    assert all(math.isclose(x["time_s"], y["time_s"]) for x, y in zip(a, b, strict=True))
+    assert len(a) >= 10 and a == b
 
 
 def test_bad_input_is_one_line(trained, tmp_path):
@@ -227,7 +235,7 @@ def test_export_cli(trained, tmp_path):
         pytest.skip("pip install 'nrstream[export]'")
     assert done.returncode == 0, done.stderr
     side = json.loads((tmp_path / "gru.onnx.json").read_text())
-    assert side["class_names"] == WORDS and side["frontend"]["n_mels"] == 40
+    assert side["class_names"] == sorted(WORDS) and side["frontend"]["n_mels"] == 40
     assert len(side["normalization"]["mean"]) == 40 and side["inputs"]["state_0"] == ["B", 1, 32]
     bad = run_cli("export", run, "--agent", "gru/ce_kl", "--format", "tflite", "--out", tmp_path / "x")
     assert bad.returncode == 2 and not (tmp_path / "x").exists()
