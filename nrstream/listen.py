@@ -227,14 +227,15 @@ def audio_blocks(
 ) -> Iterator[np.ndarray]:
     """Mono float32 blocks at ``sample_rate`` from a sound file, or from stdin for ``"-"``.
 
+    A file is opened and checked here, before any block is read (so a command can fail
+    before printing anything); stdin is read lazily.
+
     Raises:
-        DataFileError: not a readable sound file (names it); ListenError: empty stdin.
+        DataFileError: not a readable sound file, or an empty one (names it); ListenError: empty stdin.
     """
     notify = notify or (lambda m: print(m, file=sys.stderr))
-    samples = max(1, round(block_seconds * sample_rate))
     if str(path) == "-":
-        yield from _stdin_blocks(samples)
-        return
+        return _stdin_blocks(max(1, round(block_seconds * sample_rate)))
     import soundfile
 
     path = Path(path)
@@ -243,18 +244,22 @@ def audio_blocks(
     except Exception as exc:  # soundfile raises its own LibsndfileError, RuntimeError or OSError
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataFileError(f"cannot read audio file {path}: {detail}") from None
+    if handle.frames == 0:
+        handle.close()
+        raise DataFileError(f"audio file {path} holds no samples")
+    if handle.channels > 1:
+        notify(f"nrstream: notice: {path} has {handle.channels} channels; mixing them down to mono")
+    resampler = None
+    if handle.samplerate != sample_rate:
+        notify(f"nrstream: notice: {path} is at {handle.samplerate} Hz; resampling to {sample_rate} Hz")
+        resampler = _Resampler(handle.samplerate, sample_rate)
+    return _file_blocks(handle, resampler, max(1, round(block_seconds * handle.samplerate)))
+
+
+def _file_blocks(handle, resampler: _Resampler | None, samples: int) -> Iterator[np.ndarray]:
     with handle:
-        if handle.frames == 0:
-            raise DataFileError(f"audio file {path} holds no samples")
-        if handle.channels > 1:
-            notify(f"nrstream: notice: {path} has {handle.channels} channels; mixing them down to mono")
-        resampler = None
-        if handle.samplerate != sample_rate:
-            notify(f"nrstream: notice: {path} is at {handle.samplerate} Hz; resampling to {sample_rate} Hz")
-            resampler = _Resampler(handle.samplerate, sample_rate)
-        read = max(1, round(block_seconds * handle.samplerate))
         while True:
-            data = handle.read(read, dtype="float32", always_2d=True)
+            data = handle.read(samples, dtype="float32", always_2d=True)
             if len(data) == 0:
                 break
             block = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]

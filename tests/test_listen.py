@@ -236,6 +236,6 @@ def test_export_cli(trained, tmp_path):
     assert done.returncode == 0, done.stderr
     side = json.loads((tmp_path / "gru.onnx.json").read_text())
     assert side["class_names"] == sorted(WORDS) and side["frontend"]["n_mels"] == 40
-    assert len(side["normalization"]["mean"]) == 40 and side["inputs"]["state_0"] == ["B", 1, 32]
+    assert len(side["normalization"]["mean"]) == 40 and side["inputs"]["state_0"] == ["B", 1, 48]
     bad = run_cli("export", run, "--agent", "gru/ce_kl", "--format", "tflite", "--out", tmp_path / "x")
     assert bad.returncode == 2 and not (tmp_path / "x").exists()

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     rates = {a.frontend.get("sample_rate", 16000) for a in agents}
     if len(rates) != 1:
         raise ConfigError(f"the agents expect different sample rates {sorted(rates)}; listen to them one at a time")
+    blocks = audio_blocks(args.audio, rates.pop())  # a file is opened and checked here
     many = len(agents) > 1
     if args.format == "table":
         print(f"{'agent':<14} " * many + f"{'time':>12}  {'word':<12} confidence")
@@ -65,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
     def show(label, d):
         print(_line(args.format, label, d, many), flush=True)
 
-    result = listen(
-        agents, audio_blocks(args.audio, rates.pop()), settings, record=truth is not None, on_detection=show
-    )
+    result = listen(agents, blocks, settings, record=truth is not None, on_detection=show)
     if truth is None:
         return 0
     curves, rows = {}, []
