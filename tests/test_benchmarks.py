@@ -57,6 +57,9 @@ def test_training_smoke(tmp_path):
     assert payload["cases"]["ce_kl"]["protocol"] == "continual"
     assert math.isfinite(payload["cases"]["ce_kl"]["last_loss"])
     assert "ce_kl/ce" in payload["ratios"] and "ce_kl/ce" in payload["targets"]
+    # the bare PyTorch loop beside each loss, and the engine's ratio to it
+    assert set(payload["bare_fps"]) == {"reset", "ce", "ce_kl"} and _positive(payload["bare_fps"].values())
+    assert {"reset/bare", "ce/bare", "ce_kl/bare"} <= set(payload["ratios"]) & set(payload["targets"])
 
 
 @pytest.mark.parametrize("extra", [["--train-steps", "2"], ["--train-steps", "0", "--reset", "oracle"]])
