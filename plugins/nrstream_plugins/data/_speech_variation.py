@@ -46,7 +46,7 @@ _EXPONENT = {"white": 0.0, "pink": -1.0, "brown": -2.0}  # noise power ~ f ** ex
 #: the default (``variation: hard``), calibrated so a GRU-128 as in configs/speech_quick.yaml with
 #: oracle resets scores in the 80-92 % band (README "Data sources", synth_speech)
 HARD: dict = {
-    "snr_db": [0.0, 20.0],
+    "snr_db": [5.0, 25.0],
     "noise": list(NOISE_KINDS),
     "babble_talkers": [3, 6],
     "rt60": [0.1, 0.8],

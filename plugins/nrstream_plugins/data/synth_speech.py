@@ -14,7 +14,7 @@ in a room and under noise, with parameters drawn per rendering from its own gene
 (``seed``, clip index): all in :mod:`nrstream_plugins.data._speech_variation`. The options
 (``[low, high]`` ranges are uniform draws):
 
-* ``snr_db`` (``[0, 20]``): speech-to-noise ratio over the word's span; the noise covers
+* ``snr_db`` (``[5, 25]``): speech-to-noise ratio over the word's span; the noise covers
   the whole 1 s window, so a clip has no digital silence.
 * ``noise`` (``[white, pink, brown, babble]``): the noise kinds drawn from, equally likely;
   all synthetic — coloured Gaussian noise, or babble made of ``babble_talkers``
