@@ -16,6 +16,7 @@ import warnings
 
 from nrstream import __version__
 from nrstream.errors import NrstreamError
+from nrstream.log import configure as configure_logging
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -29,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nrstream {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    # issue 15 (J): verbosity of the nrstream.* loggers (nrstream.log)
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", help="also log details (DEBUG)")
+    loud.add_argument("-q", "--quiet", action="store_true", help="only notices and errors: no progress lines")
     parser.add_argument(
         "--strict", action="store_true", help="a plugin that fails to load is an error (NRSTREAM_STRICT_PLUGINS=1)"
     )
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["NRSTREAM_STRICT_PLUGINS"] = "1"
     if not args.debug:
         warnings.showwarning = _one_line_warnings
+    configure_logging(1 if args.verbose else -1 if args.quiet else 0)  # issue 15 (J)
     if args.command is None:
         parser.print_help()
         return 2

@@ -39,6 +39,8 @@ run.executor                    local | ray                 ``local``     ``loca
 run.ray_address                 str or null                 null          ``auto``/``ray://host:10001``; null: local Ray
 run.resources.num_cpus          float 0..1024 (> 0)         1.0           CPUs each job asks of the executor
 run.resources.num_gpus          float 0..64                 0.0           GPUs (or a fraction) each job asks for
+run.tensorboard                 bool                        false         curves as TensorBoard events in
+                                                                          ``<out_dir>/tensorboard/<name>/``
 data.source                     data source name            ``toy``       registered data source to load
 data.options                    mapping                     {}            keyword arguments of the source
 data.fallback                   data source name or none    ``none``      used when ``source`` finds no data
@@ -182,6 +184,7 @@ class RunConfig:
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
     resources: ResourcesConfig = field(default_factory=ResourcesConfig)
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         if self.seeds is None:

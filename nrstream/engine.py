@@ -19,8 +19,8 @@ the CPU, ends with bitwise the same weights as a run that never stopped.
 
 from __future__ import annotations
 
+import logging
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,11 +43,13 @@ from nrstream.checkpoint import (
 from nrstream.config import AgentConfig, Config, TrainConfig, agent_key
 from nrstream.datasets import load_dataset, make_stream
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError
+from nrstream.log import line_logger
 from nrstream.plugins import get_registry
 from nrstream.protocols import Protocol, get_protocol, protocol_of
 from nrstream.scoring import decision_accuracy
 from nrstream.seeds import derive_seed
 from nrstream.stream import Chunk, Stream
+from nrstream.tracking import Tracker, open_tracker
 
 __all__ = [
     "resolve_device",
@@ -130,8 +132,8 @@ def load_data(config: Config, notify: Callable[[str], None] | None = None) -> Lo
     return loaded
 
 
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
+# issue 15 (J): progress lines and notices go to logging (nrstream.log), not straight to stderr
+_stderr = line_logger(logging.getLogger("nrstream.engine"))
 
 
 def checkpoint_path(config: Config, agent: AgentConfig, loaded: LoadedData) -> Path:
@@ -401,7 +403,9 @@ def train_agent(
     Args:
         on_step: called with the step count after every optimiser step (tests use it to
             interrupt a run).
-        log: receives one line per epoch (validation accuracy); default stderr.
+        log: receives one line per epoch (validation accuracy); default the ``nrstream.engine`` logger.
+
+    With ``run.tensorboard`` the curves also go to TensorBoard (:mod:`nrstream.tracking`).
     """
     log, t = log or _stderr, config.train
     run = _setup(config, agent_config, loaded, device)
@@ -409,6 +413,7 @@ def train_agent(
     if ckpt is not None and ckpt.finished:
         return _finish(run, ckpt, reused=True)
     bar = _progress(t.progress, run.total, run.step, run.label)
+    tracker = open_tracker(config, run.label, run.step)  # issue 15 (J): curves; draws no random numbers
     run.model.train()
     began, frames = time.perf_counter(), 0
     try:
@@ -422,6 +427,7 @@ def train_agent(
             _check_finite(run, value)
             run.epoch_loss[0] += value
             run.epoch_loss[1] += 1
+            _track_step(tracker, run, value)
             frames += chunk.x.shape[0] * chunk.x.shape[1]
             if bar is not None:
                 bar.update(1)
@@ -430,6 +436,7 @@ def train_agent(
                 run.seconds += time.perf_counter() - began
                 began, frames = time.perf_counter(), 0
                 _end_epoch(run, log)
+                _track_epoch(tracker, run.history[-1])
             elif t.checkpoint_every and run.step % t.checkpoint_every == 0:
                 run.seconds += time.perf_counter() - began
                 began = time.perf_counter()
@@ -444,7 +451,23 @@ def train_agent(
     finally:
         if bar is not None:
             bar.close()
+        tracker.close()
     return _finish(run, TrainingCheckpoint.load(run.last_path), reused=False)
+
+
+# ---- issue 15 (J): tracking (nrstream.tracking); the x axis is the optimiser step
+def _track_step(tracker: Tracker, run: _Run, loss: float) -> None:
+    tracker.log_scalar("train/loss", loss, run.step)
+    tracker.log_scalar("train/lr", run.optimizer.param_groups[0]["lr"], run.step)
+
+
+def _track_epoch(tracker: Tracker, record: dict) -> None:
+    tracker.log_scalar("epoch/loss", record["loss"], record["step"])
+    if "val_accuracy" in record:
+        tracker.log_scalar("val/accuracy", record["val_accuracy"], record["step"])
+
+
+# ---- end issue 15 (J)
 
 
 def _progress(enabled: bool, total: int, initial: int, label: str):

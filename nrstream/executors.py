@@ -29,11 +29,11 @@ checkpoint or data locations that a node of a multi-node cluster cannot reach (s
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
 import socket
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -182,7 +182,11 @@ class JobProgress:
 
     def _emit(self, detail: str = "") -> None:
         if self.enabled:
-            print(self.line() + (f" ({detail})" if detail else ""), file=self.stream or sys.stderr, flush=True)
+            line = self.line() + (f" ({detail})" if detail else "")
+            if self.stream is not None:
+                print(line, file=self.stream, flush=True)
+            else:  # issue 15 (J): through logging (the CLI shows it on stderr; -q hides it)
+                logging.getLogger("nrstream.executors").info(line.removeprefix("nrstream: "))
 
     def set_running(self, running: int, detail: str = "") -> None:
         if self.began is None and running > 0:

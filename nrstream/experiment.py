@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +41,7 @@ from nrstream.atomic import atomic_file
 from nrstream.config import AgentConfig, Config, config_to_dict, load_config
 from nrstream.engine import LoadedData, load_data, resolve_device, train_agent
 from nrstream.evaluation import evaluate_agent
+from nrstream.log import line_logger
 from nrstream.outputs import check_run_folder, check_writable_folder
 from nrstream.protocols import get_protocol
 from nrstream.report import RESULTS_FORMAT, environment, json_safe, write_run_folder
@@ -231,7 +232,8 @@ def _device(config: Config, device: str | torch.device | None) -> torch.device:
 
 
 def _say(progress: bool) -> Callable[[str], None]:
-    return (lambda line: print(line, file=sys.stderr)) if progress else (lambda line: None)
+    # issue 15 (J): progress lines go to the nrstream.experiment logger (the CLI shows them; -q hides them)
+    return line_logger(logging.getLogger("nrstream.experiment")) if progress else (lambda line: None)
 
 
 def train_job(

@@ -18,6 +18,7 @@ and the checkpoint's layout.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,7 @@ import torch
 
 from nrstream.detector import Detection, Detector, DetectorSettings, FrameRecord
 from nrstream.errors import DataFileError, NrstreamError
+from nrstream.log import line_logger
 from nrstream.streaming_frontend import StreamingFrontend
 
 __all__ = ["LoadedAgent", "load_agent", "audio_blocks", "listen", "ListenResult", "BLOCK_SECONDS"]
@@ -233,7 +235,7 @@ def audio_blocks(
     Raises:
         DataFileError: not a readable sound file, or an empty one (names it); ListenError: empty stdin.
     """
-    notify = notify or (lambda m: print(m, file=sys.stderr))
+    notify = notify or line_logger(logging.getLogger("nrstream.listen"))  # issue 15 (J)
     if str(path) == "-":
         return _stdin_blocks(max(1, round(block_seconds * sample_rate)))
     import soundfile
