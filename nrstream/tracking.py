@@ -42,8 +42,8 @@ class NullTracker(Tracker):
 class TensorBoardTracker(Tracker):
     """Event files in ``folder`` via ``torch.utils.tensorboard.SummaryWriter``.
 
-    ``start_step``: a resumed run purges events after its checkpoint's step, so the curves
-    carry no duplicate tail from the interrupted attempt.
+    ``start_step``: a run resumed from a checkpoint at that step purges the events after it
+    (TensorBoard's ``purge_step``), so the curves carry no duplicate tail from the interrupted attempt.
     """
 
     def __init__(self, folder: str | Path, start_step: int = 0) -> None:
@@ -55,7 +55,8 @@ class TensorBoardTracker(Tracker):
                 "install it with: pip install 'nrstream[tensorboard]'"
             ) from None
         self.folder = Path(folder)
-        self.writer = SummaryWriter(str(self.folder), purge_step=start_step or None)
+        # events logged after step start_step by an interrupted attempt are dropped: the resumed run repeats them
+        self.writer = SummaryWriter(str(self.folder), purge_step=start_step + 1 if start_step else None)
         log.debug("TensorBoard events in %s", self.folder)
 
     def log_scalar(self, tag: str, value: float, step: int) -> None:

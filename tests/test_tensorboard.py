@@ -54,3 +54,48 @@ def test_curves_per_job_with_the_expected_tags_and_steps(tmp_path):
 def test_off_by_default_writes_nothing(tmp_path):
     assert _train(tmp_path) == 0
     assert not (tmp_path / "tensorboard").exists()
+
+
+class _Interrupt(KeyboardInterrupt):
+    pass
+
+
+def test_resume_with_tensorboard_is_bitwise_identical_and_purges_the_stale_tail(tmp_path):
+    import dataclasses
+
+    import torch
+
+    from nrstream.config import load_config
+    from nrstream.engine import load_checkpoint, load_data, steps_per_epoch, train_agent
+
+    def config(name: str, tensorboard: bool):
+        c = load_config(ROOT / "configs" / "toy.yaml")
+        c.run.out_dir, c.run.checkpoint_dir, c.run.tensorboard = (
+            str(tmp_path / name),
+            str(tmp_path / name / "ck"),
+            tensorboard,
+        )
+        c.train.progress, c.train.lanes, c.train.samples_per_lane, c.train.checkpoint_every = False, 8, 8, 3
+        return c
+
+    plain, tracked = config("plain", False), config("tracked", True)
+    agent, data = dataclasses.replace(plain.agents[1], loss="ce_kl"), load_data(plain)
+    per_epoch = steps_per_epoch(plain, data.dataset, "continual")
+    train_agent(plain, agent, data, torch.device("cpu"), log=lambda _: None)
+
+    def stop(step: int) -> None:
+        if step == per_epoch + 2:  # past the last checkpoint: steps that the resumed run repeats
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        train_agent(tracked, agent, data, torch.device("cpu"), on_step=stop, log=lambda _: None)
+    train_agent(tracked, agent, data, torch.device("cpu"), log=lambda _: None)
+
+    a = load_checkpoint(next((tmp_path / "plain" / "ck").glob("*/last.pt")))
+    b = load_checkpoint(next((tmp_path / "tracked" / "ck").glob("*/last.pt")))
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    scalars = _scalars(tmp_path / "tracked" / "tensorboard" / "toy" / "gru-ce_kl-seed0")
+    assert [e.step for e in scalars["train/loss"]] == list(range(1, 2 * per_epoch + 1))  # no duplicated steps
+    assert [e.step for e in scalars["val/accuracy"]] == [per_epoch, 2 * per_epoch]
+    assert [e.value for e in scalars["val/accuracy"]] == pytest.approx([h["val_accuracy"] for h in a["history"]])
