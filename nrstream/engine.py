@@ -412,8 +412,8 @@ def train_agent(
     ckpt = _resume(run, log)
     if ckpt is not None and ckpt.finished:
         return _finish(run, ckpt, reused=True)
-    bar = _progress(t.progress, run.total, run.step, run.label)
     tracker = open_tracker(config, run.label, run.step)  # issue 15 (J): curves; draws no random numbers
+    bar = _progress(t.progress, run.total, run.step, run.label)
     run.model.train()
     began, frames = time.perf_counter(), 0
     try:

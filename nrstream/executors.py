@@ -663,7 +663,9 @@ def run_job_in_worker(config: Any, progress: bool, job: Any) -> Any:
 
     from nrstream.engine import load_data
     from nrstream.experiment import run_job
+    from nrstream.log import configure_worker
 
+    configure_worker()  # issue 15 (J): the job's log lines reach the driver's stderr, as the CLI's -v/-q say
     key = json.dumps(
         [config.data.source, config.data.options, config.data.fallback, config.data.fallback_options],
         sort_keys=True,

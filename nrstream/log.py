@@ -14,10 +14,11 @@ by tests and embedding code); :func:`line_logger` turns a logger into such a cal
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 
-__all__ = ["configure", "line_logger", "CliFormatter", "StderrHandler"]
+__all__ = ["configure", "configure_worker", "line_logger", "CliFormatter", "StderrHandler"]
 
 _PREFIX = "nrstream: "
 _NOTICE = "nrstream: notice: "
@@ -56,7 +57,9 @@ def configure(verbosity: int = 0) -> logging.Logger:
     """Log ``nrstream.*`` to stderr: ``verbosity`` -1 notices only (``-q``), 0 progress, 1 debug (``-v``).
 
     Idempotent: a second call (``main()`` run twice in one process) replaces the handler.
+    Sets ``NRSTREAM_VERBOSITY`` so that worker processes started afterwards (Ray) can follow it.
     """
+    os.environ["NRSTREAM_VERBOSITY"] = str(verbosity)
     logger = logging.getLogger("nrstream")
     for handler in list(logger.handlers):
         if isinstance(handler, StderrHandler):
@@ -67,6 +70,17 @@ def configure(verbosity: int = 0) -> logging.Logger:
     logger.setLevel(logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO)
     logger.propagate = False  # one line per record, even when the root logger has handlers too
     return logger
+
+
+def configure_worker() -> None:
+    """In a worker process (a Ray task): the CLI's logging, at ``NRSTREAM_VERBOSITY``, unless already set up."""
+    logger = logging.getLogger("nrstream")
+    if not any(isinstance(h, StderrHandler) for h in logger.handlers):
+        try:
+            verbosity = int(os.environ.get("NRSTREAM_VERBOSITY", "0"))
+        except ValueError:
+            verbosity = 0
+        configure(verbosity)
 
 
 def line_logger(logger: logging.Logger) -> Callable[[str], None]:

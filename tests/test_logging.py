@@ -8,12 +8,20 @@ from pathlib import Path
 import pytest
 
 from nrstream.cli import main
-from nrstream.log import CliFormatter, StderrHandler, configure, line_logger
+from nrstream.log import CliFormatter, StderrHandler, configure, configure_worker, line_logger
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = str(ROOT / "configs" / "toy.yaml")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging(monkeypatch):
+    """main() configures the nrstream logger and NRSTREAM_VERBOSITY; leave both as the next test expects."""
+    monkeypatch.setenv("NRSTREAM_VERBOSITY", "0")
+    yield
+    configure(0)
 
 
 def _train(tmp_path: Path, *flags: str) -> int:
@@ -60,3 +68,17 @@ def test_levels_and_the_one_line_style(capsys):
 def test_formatter_levels():
     record = logging.LogRecord("nrstream.x", logging.ERROR, __file__, 1, "bad %s", ("input",), None)
     assert CliFormatter().format(record) == "nrstream: error: bad input"
+
+
+def test_a_worker_follows_the_cli_verbosity(monkeypatch, capsys):
+    logger = logging.getLogger("nrstream")
+    for handler in [h for h in logger.handlers if isinstance(h, StderrHandler)]:
+        logger.removeHandler(handler)
+    monkeypatch.setenv("NRSTREAM_VERBOSITY", "-1")  # what `nrstream -q` leaves for Ray workers it starts
+    configure_worker()
+    logging.getLogger("nrstream.experiment").info("hidden")
+    logging.getLogger("nrstream.experiment").warning("shown")
+    assert capsys.readouterr().err == "nrstream: notice: shown\n"
+    configure(0)
+    configure_worker()  # already configured: left alone
+    assert logger.level == logging.INFO
