@@ -61,7 +61,8 @@ class Protocol:
         """The training / validation stream settings, from the configured ``data.stream``."""
         if self.configured_gaps:
             return configured_settings(configured)
-        return StreamSettings(gap_min=0, gap_max=0)
+        # back to back, but a scene keeps its background under the samples
+        return configured_settings(configured).replace(gap_min=0, gap_max=0)
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -91,9 +92,4 @@ def configured_settings(configured: Any) -> StreamSettings:
     """The configured ``data.stream`` as :class:`StreamSettings` (it may already be one)."""
     if isinstance(configured, StreamSettings):
         return configured
-    return StreamSettings(
-        gap_min=configured.gap_min,
-        gap_max=configured.gap_max,
-        noise=configured.noise,
-        noise_scale=configured.noise_scale,
-    )
+    return StreamSettings(**{name: getattr(configured, name) for name in StreamSettings.field_names()})
