@@ -66,7 +66,7 @@ train.amp                       bool                        false         bfloat
 train.validate                  bool                        true          validation accuracy after each epoch
 train.validation_lanes          int 1..65536                256           lanes of the validation stream
 train.checkpoint_every          int 0..10**9                0             steps between checkpoints (0: each epoch)
-train.reset_state_every         int 0..10**9                0             continual: zero the state every k steps
+train.reset_state_every         int 0..10**9                0             state-carrying training: zero it every k steps
 train.progress                  bool                        true          progress bar (on a terminal)
 evaluate.lengths                list of int 1..100000       1..128        stream lengths n (samples per lane)
 evaluate.min_decisions          int 1..10**8                10000         decisions behind every accuracy
@@ -80,7 +80,7 @@ evaluate.metrics                list                        (see below)   metric
 
 ``agents`` is either a list of ``{arch, arch_options, loss, loss_options}`` or the product
 ``{archs: [...], losses: [...]}`` whose entries are a name or ``{name: ..., options: {...}}``.
-``train.reset_state_every`` bounds the training streams of the ``continual`` protocol: with
+``train.reset_state_every`` bounds the training streams of protocols that carry the state (``nrstream.protocols``): with
 ``k > 0`` every lane restarts from the initial state every ``k`` steps (``k x chunk_length``
 frames), so the network never trains on longer histories; ``0`` (default) lets the state
 run on forever.

@@ -71,7 +71,7 @@ def _db_range(name: str, value: Any) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class StreamSettings:
-    """How test, validation and continual-training streams are laid out.
+    """How test, validation and state-carrying training streams are laid out.
 
     ``StreamSettings()`` is the default everyone shares (gaps of 5..30 frames of Gaussian
     noise at the data's spread). Invalid values raise :class:`SettingError` (a

@@ -13,6 +13,7 @@ from nrstream.bank import Dataset
 from nrstream.datasets import load_dataset, make_stream
 from nrstream.envs.reader import ReadAhead
 from nrstream.stream import Chunk
+from nrstream.stream_settings import StreamSettings
 
 __all__ = ["StreamEnv", "chunk_info", "lane_spaces", "check_render_mode"]
 
@@ -118,10 +119,10 @@ class StreamEnv(gym.Env):
         source: str = "toy",
         source_options: dict[str, Any] | None = None,
         split: str = "train",
-        gap_min: int = 5,
-        gap_max: int = 30,
-        noise: str = "gaussian",
-        noise_scale: float = 1.0,
+        gap_min: int = StreamSettings.gap_min,
+        gap_max: int = StreamSettings.gap_max,
+        noise: str = StreamSettings.noise,
+        noise_scale: float = StreamSettings.noise_scale,
         frames_per_step: int = 1,
         squeeze: bool = False,
         render_mode: str | None = None,

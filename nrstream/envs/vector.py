@@ -14,6 +14,7 @@ from nrstream.datasets import make_stream
 from nrstream.envs.reader import ReadAhead
 from nrstream.envs.single import check_render_mode, chunk_info, lane_spaces
 from nrstream.stream import Chunk
+from nrstream.stream_settings import StreamSettings
 
 __all__ = ["StreamVectorEnv"]
 
@@ -66,10 +67,10 @@ class StreamVectorEnv(VectorEnv):
         source: str = "toy",
         source_options: dict[str, Any] | None = None,
         split: str = "train",
-        gap_min: int = 5,
-        gap_max: int = 30,
-        noise: str = "gaussian",
-        noise_scale: float = 1.0,
+        gap_min: int = StreamSettings.gap_min,
+        gap_max: int = StreamSettings.gap_max,
+        noise: str = StreamSettings.noise,
+        noise_scale: float = StreamSettings.noise_scale,
         frames_per_step: int = 1,
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
