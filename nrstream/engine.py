@@ -422,12 +422,8 @@ def train_agent(
                 run.agent.reset(t.lanes, device)  # bounded training streams (train.reset_state_every)
             loss, chunk = train_step(run.agent, run.stream, run.loss_fn, run.optimizer, run.scheduler,
                                      chunk_length=t.chunk_length, grad_clip=t.grad_clip, amp=t.amp)  # fmt: skip
-            run.step += 1
-            value = float(loss)
-            _check_finite(run, value)
-            run.epoch_loss[0] += value
-            run.epoch_loss[1] += 1
-            _track_step(tracker, run, value)
+            run.step, value = run.step + 1, float(loss)
+            _record_step(run, tracker, value)
             frames += chunk.x.shape[0] * chunk.x.shape[1]
             if bar is not None:
                 bar.update(1)
@@ -456,7 +452,11 @@ def train_agent(
 
 
 # ---- issue 15 (J): tracking (nrstream.tracking); the x axis is the optimiser step
-def _track_step(tracker: Tracker, run: _Run, loss: float) -> None:
+def _record_step(run: _Run, tracker: Tracker, loss: float) -> None:
+    """After a step: refuse a non-finite loss, add it to the epoch's mean, send it to the tracker."""
+    _check_finite(run, loss)
+    run.epoch_loss[0] += loss
+    run.epoch_loss[1] += 1
     tracker.log_scalar("train/loss", loss, run.step)
     tracker.log_scalar("train/lr", run.optimizer.param_groups[0]["lr"], run.step)
 
