@@ -68,24 +68,21 @@ def dataset_for(args):
     return load_dataset(source, **options), source, options
 
 
-def training_case(args, dataset, loss_name: str, device: torch.device):
+def _shared_setup(args, dataset, loss_name: str, device: torch.device):
+    """What both cases train with: the loss, its protocol's stream settings, the seeded GRU, the train config."""
     loss_fn = get_registry().create("loss", loss_name)
     protocol = protocol_of(loss_fn, loss_name)
     settings = protocol.stream_settings(StreamSettings(gap_min=args.gap_min, gap_max=args.gap_max))
     torch.manual_seed(args.seed)
-    model = (
-        get_registry()
-        .create(
-            "architecture",
-            "gru",
-            input_size=dataset.feature_size,
-            num_classes=dataset.num_classes,
-            hidden_size=args.hidden,
-        )
-        .to(device)
+    model = get_registry().create(
+        "architecture", "gru", input_size=dataset.feature_size, num_classes=dataset.num_classes, hidden_size=args.hidden
     )
-    model.train()
-    train = TrainConfig(lr=args.lr, grad_clip=args.grad_clip)
+    model.to(device).train()
+    return loss_fn, protocol, settings, model, TrainConfig(lr=args.lr, grad_clip=args.grad_clip)
+
+
+def training_case(args, dataset, loss_name: str, device: torch.device):
+    loss_fn, protocol, settings, model, train = _shared_setup(args, dataset, loss_name, device)
     optimizer = make_optimizer(model, train)
     scheduler = make_scheduler(optimizer, train.schedule, total=10**9)  # the engine's cosine, far from its end
     stream = make_stream(
@@ -123,23 +120,7 @@ def bare_case(args, dataset, loss_name: str, device: torch.device):
     the ``oracle`` reset mask is passed as the engine would). What the engine costs on top of
     this loop is the stream read and the Agent/step bookkeeping.
     """
-    loss_fn = get_registry().create("loss", loss_name)
-    protocol = protocol_of(loss_fn, loss_name)
-    settings = protocol.stream_settings(StreamSettings(gap_min=args.gap_min, gap_max=args.gap_max))
-    torch.manual_seed(args.seed)
-    model = (
-        get_registry()
-        .create(
-            "architecture",
-            "gru",
-            input_size=dataset.feature_size,
-            num_classes=dataset.num_classes,
-            hidden_size=args.hidden,
-        )
-        .to(device)
-    )
-    model.train()
-    train = TrainConfig(lr=args.lr, grad_clip=args.grad_clip)
+    loss_fn, protocol, settings, model, train = _shared_setup(args, dataset, loss_name, device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / 10**9)))
     chunk = make_stream(

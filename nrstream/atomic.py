@@ -108,6 +108,18 @@ def _make_parent(path: Path) -> Path:
 
 
 @contextmanager
+def _full_disk_as_write_error(path: Path, folder: Path) -> Iterator[None]:
+    """Turn a full disk met while the caller writes (torch may say only "unexpected pos") into a WriteError."""
+    try:
+        yield
+    except (OSError, RuntimeError) as exc:
+        error = _disk_full(exc, path, folder)
+        if error is None or isinstance(exc, WriteError):
+            raise
+        raise error from exc
+
+
+@contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a fresh, empty temporary path beside ``path`` to write; it becomes ``path`` if the block succeeds.
 
@@ -129,13 +141,8 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         os.close(fd)
     try:
-        try:
+        with _full_disk_as_write_error(path, folder):
             yield tmp
-        except (OSError, RuntimeError) as exc:
-            error = _disk_full(exc, path, folder)
-            if error is None or isinstance(exc, WriteError):
-                raise
-            raise error from exc
         try:
             os.replace(tmp, path)  # replaces a link at `path`, never writes through it
         except OSError as exc:
@@ -166,13 +173,8 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         raise _write_error(exc, path, folder) from exc
     old: Path | None = None
     try:
-        try:
+        with _full_disk_as_write_error(path, folder):
             yield tmp
-        except (OSError, RuntimeError) as exc:
-            error = _disk_full(exc, path, folder)
-            if error is None or isinstance(exc, WriteError):
-                raise
-            raise error from exc
         try:
             if path.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old.tmp", dir=folder))
