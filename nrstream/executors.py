@@ -632,10 +632,10 @@ def executor_from_config(
 
     ``executor`` / ``address`` override the config (``--executor``, ``--ray-address``).
     """
-    name = executor or getattr(config.run, "executor", "local")
-    address = address or getattr(config.run, "ray_address", None)
-    res = getattr(config.run, "resources", None)
-    resources = {"num_cpus": getattr(res, "num_cpus", 1.0), "num_gpus": getattr(res, "num_gpus", 0.0)}
+    name = executor or config.run.executor
+    address = address or config.run.ray_address
+    res = config.run.resources  # defaults live in nrstream.config, not here
+    resources = {"num_cpus": res.num_cpus, "num_gpus": res.num_gpus}
     shared, data = _config_paths(config)
     where = "--executor" if executor else "run.executor"
     return make_executor(

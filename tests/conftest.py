@@ -46,3 +46,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def restore_logging(monkeypatch):
+    """``main()`` configures the nrstream logger and NRSTREAM_VERBOSITY; leave both as the next test expects."""
+    from nrstream.log import configure
+
+    monkeypatch.setenv("NRSTREAM_VERBOSITY", "0")
+    yield
+    configure(0)

@@ -13,15 +13,7 @@ from nrstream.log import CliFormatter, StderrHandler, configure, configure_worke
 ROOT = Path(__file__).resolve().parent.parent
 TOY = str(ROOT / "configs" / "toy.yaml")
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch):
-    """main() configures the nrstream logger and NRSTREAM_VERBOSITY; leave both as the next test expects."""
-    monkeypatch.setenv("NRSTREAM_VERBOSITY", "0")
-    yield
-    configure(0)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "restore_logging")
 
 
 def _train(tmp_path: Path, *flags: str) -> int:

@@ -8,20 +8,11 @@ from pathlib import Path
 import pytest
 
 from nrstream.cli import main
-from nrstream.log import configure
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = str(ROOT / "configs" / "toy.yaml")
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch):
-    """main() configures the nrstream logger and NRSTREAM_VERBOSITY; leave both as the next test expects."""
-    monkeypatch.setenv("NRSTREAM_VERBOSITY", "0")
-    yield
-    configure(0)
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "restore_logging")
 
 
 event_accumulator = pytest.importorskip(
