@@ -4,35 +4,45 @@
 source (``speech_commands``, ``synth_speech``, or any source whose ``Dataset.info["root"]``
 is a folder in the Speech Commands layout), and a ground-truth CSV beside it.
 
-The signal is an acoustic scene with the definitions of the scene streams
-(:mod:`nrstream.scene`, :class:`nrstream.stream_settings.StreamSettings` fields ``snr_db``,
-``level_db``, ``trim_db``, ``tail``), made in the waveform domain; never digital silence:
+The recording is the same kind of signal as a scene stream (:mod:`nrstream.scene`) at the
+same :class:`~nrstream.stream_settings.StreamSettings` (``gap_min``, ``gap_max``, ``snr_db``,
+``level_db``, ``trim_db``, ``tail``; defaults: StreamSettings' own), made in the waveform
+domain, with the scene's definitions computed by the source's own front end
+(``info["frontend"]``; a log-mel front end with the same framing when the source uses
+MFCC or deltas). Never digital silence:
 
-* **Background**: the split's part of the ``_background_noise_`` recordings, cut as the
+* **Background**: always the split's part of the ``_background_noise_`` recordings (the
+  scene's ``background: recorded``, whatever ``background`` the settings name), cut as the
   loaders cut them (``noise_split``, default first 80 % train, next 10 % validation, last
   10 % test), at their recorded level, played continuously in segments of up to 20 s
   (the scene's ``SEGMENT`` of 2000 frames) from random recordings and offsets, joined by
   50 ms cross-fades. It runs between **and under** the words.
 * **Words**: the split's clips without replacement (reshuffled when all were used), each
-  cut to its voiced extent plus ``tail`` frames (10 ms each; 5 ms fades at the cuts). The
-  voiced extent (:func:`voiced_extent`): from the first to the last 30 ms frame (10 ms hop,
-  the front end's framing) whose energy is within ``trim_db`` (default 40 dB) of the clip's
-  loudest frame.
-* **SNR**: each word is scaled so that its mean power over its voiced extent is ``snr_db``
-  (drawn per word, uniform, default ``[0, 20]`` dB) above the background's mean power over
-  the same samples, as the scene scales a sample over the background.
-* **Level**: ``level_db`` (uniform, default ``[-6, 6]`` dB) is drawn once per recording (a
-  recording is one lane) and scales the whole mix.
-* **Gaps**: the background alone for ``gap_s`` seconds (uniform, default ``[0.5, 2.0]``)
-  before every word.
+  zero-padded or cut to ``clip_seconds`` as the loader does. Its **voiced frames** are the
+  scene's (:func:`nrstream.scene.voiced_extent` on the clip's features): from the first to
+  the last frame whose mel power (summed over bands) is within ``trim_db`` of the loudest;
+  the word spans them plus ``tail`` frames, cut at the clip's length. The audio cut from the
+  clip covers those frames' analysis windows and a few ms more, with 5 ms fades outside
+  the windows, and is placed so that its frames fall on the recording's 10 ms frame grid.
+* **SNR**: each word is scaled so that its mean frame power (mel power summed over bands)
+  over its voiced frames is ``snr`` dB above the background's mean frame power over the
+  same frames (the background under the word), ``snr`` drawn per word, uniform on
+  ``snr_db`` — the scene's definition, computed by the front end on the two parts.
+* **Level**: ``level_db`` (uniform) is drawn once per recording (a recording is one lane)
+  and scales the whole mix, as the scene's level per lane.
+* **Gaps**: ``gap`` frames of background (uniform integer on ``[gap_min, gap_max]``, 10 ms
+  each) before every word's audio, which itself starts with the background alone under its
+  fade and the first half window.
 
 The WAV is 32-bit float by default (a scaled word may exceed full scale; ``subtype="PCM_16"``
 clips such samples, and counts them). The truth CSV has one row per word: ``start_s, end_s``
-(its voiced extent in the recording), ``word`` (the clip's folder name), ``snr_db``,
-``level_db``, ``clip`` (the clip's path relative to the data root).
+(its voiced frames in the recording: the first's centre to the last's centre plus a hop),
+``word`` (the clip's folder name), ``snr_db``, ``level_db``, ``clip`` (the clip's path
+relative to the data root).
 
 Determinism: the recording is a pure function of the source and its options, the split,
-the length and the settings, and ``seed``. Memory: the recording is generated and written
+the length and the settings, and ``seed``, byte for byte (the float WAV's time-stamped PEAK
+chunk is left out). Memory: the recording is generated and written
 event by event (gap + word, a few seconds each) with soundfile; only the split's noise
 parts and one event are in memory, so a 60-minute recording needs no more than a 1-minute
 one. Both files are written atomically (:mod:`nrstream.atomic`): an error leaves neither.
@@ -42,7 +52,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,15 +61,25 @@ import numpy as np
 from nrstream.atomic import atomic_file
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError
 from nrstream.seeds import derive_seed
+from nrstream.stream_settings import SettingError, StreamSettings
 
-__all__ = ["make_recording", "events", "voiced_extent", "read_truth", "split_files", "SplitFiles", "RecordingSummary"]
+__all__ = [
+    "make_recording",
+    "recording_settings",
+    "events",
+    "WordFraming",
+    "read_truth",
+    "split_files",
+    "SplitFiles",
+    "RecordingSummary",
+]
 
-TRIM_DB = 40.0  # StreamSettings.trim_db's default: voiced frames are within this of the loudest
-TAIL = 10  # StreamSettings.tail's default: frames kept after the voiced part
-_WINDOW_S, _HOP_S = 0.030, 0.010
 _FADE_S, _CROSSFADE_S = 0.005, 0.050
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile's sndfile.h
 _SEGMENT_S = 20.0
 TRUTH_FIELDS = ("start_s", "end_s", "word", "snr_db", "level_db", "clip")
+#: the settings a recording takes from StreamSettings
+SETTING_NAMES = ("gap_min", "gap_max", "snr_db", "level_db", "trim_db", "tail")
 
 
 @dataclass
@@ -72,6 +92,8 @@ class SplitFiles:
     noise: list[Path]
     noise_share: tuple[float, float]  # [lo, hi) fraction of each noise recording for this split
     split: str = "test"
+    frontend: dict = field(default_factory=dict)  # FeatureFrontend parameters of the source
+    clip_seconds: float = 1.0
 
 
 @dataclass
@@ -85,16 +107,25 @@ class RecordingSummary:
     source: str
     settings: dict = field(default_factory=dict)
 
+    def describe_settings(self) -> str:
+        """The scene settings used, as one line (``background recorded, snr_db [0, 20], ...``)."""
+        s = self.settings
+
+        def show(v):
+            return f"[{v[0]:g}, {v[1]:g}]" if isinstance(v, (list, tuple)) else "null" if v is None else f"{v:g}"
+
+        return "background recorded, " + ", ".join(f"{k} {show(s[k])}" for k in SETTING_NAMES)
+
 
 def _read_list(path: Path) -> set[str]:
     return {line.strip().replace("\\", "/") for line in path.read_text().splitlines() if line.strip()}
 
 
-def split_files(source: str, split: str, options: dict | None = None) -> SplitFiles:
+def split_files(source: str, split: str, options: dict | None = None, dataset=None) -> SplitFiles:
     """Find the clip and noise files of ``split`` the way the speech data plugins do.
 
-    Loads the data source once (its features are cached) for its ``info``: the data root,
-    the front end's sample rate and the ``noise_split`` shares.
+    Loads the data source once (its features are cached), unless its ``dataset`` is given,
+    for its ``info``: the data root, the front end and the ``noise_split`` shares.
 
     Raises:
         ConfigError: unknown split or options; a source without audio clips.
@@ -106,13 +137,14 @@ def split_files(source: str, split: str, options: dict | None = None) -> SplitFi
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     options = dict(options or {})
-    try:
-        dataset = load_dataset(source, **options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"data source {source!r}: {exc}") from exc
+    if dataset is None:
+        try:
+            dataset = load_dataset(source, **options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"data source {source!r}: {exc}") from exc
     info = dataset.info
     root = Path(info.get("root", ""))
-    if not info.get("root") or not (root / "validation_list.txt").is_file():
+    if not info.get("root") or not (root / "validation_list.txt").is_file() or not info.get("frontend"):
         raise ConfigError(
             f"data source {source!r} has no audio clips: make-recording needs a source whose data root is a folder "
             "of word/*.wav clips in the Speech Commands layout (speech_commands, synth_speech)"
@@ -133,29 +165,75 @@ def split_files(source: str, split: str, options: dict | None = None) -> SplitFi
     index = SPLITS.index(split)
     folder = root / "_background_noise_"
     noise = sorted(folder.glob("*.wav")) if folder.is_dir() else []
-    rate = int(info.get("frontend", {}).get("sample_rate", 16000))
-    return SplitFiles(root, rate, clips, noise, (float(bounds[index]), float(bounds[index + 1])), split)
+    frontend = dict(info["frontend"])
+    rate = int(frontend.get("sample_rate", 16000))
+    share = (float(bounds[index]), float(bounds[index + 1]))
+    return SplitFiles(root, rate, clips, noise, share, split, frontend, float(info.get("clip_seconds", 1.0)))
 
 
-def voiced_extent(wave: np.ndarray, sample_rate: int, threshold_db: float = TRIM_DB) -> tuple[int, int]:
-    """``(first, last + 1)`` sample of the voiced part of a clip (see the module docstring).
+class WordFraming:
+    """The front end's frames of a word and of what lies under it: the scene's definitions in waveforms.
 
-    A clip with no energy at all is voiced nowhere: ``(0, 0)``.
+    ``frontend``: the source's ``FeatureFrontend`` parameters (a log-mel front end with the
+    same framing stands in for MFCC or deltas: powers need mel power). Frame ``t`` of a
+    signal is centred on sample ``t * hop`` (the front end's centred frames).
     """
-    win, hop = round(_WINDOW_S * sample_rate), round(_HOP_S * sample_rate)
-    if len(wave) < win:
-        padded = np.zeros(win, dtype=np.float32)
-        padded[: len(wave)] = wave
-        wave_w = padded
-    else:
-        wave_w = wave
-    frames = np.lib.stride_tricks.sliding_window_view(wave_w, win)[::hop]
-    energy = (frames.astype(np.float64) ** 2).mean(axis=1)
-    if energy.max() <= 0:
-        return 0, 0
-    db = 10 * np.log10(energy + 1e-20)
-    voiced = np.flatnonzero(db >= db.max() - threshold_db)
-    return int(voiced[0] * hop), int(min(len(wave), voiced[-1] * hop + win))
+
+    def __init__(self, frontend: dict, clip_seconds: float = 1.0) -> None:
+        from nrstream.audio import FeatureFrontend
+
+        keep = ("sample_rate", "window_ms", "hop_ms", "n_mels", "n_fft", "f_min", "f_max", "log_offset")
+        self.frontend = FeatureFrontend(kind="log_mel", **{k: frontend[k] for k in keep if k in frontend})
+        self.rate, self.hop = self.frontend.sample_rate, self.frontend.hop_length
+        self.half = self.frontend.n_fft // 2
+        self.clip_samples = round(clip_seconds * self.rate)
+        fade = max(1, round(_FADE_S * self.rate))
+        #: audio kept before the first (after the last) kept frame's centre: its half window and a fade, whole hops
+        self.margin = self.hop * math.ceil((self.half + fade) / self.hop)
+        self.fade = fade
+
+    def frame_power(self, wave: np.ndarray) -> np.ndarray:
+        """``[samples]`` → ``[frames]`` float64 frame power: the front end's mel power summed over bands."""
+        import torch
+
+        with torch.no_grad():
+            feats = self.frontend(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
+        power = torch.exp(feats.double()) - self.frontend.log_offset
+        return power.clamp_min(0.0).sum(-1).numpy()
+
+    def voiced(self, clip: np.ndarray, trim_db: float | None, tail: int) -> tuple[np.ndarray, int, int, int]:
+        """The clip as the loader holds it (``[clip_samples]``) and its first, kept and voiced frames.
+
+        The frames are :func:`nrstream.scene.voiced_extent`'s on the clip's features: the
+        scene's rule, on the scene's numbers.
+        """
+        import torch
+
+        from nrstream.audio import fix_length
+        from nrstream.bank import SampleBank
+        from nrstream.scene import LinearView, voiced_extent
+
+        padded = fix_length(torch.from_numpy(np.ascontiguousarray(clip, dtype=np.float32)), self.clip_samples)
+        with torch.no_grad():
+            feats = self.frontend(padded)  # [T, M]
+        bank = SampleBank(feats[None], torch.tensor([feats.shape[0]]), torch.zeros(1, dtype=torch.long), ["word"])
+        size = feats.shape[1]
+        view = LinearView(True, torch.zeros(size), torch.ones(size), self.frontend.log_offset)
+        first, kept, voiced = (int(v[0]) for v in voiced_extent(bank, view, trim_db, tail))
+        return padded.numpy(), first, kept, voiced
+
+
+def _clip_piece(framing: WordFraming, padded: np.ndarray, first: int, kept: int) -> np.ndarray:
+    """The audio of frames ``[first, first + kept)`` with ``margin`` samples either side (zeros beyond the clip)."""
+    hop, margin = framing.hop, framing.margin
+    a, b = first * hop - margin, (first + kept - 1) * hop + margin
+    piece = np.zeros(b - a, dtype=np.float32)
+    lo, hi = max(a, 0), min(b, len(padded))
+    piece[lo - a : hi - a] = padded[lo:hi]
+    ramp = np.linspace(0, 1, framing.fade, dtype=np.float32)  # outside every kept frame's window
+    piece[: framing.fade] *= ramp
+    piece[len(piece) - framing.fade :] *= ramp[::-1]
+    return piece
 
 
 class _Background:
@@ -166,6 +244,9 @@ class _Background:
         self.rate, self.rng = rate, rng
         self.fade = round(_CROSSFADE_S * rate)
         self.buf = np.zeros(0, dtype=np.float32)  # the last `fade` samples still await the next segment
+        # equal-power-ish; scalar libm, not numpy's SIMD sin, whose last bit may depend on the array's alignment
+        steps = np.linspace(0, math.pi / 2, self.fade).tolist()
+        self.ramp = np.array([math.sin(x) ** 2 for x in steps], dtype=np.float32)
 
     def _segment(self) -> np.ndarray:
         part = self.parts[int(self.rng.integers(len(self.parts)))]
@@ -173,9 +254,8 @@ class _Background:
         length = min(len(part), max(want, 3 * self.fade))
         start = int(self.rng.integers(len(part) - length + 1))
         seg = part[start : start + length].copy()
-        ramp = np.sin(np.linspace(0, math.pi / 2, self.fade, dtype=np.float32)) ** 2  # equal-power-ish
-        seg[: self.fade] *= ramp
-        seg[-self.fade :] *= ramp[::-1]
+        seg[: self.fade] *= self.ramp
+        seg[-self.fade :] *= self.ramp[::-1]
         return seg
 
     def take(self, n: int) -> np.ndarray:
@@ -203,14 +283,32 @@ def _noise_parts(files: SplitFiles) -> list[np.ndarray]:
     return parts
 
 
-def _check_range(name: str, value: Sequence[float], lo: float, hi: float) -> tuple[float, float]:
+def recording_settings(
+    settings: StreamSettings | None = None,
+    *,
+    gap_min: int | None = None,
+    gap_max: int | None = None,
+    snr_db: Sequence[float] | None = None,
+    level_db: Sequence[float] | None = None,
+    trim_db: float | None | str = "keep",
+    tail: int | None = None,
+) -> StreamSettings:
+    """``settings`` (a config's ``data.stream``; default ``StreamSettings(background="recorded")``) with the given
+    values replacing its own.
+
+    ``None`` (``"keep"`` for ``trim_db``, which may be ``None``) keeps the setting. The
+    result is checked by :class:`StreamSettings`; a bad value is a one-line
+    :class:`ConfigError` naming the option (``--snr-db``, ...).
+    """
+    base = settings if settings is not None else StreamSettings(background="recorded")
+    changes = {"gap_min": gap_min, "gap_max": gap_max, "snr_db": snr_db, "level_db": level_db, "tail": tail}
+    changes = {k: (list(v) if isinstance(v, tuple) else v) for k, v in changes.items() if v is not None}
+    if trim_db != "keep":
+        changes["trim_db"] = trim_db
     try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be two numbers LOW HIGH, got {value!r}") from None
-    if not (math.isfinite(a) and math.isfinite(b) and lo <= a <= b <= hi):
-        raise ConfigError(f"{name} must satisfy {lo:g} <= LOW <= HIGH <= {hi:g}, got {a:g} {b:g}")
-    return a, b
+        return base.replace(**changes)
+    except SettingError as exc:
+        raise ConfigError(f"make-recording --{exc.field.replace('_', '-')}: {exc.reason}") from None
 
 
 def make_recording(
@@ -220,56 +318,66 @@ def make_recording(
     out: str | Path,
     truth: str | Path,
     split: str = "test",
-    snr_db: Sequence[float] = (0.0, 20.0),
-    level_db: Sequence[float] = (-6.0, 6.0),
-    trim_db: float = TRIM_DB,
-    tail: int = TAIL,
-    gap_s: Sequence[float] = (0.5, 2.0),
+    settings: StreamSettings | None = None,
+    gap_min: int | None = None,
+    gap_max: int | None = None,
+    snr_db: Sequence[float] | None = None,
+    level_db: Sequence[float] | None = None,
+    trim_db: float | None | str = "keep",
+    tail: int | None = None,
     seed: int = 0,
     options: dict | None = None,
     subtype: str = "FLOAT",
+    dataset=None,
+    notify: Callable[[str], None] | None = None,
 ) -> RecordingSummary:
     """Write a ``minutes``-long mono WAV (``out``) and its truth CSV (``truth``).
 
-    See the module docstring for what the recording is. ``subtype``: soundfile's WAV
-    subtype, ``FLOAT`` (default) or ``PCM_16`` (samples beyond full scale are clipped and
-    counted). Returns a summary (words, seconds, clipped samples).
+    See the module docstring for what the recording is. ``settings``: the stream settings
+    to match (a config's ``data.stream``; default StreamSettings' scene), with the keyword
+    values replacing theirs (:func:`recording_settings`). ``dataset``: the loaded source,
+    if the caller has it. ``subtype``: soundfile's WAV subtype, ``FLOAT`` (default) or
+    ``PCM_16`` (samples beyond full scale are clipped and counted). Returns a summary
+    (words, seconds, clipped samples, the settings used). ``notify`` gets one notice line
+    when the settings name a background other than ``recorded``.
 
     Raises:
-        ConfigError: a bad length or range, a source without audio.
+        ConfigError: a bad length or setting, a source without audio.
         DataNotFoundError: the source or split has no clips, or the split no noise recordings.
     """
     import soundfile
 
     if isinstance(minutes, bool) or not (isinstance(minutes, (int, float)) and 0 < minutes <= 24 * 60):
         raise ConfigError(f"--minutes must be a number in (0, 1440], got {minutes!r}")
-    snr = _check_range("--snr-db", snr_db, -30, 60)
-    level = _check_range("--level-db", level_db, -40, 20)
-    gap = _check_range("--gap-s", gap_s, 0, 600)
-    if not (isinstance(trim_db, (int, float)) and 0 < trim_db <= 120):
-        raise ConfigError(f"--trim-db must be a number in (0, 120], got {trim_db!r}")
-    if isinstance(tail, bool) or not isinstance(tail, int) or not 0 <= tail <= 1000:
-        raise ConfigError(f"--tail must be an integer number of frames in [0, 1000], got {tail!r}")
+    chosen = recording_settings(
+        settings, gap_min=gap_min, gap_max=gap_max, snr_db=snr_db, level_db=level_db, trim_db=trim_db, tail=tail
+    )
     if subtype not in ("FLOAT", "PCM_16"):
         raise ConfigError(f"subtype must be FLOAT or PCM_16, got {subtype!r}")
-    files = split_files(source, split, options)
+    files = split_files(source, split, options, dataset)
     parts = _noise_parts(files)
     if not parts:
         raise DataNotFoundError(
             f"{files.root} has no background-noise recordings for the {split} split (_background_noise_/*.wav); "
             "make-recording needs them for the background"
         )
+    if chosen.background != "recorded" and notify is not None:
+        notify(
+            f"nrstream: notice: make-recording always makes an acoustic scene; the settings say background: "
+            f"{chosen.background}, the recording's background is the split's recorded _background_noise_"
+        )
     rate = files.sample_rate
     total = round(minutes * 60 * rate)
-    settings = {"snr_db": snr, "level_db": level, "trim_db": trim_db, "tail": tail, "gap_s": gap, "seed": seed}
+    used = {name: getattr(chosen, name) for name in SETTING_NAMES}
     written, words, clipped = 0, 0, 0
     out, truth = Path(out), Path(truth)
-    scene = events(files, parts, snr=snr, level=level, gap=gap, trim_db=float(trim_db), tail=tail, seed=seed)
+    scene = events(files, parts, chosen, seed=seed)
     with atomic_file(out) as wav_tmp, atomic_file(truth) as csv_tmp:
         with (
             soundfile.SoundFile(str(wav_tmp), "w", rate, 1, subtype, format="WAV") as sink,
             open(csv_tmp, "w", newline="") as table,
         ):
+            _no_peak_chunk(sink)
             rows = csv.writer(table)
             rows.writerow(TRUTH_FIELDS)
             for background, word, row in scene:
@@ -288,59 +396,71 @@ def make_recording(
                     words += 1
                 if written >= total:
                     break
-    return RecordingSummary(out, truth, written / rate, words, clipped, split, source, settings)
+    return RecordingSummary(out, truth, written / rate, words, clipped, split, source, {**used, "seed": seed})
+
+
+def _no_peak_chunk(sink) -> None:
+    """Ask libsndfile not to write a float WAV's PEAK chunk, which holds the time of writing.
+
+    Without it, the same recording written a second later differs in four header bytes.
+    soundfile has no option for it; its libsndfile handle takes the command
+    (``SFC_SET_ADD_PEAK_CHUNK``), before any sample is written. If a soundfile version
+    lacks the handle, the chunk stays (the samples are the same either way).
+    """
+    import soundfile
+
+    try:
+        soundfile._snd.sf_command(sink._file, _SFC_SET_ADD_PEAK_CHUNK, soundfile._ffi.NULL, 0)
+    except AttributeError:
+        pass
 
 
 def events(
-    files: SplitFiles,
-    parts: list[np.ndarray],
-    *,
-    snr: tuple[float, float],
-    level: tuple[float, float],
-    gap: tuple[float, float],
-    trim_db: float = TRIM_DB,
-    tail: int = TAIL,
-    seed: int,
+    files: SplitFiles, parts: list[np.ndarray], settings: StreamSettings, *, seed: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
     """The recording as endless events, each a gap then a word (see the module docstring).
 
     Yields ``(background [n], word [n], row)`` float32 parts whose sum is the event's
-    audio, and ``row``: ``start``/``end`` (the voiced extent, samples from the event's
-    start), ``word``, ``snr_db``, ``level_db``, ``clip``.
+    audio, and ``row``: ``start``/``end`` (the voiced frames, samples from the event's
+    start; ``start`` and ``end`` are whole hops, so the event's frame ``start // hop + j``
+    is the word's voiced frame ``j``), ``word``, ``snr_db``, ``level_db``, ``clip``.
     """
     from nrstream.audio import read_wav
 
-    rate = files.sample_rate
+    framing = WordFraming(files.frontend, files.clip_seconds)
+    rate, hop = files.sample_rate, framing.hop
     rng = np.random.default_rng(derive_seed(seed, "recording", files.root.name, files.split))
     background = _Background(parts, rate, np.random.default_rng(derive_seed(seed, "recording-background", files.split)))
-    level_db = float(rng.uniform(*level))  # one lane: one level for the whole recording
+    level_db = float(rng.uniform(*settings.level_db))  # one lane: one level for the whole recording
     level_gain = np.float32(10 ** (level_db / 20))
-    after, fade = round(tail * _HOP_S * rate), max(1, round(_FADE_S * rate))
     order: list[int] = []
+    silent = 0  # clips in a row with no power at all
     while True:
         if not order:
             order = list(rng.permutation(len(files.clips)))
+        if silent > len(files.clips):
+            raise DataNotFoundError(f"every clip of the {files.split} split of {files.root} is digital silence")
         word, path = files.clips[order.pop()]
-        gap_n = round(rng.uniform(*gap) * rate)
-        snr_i = float(rng.uniform(*snr))
-        clip = read_wav(path, rate).numpy()
-        v0, v1 = voiced_extent(clip, rate, trim_db)
-        if v1 <= v0:
-            continue  # a silent clip has no word in it
-        piece = clip[v0 : min(len(clip), v1 + after)].astype(np.float32)
-        f = min(fade, len(piece) // 2)
-        if f:
-            ramp = np.linspace(0, 1, f, dtype=np.float32)
-            piece[:f] *= ramp
-            piece[-f:] *= ramp[::-1]
-        s0, s1 = gap_n, gap_n + (v1 - v0)
-        noise = background.take(gap_n + len(piece))
-        word_power = float(np.mean(piece[: v1 - v0].astype(np.float64) ** 2))
-        noise_power = float(np.mean(noise[s0:s1].astype(np.float64) ** 2))
-        gain = math.sqrt(noise_power / word_power * 10 ** (snr_i / 10)) if word_power > 0 else 0.0
+        gap = int(rng.integers(settings.gap_min, settings.gap_max + 1))
+        snr = float(rng.uniform(*settings.snr_db))
+        padded, first, kept, voiced = framing.voiced(read_wav(path, rate).numpy(), settings.trim_db, settings.tail)
+        piece = _clip_piece(framing, padded, first, kept)
+        begin = gap * hop  # the piece's first sample in the event
+        start = begin + framing.margin  # centre of the first voiced frame
+        end = start + voiced * hop
+        noise = background.take(begin + len(piece))
         word_part = np.zeros(len(noise), dtype=np.float32)
-        word_part[gap_n:] = piece * np.float32(gain)
-        row = {"start": s0, "end": s1, "word": word, "snr_db": snr_i, "level_db": level_db}
+        word_part[begin:] = piece
+        # the voiced frames' windows lie inside the piece: frame k of the piece is frame begin // hop + k
+        frames = slice(framing.margin // hop, framing.margin // hop + voiced)
+        word_power = float(framing.frame_power(piece)[frames].mean())
+        if not word_power > 0:
+            silent += 1
+            continue  # a silent clip has no word in it
+        silent = 0
+        noise_power = float(framing.frame_power(noise[begin:])[frames].mean())
+        word_part *= np.float32(math.sqrt(noise_power / word_power * 10 ** (snr / 10)))
+        row = {"start": start, "end": end, "word": word, "snr_db": snr, "level_db": level_db}
         row["clip"] = path.relative_to(files.root).as_posix()
         yield noise * level_gain, word_part * level_gain, row
 

@@ -1,44 +1,96 @@
 """``nrstream data make-recording``: a long recording and its truth CSV (see :mod:`nrstream.recording`).
 
 Registered under ``nrstream data`` by :mod:`nrstream.commands.data`; the work is done by
-:func:`nrstream.recording.make_recording`.
+:func:`nrstream.recording.make_recording`. The scene options carry the
+:class:`~nrstream.stream_settings.StreamSettings` names and defaults; ``--config CONFIG``
+takes the source, its options and ``data.stream`` from an experiment config, so that the
+recording is the same kind of signal as that config's training streams. Explicit options
+win over the config.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 
 import yaml
 
 from nrstream.errors import ConfigError
+from nrstream.stream_settings import StreamSettings
 
 __all__ = ["add_parser", "run_make_recording"]
 
 
+def _trim(text: str) -> float | str | None:
+    """``--trim-db``: a number, or none/null (keep the whole clip); ``keep`` (the default) keeps the setting."""
+    word = text.strip().lower()
+    if word in ("none", "null"):
+        return None
+    return "keep" if word == "keep" else float(text)
+
+
 def add_parser(sub) -> None:
     """Add ``make-recording`` to the ``nrstream data`` sub-commands."""
+    d = StreamSettings()
     p = sub.add_parser(
         "make-recording",
         help="write a long WAV of a split's words over its background noise, and a truth CSV",
-        description="Words of one split spoken into a continuous background (nrstream.recording).",
+        description="Words of one split spoken into a continuous background, an acoustic scene like the scene "
+        "streams at the same data.stream settings (nrstream.recording). Defaults: StreamSettings', or the "
+        "config's with --config; explicit options win.",
     )
-    p.add_argument("source", help="audio data source, e.g. speech_commands or synth_speech")
+    p.add_argument("source", nargs="?", help="audio data source, e.g. speech_commands or synth_speech (or --config)")
+    p.add_argument(
+        "--config",
+        metavar="CONFIG",
+        help="experiment config (file or bundled name): its data source, options and data.stream settings",
+    )
     p.add_argument("--split", default="test", help="train, validation or test (default test)")
     p.add_argument("--minutes", type=float, required=True, help="length of the recording")
     p.add_argument("--out", required=True, help="the WAV file to write (mono, the source's rate, 32-bit float)")
     p.add_argument("--truth", required=True, help="the ground-truth CSV to write (start_s,end_s,word,...)")
-    p.add_argument("--snr-db", type=float, nargs=2, default=(0.0, 20.0), metavar=("LOW", "HIGH"))
-    p.add_argument("--level-db", type=float, nargs=2, default=(-6.0, 6.0), metavar=("LOW", "HIGH"))
-    p.add_argument("--gap-s", type=float, nargs=2, default=(0.5, 2.0), metavar=("LOW", "HIGH"))
-    p.add_argument("--trim-db", type=float, default=40.0, help="voiced: frames within this of the loudest")
-    p.add_argument("--tail", type=int, default=10, help="frames (10 ms) of each clip kept after its voiced part")
+    p.add_argument(
+        "--snr-db", type=float, nargs=2, metavar=("LOW", "HIGH"), help=f"word-to-background SNR (default {d.snr_db})"
+    )
+    p.add_argument(
+        "--level-db", type=float, nargs=2, metavar=("LOW", "HIGH"), help=f"gain of the whole mix (default {d.level_db})"
+    )
+    p.add_argument("--gap-min", type=int, help=f"shortest gap, 10 ms frames (default {d.gap_min})")
+    p.add_argument("--gap-max", type=int, help=f"longest gap, 10 ms frames (default {d.gap_max})")
+    p.add_argument(
+        "--trim-db",
+        type=_trim,
+        default="keep",
+        help=f"voiced: frames within this of the loudest; none: whole clip (default {d.trim_db})",
+    )
+    p.add_argument("--tail", type=int, help=f"frames kept after each word's voiced part (default {d.tail})")
     p.add_argument("--pcm16", action="store_true", help="16-bit PCM instead of 32-bit float (clips beyond full scale)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="source option (YAML)")
     p.set_defaults(func=run_make_recording)
 
 
+def _source(args: argparse.Namespace, options: dict):
+    """``(source, options, dataset or None, settings or None)`` from SOURCE / -o and ``--config``."""
+    if args.config is None:
+        if args.source is None:
+            raise ConfigError("make-recording needs a data SOURCE or --config CONFIG")
+        return args.source, options, None, None
+    from nrstream.config import load_config
+    from nrstream.engine import load_data
+
+    config = load_config(args.config, check_plugins=False)
+    settings = config.data.stream
+    if args.source is not None:  # an explicit source replaces the config's, with -o options only
+        return args.source, options, None, settings
+    data = dataclasses.replace(config.data, options={**config.data.options, **options})
+    loaded = load_data(dataclasses.replace(config, data=data))
+    return loaded.source, loaded.options, loaded.dataset, settings
+
+
 def run_make_recording(args: argparse.Namespace) -> int:
+    from nrstream.log import line_logger
     from nrstream.recording import make_recording
 
     options = {}
@@ -47,22 +99,28 @@ def run_make_recording(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise ConfigError(f"option must be KEY=VALUE, got {pair!r}")
         options[key.strip()] = yaml.safe_load(value)
+    source, options, dataset, settings = _source(args, options)
     s = make_recording(
-        args.source,
+        source,
         minutes=args.minutes,
         out=args.out,
         truth=args.truth,
         split=args.split,
+        settings=settings,
         snr_db=args.snr_db,
         level_db=args.level_db,
-        gap_s=args.gap_s,
+        gap_min=args.gap_min,
+        gap_max=args.gap_max,
         trim_db=args.trim_db,
         tail=args.tail,
         subtype="PCM_16" if args.pcm16 else "FLOAT",
         seed=args.seed,
         options=options,
+        dataset=dataset,
+        notify=line_logger(logging.getLogger("nrstream.recording")),
     )
     print(f"{s.wav}: {s.seconds:.1f} s, {s.words} words from the {s.split} split of {s.source}; truth in {s.truth}")
+    print(f"scene: {s.describe_settings()}, seed {s.settings['seed']}")
     if s.clipped_samples:
         print(f"nrstream: notice: {s.clipped_samples} samples clipped at full scale")
     return 0
