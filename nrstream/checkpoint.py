@@ -8,12 +8,21 @@ written atomically (:mod:`nrstream.atomic`), so a kill leaves the previous file 
 A file that cannot be read as a checkpoint (truncated, zero bytes, garbage, a folder
 under the name, a pickle asking for code) is a one-line :class:`CheckpointError` that
 names the file and says what to delete — never torch's advice to load it unsafely.
+
+Beside the weights, ``agent.json`` (:data:`AGENT_FILE`, written by
+:func:`nrstream.experiment.train_job` once training is done) records what the weights mean
+outside a run folder: the architecture and its options, the loss, the data source and its
+options, the feature front end, the train statistics the features were standardised with,
+the class names and the feature size. With it a checkpoint folder alone can be listened
+to or exported (:func:`nrstream.listen.load_agent`); folders trained before it existed
+lack it, and need the run folder that used them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -34,10 +43,20 @@ __all__ = [
     "load_checkpoint",
     "rng_state",
     "set_rng_state",
+    "AGENT_FILE",
+    "write_agent_file",
+    "read_agent_file",
 ]
 
 #: bumped when a checkpoint's content changes meaning; older files are refused, not misread
 CHECKPOINT_FORMAT = 1
+
+#: the JSON record of what a checkpoint folder's weights are (see the module docstring)
+AGENT_FILE = "agent.json"
+AGENT_FORMAT = 1
+#: the keys of the data description (:meth:`nrstream.engine.LoadedData.describe`) ``agent.json`` keeps
+AGENT_DATA_KEYS = ("source", "options", "fallback_used", "frontend", "normalized", "normalization", "class_names",
+                   "num_classes", "feature_size")  # fmt: skip
 
 
 class CheckpointError(NrstreamError):
@@ -170,3 +189,53 @@ class BestCheckpoint:
             raise CheckpointError(
                 f"{path} is not a valid nrstream checkpoint (fields missing); delete {path.parent}"
             ) from None
+
+
+def write_agent_file(folder: str | os.PathLike, agent: dict, data: dict) -> Path:
+    """Write ``folder/agent.json`` atomically (only when its content changes): the agent and its data.
+
+    Args:
+        agent: ``arch``, ``loss``, ``arch_options``, ``loss_options``, ``seed``, ``protocol``.
+        data: the data description (:meth:`nrstream.engine.LoadedData.describe`) with
+            ``class_names``; only :data:`AGENT_DATA_KEYS` are kept, plus ``sample_rate``
+            (from the front end, ``None`` without one).
+    """
+    from nrstream.report import json_safe  # report brings the aggregate and figure modules: only when writing
+
+    kept = {key: data.get(key) for key in AGENT_DATA_KEYS}
+    frontend = kept["frontend"] if isinstance(kept["frontend"], dict) else None
+    kept["sample_rate"] = frontend.get("sample_rate") if frontend else None
+    record = json_safe({"format": AGENT_FORMAT, **agent, "data": kept})
+    text = json.dumps(record, indent=2, allow_nan=False) + "\n"
+    path = Path(folder) / AGENT_FILE
+    try:
+        if path.read_text() == text:
+            return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
+    return path
+
+
+def read_agent_file(folder: str | os.PathLike) -> dict | None:
+    """``folder/agent.json`` as a dict, or ``None`` when the folder has none (trained before it existed).
+
+    Raises:
+        CheckpointError: the file is there but is not an agent record of this format (one line).
+    """
+    path = Path(folder) / AGENT_FILE
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable agent record ({reason}); delete it and train again") from None
+    required = ("arch", "loss", "data")
+    if not isinstance(record, dict) or record.get("format") != AGENT_FORMAT or not all(k in record for k in required):
+        raise CheckpointError(
+            f"{path} is not an agent record this nrstream reads (format {AGENT_FORMAT}); "
+            "pass the run folder that used this checkpoint instead"
+        )
+    return record

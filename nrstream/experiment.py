@@ -247,6 +247,9 @@ def train_job(
 ) -> Trained:
     """Train one job (resuming, or reusing a finished checkpoint); writes only its checkpoint folder.
 
+    The folder also gets ``agent.json`` (:func:`nrstream.checkpoint.write_agent_file`): what
+    ``listen`` and ``export`` need to use the weights without the run folder.
+
     Args:
         device: default ``run.device``.
         data: the loaded data (default: load ``data.source`` now).
@@ -258,6 +261,12 @@ def train_job(
     say = _say(progress)
     result = train_agent(job.config_for(config, progress=progress), job.agent, data, device, on_step=on_step, log=say)
     what = "reused" if result.reused else f"trained in {result.seconds:.1f} s"
+    # issue 13: agent.json beside the weights, so that `listen` and `export` can load the checkpoint folder alone
+    from nrstream.checkpoint import write_agent_file
+
+    agent = {"arch": job.arch, "loss": job.loss, "arch_options": dict(job.agent.arch_options),
+             "loss_options": dict(job.agent.loss_options), "seed": job.seed, "protocol": result.protocol}  # fmt: skip
+    write_agent_file(result.folder, agent, {**data.describe(), "class_names": list(data.dataset.class_names)})
     say(f"nrstream: {job.label}: {what} ({result.steps} steps, {result.folder})")
     return Trained(job, result.model, result.protocol, result.folder, result.steps, result.history, result.seconds,
                    result.reused)  # fmt: skip

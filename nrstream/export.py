@@ -31,7 +31,8 @@ Precisely what does not export (measured here, torch 2.9.1, onnx 1.23, onnxrunti
 The sidecar (``FILE.json``) holds what a device needs besides the graph: the feature front
 end's parameters and train statistics (mean, std), class names, state names and shapes
 (``B`` for the batch), and the detection defaults (:class:`nrstream.detector.DetectorSettings`).
-Both files are written atomically; a failed export writes neither.
+Both files are written atomically: an existing file under the name is replaced only once the
+export has succeeded, and a failed export writes neither. The output's folder must exist.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import io
 import json
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +52,17 @@ from torch import nn
 from nrstream.atomic import atomic_file
 from nrstream.errors import NrstreamError
 
-__all__ = ["ExportError", "StepModule", "export_model", "export_agent", "flatten_state", "unflatten_state", "FORMATS"]
+__all__ = [
+    "ExportError",
+    "StepModule",
+    "export_model",
+    "export_agent",
+    "check_format",
+    "check_out",
+    "flatten_state",
+    "unflatten_state",
+    "FORMATS",
+]
 
 FORMATS = ("onnx", "torchscript")
 SIDE_FORMAT = 1
@@ -283,12 +295,50 @@ def _onnx(step: StepModule, model: nn.Module, label: str, state_names: list[str]
     raise ExportError(f"{label} cannot export to ONNX ({'; '.join(errors)})")
 
 
+def check_format(fmt: str) -> str:
+    """``fmt`` if it is one of :data:`FORMATS`; else one line listing them."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """``out`` as a path the export can write (checked before any work); else one line naming it.
+
+    The folder must exist (it is not created: a mistyped folder is an error, not a new
+    folder) and be writable; ``out`` and its sidecar ``out.json`` must not be folders. An
+    existing file is replaced, atomically, once the export has succeeded.
+    """
+    out = Path(out)
+    for path in (out, out.with_name(out.name + ".json")):
+        if path.is_dir():
+            raise ExportError(f"cannot write {path}: it is a folder; give --out a file name")
+    folder = out.parent
+    if not folder.exists():
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if existing.exists() and not existing.is_dir():
+            raise ExportError(f"cannot write {out}: {existing} is a file, not a folder")
+        raise ExportError(f"cannot write {out}: the folder {folder} does not exist; create it first")
+    if not folder.is_dir():
+        raise ExportError(f"cannot write {out}: {folder} is a file, not a folder")
+    try:  # a real write (os.access says yes to root on a read-only file system)
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {exc.strerror or type(exc).__name__} in {folder}") from None
+    return out
+
+
 @dataclass
 class Exported:
     path: Path
     sidecar: Path
     how: str
     state_shapes: list[list]
+    label: str = "model"
 
 
 def export_model(
@@ -304,8 +354,8 @@ def export_model(
     Raises:
         ExportError: the format is unknown, or this architecture cannot be exported in it.
     """
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    check_format(fmt)
+    out = check_out(out)
     model = model.eval()
     step = StepModule(model)
     init = flatten_state(model.initial_state(1, "cpu"))
@@ -327,24 +377,30 @@ def export_model(
         "initial_state": "zeros",
         **(sidecar or {}),
     }
-    out = Path(out)
     side_path = out.with_name(out.name + ".json")
     with atomic_file(out) as tmp, atomic_file(side_path) as side_tmp:
         tmp.write_bytes(blob)
         side_tmp.write_text(json.dumps(side, indent=2) + "\n")
-    return Exported(out, side_path, how, shapes)
+    return Exported(out, side_path, how, shapes, label)
 
 
-def export_agent(run: str | Path, label: str, fmt: str, out: str | Path) -> Exported:
-    """Export agent ``label`` of a run folder, with the sidecar a device needs (see the module docstring)."""
+def export_agent(run: str | Path, label: str | None, fmt: str, out: str | Path) -> Exported:
+    """Export agent ``label`` of a run folder, or the agent of a checkpoint folder or file, with its sidecar.
+
+    ``run`` and ``label`` as :func:`nrstream.listen.load_agent` takes them; the format and
+    ``out`` are checked before the agent is loaded. An existing ``out`` (and ``out.json``) is
+    replaced atomically once the export has succeeded; a failed export leaves them as they were.
+    """
     from dataclasses import asdict
 
     from nrstream.detector import DetectorSettings
     from nrstream.listen import load_agent
 
+    check_format(fmt)
+    check_out(out)
     agent = load_agent(run, label)
     sidecar = {
-        "agent": label,
+        "agent": agent.label,
         "arch": agent.arch,
         "arch_options": agent.arch_options,
         "source": agent.source,
@@ -355,4 +411,4 @@ def export_agent(run: str | Path, label: str, fmt: str, out: str | Path) -> Expo
         else {"mean": agent.mean.tolist(), "std": agent.std.tolist(), "apply": "(features - mean) / std"},
         "detection": {**asdict(DetectorSettings()), "ignore": list(DetectorSettings().ignore)},
     }
-    return export_model(agent.model, fmt, out, label=label, sidecar=sidecar)
+    return export_model(agent.model, fmt, out, label=agent.label, sidecar=sidecar)

@@ -11,8 +11,8 @@ Audio in (:func:`audio_blocks`): a WAV (or any file soundfile reads) in blocks, 
 mono and resampled to the agent's rate with a notice when needed; or ``-``: raw 16 kHz
 signed 16-bit little-endian mono PCM on stdin (``arecord -f S16_LE -r 16000 -c 1``).
 
-Loading a trained agent (:func:`load_agent`) is the one place that knows the run folder's
-and the checkpoint's layout.
+Loading a trained agent (:func:`load_agent`) is the one place that knows the layouts of
+the run folder, the checkpoint folder (``agent.json`` beside the weights) and its files.
 """
 
 from __future__ import annotations
@@ -61,55 +61,117 @@ class LoadedAgent:
         return int(self.model.input_size) if hasattr(self.model, "input_size") else len(self.mean)
 
 
-def _checkpoint_weights(folder: Path) -> dict:
+def _weights(folder: Path, file: Path | None = None) -> dict:
+    """The weights of ``file``, else of ``folder``'s ``best.pt``, else its ``last.pt``."""
     from nrstream.checkpoint import load_checkpoint  # one-line CheckpointError for a file that is not one
 
-    for name in ("best.pt", "last.pt"):
-        if (folder / name).is_file():
-            return load_checkpoint(folder / name)["model"]
+    for path in [file] if file is not None else [folder / "best.pt", folder / "last.pt"]:
+        if path.is_file():
+            weights = load_checkpoint(path).get("model")
+            if not isinstance(weights, dict):
+                raise ListenError(f"{path} holds no model weights; give best.pt or last.pt of a checkpoint folder")
+            return weights
     raise ListenError(f"{folder} holds no best.pt or last.pt; train the agent again (nrstream train)")
 
 
-def load_agent(run: str | Path, label: str) -> LoadedAgent:
-    """Load agent ``label`` (``arch/loss``) of a run folder (``results.json``) onto the CPU.
+CHECKPOINT_FILES = ("best.pt", "last.pt")
 
-    The run folder gives the architecture and its options, the data source and options,
-    the front end parameters, the train statistics the features were standardised with
-    (``data.normalization``) and the classes; the checkpoint folder it names gives the
-    weights. A run folder written before the sources recorded their statistics gets them
-    recomputed from the data source's train split (its cached features, loaded with
+
+def _pick(run: Path, label: str | None, have: list[str]) -> str:
+    """``label``, checked against the agents ``run`` holds; without one, the only agent there is."""
+    if label is None:
+        if len(have) == 1:
+            return have[0]
+        raise ListenError(f"{run} holds several agents ({', '.join(have)}); choose one with --agent ARCH/LOSS")
+    if label not in have:
+        raise ListenError(f"agent {label!r} is not in {run}; it has {', '.join(have)}")
+    return label
+
+
+def _from_run_folder(results_file: Path, label: str | None) -> tuple[str, dict, dict, Path, Path | None]:
+    run = results_file.parent
+    try:
+        results = json.loads(results_file.read_text())
+        runs, data = results["runs"], results["data"]
+        have = sorted({f"{r['arch']}/{r['loss']}" for r in runs})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ListenError(f"{results_file} is not an nrstream results.json ({type(exc).__name__}: {exc})") from None
+    label = _pick(run, label, have)
+    arch, _, loss = label.partition("/")
+    # several seeds (results.json format 2): the lowest seed's agent
+    entry = min((r for r in runs if r["arch"] == arch and r["loss"] == loss), key=lambda r: r.get("seed", 0))
+    return label, data, dict(entry.get("arch_options") or {}), Path(entry["training"]["checkpoint"]), None
+
+
+def _from_checkpoint(folder: Path, file: Path | None, label: str | None) -> tuple[str, dict, dict, Path, Path | None]:
+    from nrstream.checkpoint import AGENT_FILE, read_agent_file
+
+    record = read_agent_file(folder)
+    if record is None:
+        raise ListenError(
+            f"{folder} is a checkpoint folder without {AGENT_FILE} (trained before nrstream recorded its front end, "
+            "statistics and classes there); pass the run folder that used it instead (runs/NAME, with results.json)"
+        )
+    label = _pick(folder, label, [f"{record['arch']}/{record['loss']}"])
+    return label, record["data"], dict(record.get("arch_options") or {}), folder, file
+
+
+def _locate(path: Path, label: str | None) -> tuple[str, dict, dict, Path, Path | None]:
+    """(label, data description, arch options, checkpoint folder, weights file or None) for any accepted path."""
+    if path.is_file() and path.name == "results.json":
+        return _from_run_folder(path, label)
+    if path.is_file() and path.name in CHECKPOINT_FILES:
+        return _from_checkpoint(path.parent, path, label)
+    if path.is_dir() and (path / "results.json").is_file():
+        return _from_run_folder(path / "results.json", label)
+    if path.is_dir() and any((path / name).is_file() for name in CHECKPOINT_FILES):
+        return _from_checkpoint(path, None, label)
+    what = (
+        "is neither a run folder (no results.json) nor a checkpoint folder (no best.pt or last.pt)"
+        if path.exists()
+        else "does not exist"
+    )
+    raise ListenError(
+        f"{path} {what}; give a run folder (runs/NAME, from `nrstream evaluate`), "
+        "a checkpoint folder (runs/checkpoints/ARCH-LOSS-HASH) or its best.pt/last.pt"
+    )
+
+
+def load_agent(run: str | Path, label: str | None = None) -> LoadedAgent:
+    """Load a trained agent onto the CPU from a run folder, a checkpoint folder, or a checkpoint file.
+
+    ``run`` may be:
+
+    * a run folder (``results.json``, or that file): ``label`` (``arch/loss``) picks the agent
+      (the lowest seed's, when the run has several); the run records the architecture
+      options, the data description and the checkpoint folder, whose ``best.pt`` (else
+      ``last.pt``) gives the weights;
+    * a checkpoint folder (``<checkpoint_dir>/<arch>-<loss>-<hash>``) with ``agent.json``
+      (:data:`nrstream.checkpoint.AGENT_FILE`, written by training since issue 13): the same
+      description, for its one agent; weights from ``best.pt``, else ``last.pt``;
+    * a ``best.pt`` or ``last.pt`` file in such a folder: exactly those weights.
+
+    ``label`` may be omitted when ``run`` holds one agent (a checkpoint always does); given,
+    it must match. The data description gives the front end parameters, the train
+    statistics the features were standardised with (``normalization``) and the classes. A
+    description written before the sources recorded their statistics gets them recomputed
+    from the data source's train split (its cached features, loaded with
     ``normalize: false``), the same computation the source made.
 
     Raises:
-        ListenError: no run folder, an agent not in the run, a source without an audio front end.
+        ListenError: neither a run nor a checkpoint folder (or one without ``agent.json``),
+            an agent not there, a source without an audio front end, weights that do not fit.
     """
     from nrstream.datasets import load_dataset
     from nrstream.plugins import get_registry
 
-    run = Path(run)
-    results_file = run / "results.json" if run.is_dir() else run
-    if not results_file.is_file() or results_file.suffix != ".json":
-        raise ListenError(
-            f"{run} is not a run folder (no results.json); give the folder `nrstream evaluate` wrote, e.g. runs/NAME"
-        )
-    try:
-        results = json.loads(results_file.read_text())
-        runs, data = results["runs"], results["data"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ListenError(f"{results_file} is not an nrstream results.json ({exc})") from None
-    arch, _, loss = label.partition("/")
-    # several seeds (results.json format 2): the lowest seed's agent
-    matches = sorted(
-        (r for r in runs if r.get("arch") == arch and r.get("loss") == loss), key=lambda r: r.get("seed", 0)
-    )
-    entry = matches[0] if matches else None
-    if entry is None:
-        have = sorted({f"{r.get('arch')}/{r.get('loss')}" for r in runs})
-        raise ListenError(f"agent {label!r} is not in {run}; it has {', '.join(have)}")
+    where = Path(run)
+    label, data, arch_options, folder, file = _locate(where, label)
+    arch = label.partition("/")[0]
     frontend = data.get("frontend")
     if not isinstance(frontend, dict):
         raise ListenError(
-            f"{run}: agent {label} was trained on {data.get('source')!r}, which has no audio front end "
+            f"{where}: agent {label} was trained on {data.get('source')!r}, which has no audio front end "
             "(Dataset.info['frontend']); listen needs an audio data source such as speech_commands or synth_speech"
         )
     class_names = list(data.get("class_names") or [])
@@ -124,37 +186,28 @@ def load_agent(run: str | Path, label: str) -> LoadedAgent:
         raw = load_dataset(source, **{**options, "normalize": False})
         mean, std = raw.splits["train"].feature_stats()
         class_names = class_names or raw.class_names
-    from nrstream.streaming_frontend import StreamingFrontend
-
     try:
         streaming = StreamingFrontend(frontend, mean=mean, std=std)
     except (TypeError, ValueError) as exc:
         raise ListenError(
-            f"{run}: agent {label}'s feature front end {frontend} is not one this nrstream has ({exc})"
+            f"{where}: agent {label}'s feature front end {frontend} is not one this nrstream has ({exc})"
         ) from None
     size = int(data.get("feature_size") or streaming.feature_size)
     if size != streaming.feature_size:
         raise ListenError(
-            f"{run}: agent {label} takes {size} features per frame but its recorded front end gives "
-            f"{streaming.feature_size}; the run folder does not match this nrstream's front end"
+            f"{where}: agent {label} takes {size} features per frame but its recorded front end gives "
+            f"{streaming.feature_size}; it does not match this nrstream's front end"
         )
-    registry = get_registry()
-    model = registry.create(
-        "architecture",
-        arch,
-        input_size=size,
-        num_classes=len(class_names),
-        **dict(entry.get("arch_options") or {}),
-    )
-    folder = Path(entry["training"]["checkpoint"])
+    model = get_registry().create("architecture", arch, input_size=size, num_classes=len(class_names), **arch_options)
     try:
-        model.load_state_dict(_checkpoint_weights(folder))
+        model.load_state_dict(_weights(folder, file))
     except RuntimeError as exc:
-        raise ListenError(f"{folder}: the weights do not fit {label} as {run} describes it ({exc})") from None
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ListenError(
+            f"{file or folder}: the weights do not fit {label} as {where} describes it ({detail})"
+        ) from None
     model.eval()
-    return LoadedAgent(
-        label, model, class_names, frontend, mean, std, arch, dict(entry.get("arch_options") or {}), source
-    )
+    return LoadedAgent(label, model, class_names, frontend, mean, std, arch, arch_options, source)
 
 
 # ---------------------------------------------------------------------------- audio in

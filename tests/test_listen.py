@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -13,10 +14,11 @@ import pytest
 import soundfile
 import torch
 
+from nrstream.checkpoint import CheckpointError
 from nrstream.cli import main
 from nrstream.detector import Detection, Detector, DetectorSettings, det_curve, plot_det, score
 from nrstream.errors import DataFileError
-from nrstream.listen import _Resampler, audio_blocks
+from nrstream.listen import ListenError, _Resampler, audio_blocks, load_agent
 from nrstream.recording import TruthEvent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -209,13 +211,124 @@ def test_stdin_through_a_real_pipe(trained, tmp_path):
     assert len(a) >= 10 and a == b
 
 
+# ---------------------------------------------------------------------------- a checkpoint folder alone
+
+
+@pytest.fixture(scope="module")
+def checkpoint(trained):
+    """The toy run's checkpoint folder (``ckpt/gru-ce_kl-<hash>``), which training gave an ``agent.json``."""
+    run, _, _ = trained
+    (folder,) = (run.parent.parent / "ckpt").glob("gru-ce_kl-*")
+    return folder
+
+
+def test_training_writes_agent_json(trained, checkpoint):
+    run, _, _ = trained
+    record = json.loads((checkpoint / "agent.json").read_text())
+    data = json.loads((run / "results.json").read_text())["data"]
+    assert (record["arch"], record["loss"], record["arch_options"], record["seed"]) == (
+        "gru",
+        "ce_kl",
+        {"hidden_size": 48},
+        0,
+    )
+    # everything load_agent reads from the run folder, recorded once more beside the weights
+    for key in ("source", "options", "frontend", "normalized", "normalization", "class_names", "feature_size"):
+        assert record["data"][key] == data[key], key
+    assert record["data"]["class_names"] == sorted(WORDS) and record["data"]["sample_rate"] == 16000
+    assert len(record["data"]["normalization"]["mean"]) == record["data"]["feature_size"] == 40
+    assert not list(checkpoint.glob(".*.tmp"))
+
+
+def listen_lines(capsys, *args) -> list[dict]:
+    capsys.readouterr()
+    assert main(["listen", *map(str, args), "--format", "jsonl"]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_listen_on_a_checkpoint_equals_listen_on_the_run(trained, checkpoint, capsys):
+    run, rec, _ = trained
+    from_run = listen_lines(capsys, run, rec, "--agent", "gru/ce_kl")
+    from_folder = listen_lines(capsys, checkpoint, rec)  # one agent: --agent may be left out
+    from_file = listen_lines(capsys, checkpoint / "best.pt", rec, "--agent", "gru/ce_kl")
+    assert len(from_run) >= 10 and from_folder == from_run and from_file == from_run
+    a, b = load_agent(run, "gru/ce_kl"), load_agent(checkpoint)
+    assert (a.label, a.class_names, a.frontend, a.arch_options) == (b.label, b.class_names, b.frontend, b.arch_options)
+    assert torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std)
+    # a file: exactly its weights (a folder: best.pt, else last.pt)
+    last = load_agent(checkpoint / "last.pt").model.state_dict()
+    want = torch.load(checkpoint / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(last[k], want[k]) for k in want) and last.keys() == want.keys()
+
+
+def test_export_from_a_checkpoint_equals_export_from_the_run(trained, checkpoint, tmp_path):
+    from nrstream.export import export_agent
+
+    run, _, _ = trained
+    formats = ["torchscript"] + (["onnx"] if _has_onnxruntime() else [])
+    for fmt in formats:
+        a = export_agent(run, "gru/ce_kl", fmt, tmp_path / f"run.{fmt}")
+        b = export_agent(checkpoint, None, fmt, tmp_path / f"ckpt.{fmt}")
+        assert json.loads(a.sidecar.read_text()) == json.loads(b.sidecar.read_text())
+        x = torch.randn(2, 50, 40, generator=torch.Generator().manual_seed(3))
+        state = [torch.randn(2, 1, 48, generator=torch.Generator().manual_seed(4))]
+        outs = [_run_exported(fmt, path, x, state) for path in (a.path, b.path)]
+        assert all(torch.equal(p, q) for p, q in zip(*outs, strict=True)), fmt
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _run_exported(fmt, path, x, state) -> list[torch.Tensor]:
+    if fmt == "torchscript":
+        with torch.no_grad():
+            return list(torch.jit.load(str(path))(x, *state))
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    feeds = {n: t.numpy() for n, t in zip(names, [x, *state], strict=True)}
+    return [torch.from_numpy(o) for o in session.run(None, feeds)]
+
+
+def test_what_a_checkpoint_refuses(trained, checkpoint, tmp_path):
+    run, _, _ = trained
+    with pytest.raises(ListenError, match=f"agent 'lstm/ce' is not in {checkpoint}; it has gru/ce_kl"):
+        load_agent(checkpoint, "lstm/ce")
+    old = tmp_path / "gru-ce_kl-old"  # a checkpoint folder trained before agent.json existed
+    old.mkdir()
+    (old / "last.pt").write_bytes((checkpoint / "last.pt").read_bytes())
+    with pytest.raises(ListenError) as info:
+        load_agent(old)
+    assert str(info.value).startswith(f"{old} is a checkpoint folder without agent.json")
+    assert "pass the run folder that used it instead" in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(ListenError, match="is neither a run folder .* nor a checkpoint folder"):
+        load_agent(tmp_path)
+    broken = tmp_path / "gru-ce_kl-broken"
+    shutil.copytree(checkpoint, broken)
+    (broken / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="best.pt is not a valid nrstream checkpoint"):
+        load_agent(broken)
+    (old / "agent.json").write_text('{"format": 99}')
+    with pytest.raises(CheckpointError, match="agent.json is not an agent record this nrstream reads"):
+        load_agent(old / "last.pt")
+
+
 def test_bad_input_is_one_line(trained, tmp_path):
     run, rec, _ = trained
     (tmp_path / "notes.wav").write_text("hello")
     cases = [
         (["listen", run, tmp_path / "notes.wav", "--agent", "gru/ce_kl"], "cannot read audio file"),
         (["listen", run, rec, "--agent", "lstm/ce"], "agent 'lstm/ce' is not in"),
-        (["listen", tmp_path, rec, "--agent", "gru/ce_kl"], "is not a run folder"),
+        (
+            ["listen", tmp_path, rec, "--agent", "gru/ce_kl"],
+            "is neither a run folder (no results.json) nor a checkpoint",
+        ),
         (["listen", run, rec, "--agent", "gru/ce_kl", "--threshold", "2"], "threshold"),
     ]
     for args, message in cases:
@@ -230,6 +343,7 @@ def test_bad_input_is_one_line(trained, tmp_path):
 def test_export_cli(trained, tmp_path):
     run, _, _ = trained
     out = tmp_path / "gru.onnx"
+    out.write_bytes(b"an older export")  # replaced, atomically, once the export has succeeded
     done = run_cli("export", run, "--agent", "gru/ce_kl", "--format", "onnx", "--out", out)
     if done.returncode != 0 and "onnxruntime" in done.stderr:
         pytest.skip("pip install 'nrstream[export]'")
@@ -237,5 +351,9 @@ def test_export_cli(trained, tmp_path):
     side = json.loads((tmp_path / "gru.onnx.json").read_text())
     assert side["class_names"] == sorted(WORDS) and side["frontend"]["n_mels"] == 40
     assert len(side["normalization"]["mean"]) == 40 and side["inputs"]["state_0"] == ["B", 1, 48]
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(out)))  # a whole ONNX model, not the older bytes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gru.onnx", "gru.onnx.json"]  # no temporary files left
     bad = run_cli("export", run, "--agent", "gru/ce_kl", "--format", "tflite", "--out", tmp_path / "x")
     assert bad.returncode == 2 and not (tmp_path / "x").exists()

@@ -1,4 +1,4 @@
-"""``nrstream listen RUN AUDIO --agent ARCH/LOSS``: detections on a recording (see :mod:`nrstream.listen`)."""
+"""``nrstream listen RUN AUDIO [--agent ARCH/LOSS ...]``: detections on a recording (see :mod:`nrstream.listen`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from nrstream.commands.export import RUN_HELP
 from nrstream.errors import ConfigError
 
 __all__ = ["add_parser", "run"]
@@ -17,11 +18,17 @@ def add_parser(subparsers) -> None:
         "listen",
         help="run trained agents, never reset, over a recording and print the words they detect",
         description="Stream AUDIO (a sound file, or '-' for raw 16 kHz s16le mono PCM on stdin) through the "
-        "agents of a run folder, carrying their state forever, and print one line per detection.",
+        "agents of a run folder (or the agent of a checkpoint), carrying their state forever, and print one line "
+        "per detection.",
     )
-    p.add_argument("run", metavar="RUN", help="run folder written by `nrstream evaluate` (results.json)")
+    p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument("audio", metavar="AUDIO", help="a WAV (any length, rate, channels) or '-' for stdin")
-    p.add_argument("--agent", action="append", required=True, metavar="ARCH/LOSS", help="agent of the run (repeatable)")
+    p.add_argument(
+        "--agent",
+        action="append",
+        metavar="ARCH/LOSS",
+        help="agent of the run (repeatable; optional when RUN holds one agent, as a checkpoint does)",
+    )
     p.add_argument("--truth", help="truth CSV (start_s,end_s,word): score the detections and draw a DET figure")
     p.add_argument("--det", help="where the DET figure goes (default: AUDIO with .det.png; det.png for stdin)")
     p.add_argument("--format", choices=("table", "jsonl"), default="table")
@@ -54,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"listen: {exc}") from None
     truth = read_truth(args.truth) if args.truth else None
-    agents = [load_agent(args.run, label) for label in dict.fromkeys(args.agent)]
+    agents = [load_agent(args.run, label) for label in dict.fromkeys(args.agent or [None])]
     rates = {a.frontend.get("sample_rate", 16000) for a in agents}
     if len(rates) != 1:
         raise ConfigError(f"the agents expect different sample rates {sorted(rates)}; listen to them one at a time")
