@@ -67,6 +67,8 @@ train.validate                  bool                        true          valida
 train.validation_lanes          int 1..65536                256           lanes of the validation stream
 train.checkpoint_every          int 0..10**9                0             steps between checkpoints (0: each epoch)
 train.reset_state_every         int 0..10**9                0             state-carrying training: zero it every k steps
+train.patience                  int 0..100000               0             stop after p epochs without a validation gain
+train.min_delta                 float 0..1                  0.0           smallest validation gain that counts
 train.progress                  bool                        true          progress bar (on a terminal)
 evaluate.lengths                list of int 1..100000       1..128        stream lengths n (samples per lane)
 evaluate.min_decisions          int 1..10**8                10000         decisions behind every accuracy
@@ -76,6 +78,7 @@ evaluate.endless_lanes          int 1..65536                32            lanes 
 evaluate.endless_samples        int 1..10**7                2000          samples per lane of the endless run
 evaluate.rolling_window         int 1..10**8                1000          rolling accuracy window (decisions)
 evaluate.metrics                list                        (see below)   metrics of the endless run
+evaluate.stream                 mapping of data.stream keys {}            test streams differ from training (shift)
 ==============================  ==========================  ============  ==========================================
 
 ``agents`` is either a list of ``{arch, arch_options, loss, loss_options}`` or the product
@@ -84,6 +87,17 @@ evaluate.metrics                list                        (see below)   metric
 ``k > 0`` every lane restarts from the initial state every ``k`` steps (``k x chunk_length``
 frames), so the network never trains on longer histories; ``0`` (default) lets the state
 run on forever.
+``train.patience = p > 0`` stops training early once ``p`` epochs in a row have not raised the
+best validation accuracy by more than ``train.min_delta`` (it needs ``train.validate``);
+``train.epochs`` is then the most it may run, and the learning-rate schedule still spans
+``train.epochs``. The best-validation weights are in ``best.pt`` either way, and each
+agent's history in ``results.json`` records where it stopped (``stopped_early``).
+``evaluate.stream`` changes the test streams only (a distribution shift between training
+and test): its keys are those of ``data.stream`` and replace them for every test stream
+(by length and endless), e.g. ``{gap_min: 0, gap_max: 0}`` puts samples back to back and
+``{noise_scale: 3.0}`` makes the noise 3x louder. Training and validation keep
+``data.stream``; the settings the test streams used are recorded in ``results.json``
+(``data.test_stream``). Being part of ``evaluate``, it reuses trained checkpoints.
 ``evaluate.metrics`` entries are a name or ``{name: ..., options: {...}}``; the default is
 ``accuracy, accuracy_by_position, rolling_accuracy, noise_entropy, state_norm``.
 
@@ -228,6 +242,8 @@ class TrainConfig:
     validation_lanes: int = 256
     checkpoint_every: int = 0
     reset_state_every: int = 0
+    patience: int = 0
+    min_delta: float = 0.0
     progress: bool = True
 
 
@@ -247,6 +263,7 @@ class EvaluateConfig:
     endless_samples: int = 2000
     rolling_window: int = 1000
     metrics: list[MetricConfig] = field(default_factory=lambda: [MetricConfig(m) for m in DEFAULT_METRICS])
+    stream: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -310,6 +327,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "train.validation_lanes": (1, 65_536),
     "train.checkpoint_every": (0, 10**9),
     "train.reset_state_every": (0, 10**9),
+    "train.patience": (0, 100_000),
+    "train.min_delta": (0, 1),
     "evaluate.lengths[]": (1, 100_000),
     "evaluate.min_decisions": (1, 10**8),
     "evaluate.chunk_length": (1, 10**6),
@@ -611,6 +630,11 @@ def parse_config(
         ctx.fail("evaluate.lengths", "needs at least one length")
     if len(config.evaluate.lengths) > 1000:
         ctx.fail("evaluate.lengths", f"at most 1000 lengths, got {len(config.evaluate.lengths)}")
+    if config.train.patience and not config.train.validate:
+        ctx.fail("train.patience", "early stopping watches the validation accuracy; set train.validate: true")
+    if config.evaluate.stream:  # the shifted test settings are checked like data.stream itself
+        _build(ctx, "evaluate.stream", {**dataclasses.asdict(config.data.stream), **config.evaluate.stream},
+               StreamSettings)  # fmt: skip
     labels = [a.label for a in config.agents]
     for label in labels:
         if labels.count(label) > 1:
@@ -970,8 +994,9 @@ def agent_key(config: Config, agent: AgentConfig, served: dict | None = None, *,
     train = dataclasses.asdict(config.train)
     for key in ("progress", "checkpoint_every"):
         train.pop(key)
-    if not train["reset_state_every"]:
-        train.pop("reset_state_every")  # added later: the default keeps older checkpoints' keys
+    for later in ("reset_state_every", "patience", "min_delta"):
+        if not train[later]:
+            train.pop(later)  # added later: their defaults keep older checkpoints' keys
     data = dataclasses.asdict(config.data)
     data["stream"] = config.data.stream.identity()  # unused scene fields left out: old keys stay valid
     if served is not None:

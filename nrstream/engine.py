@@ -9,7 +9,10 @@ gradients span one chunk while the state itself runs on.
 An epoch is ``train.samples_per_lane`` samples per lane (default: one pass over the
 train split), converted to a fixed number of steps of ``lanes x chunk_length`` frames.
 After each epoch the validation split is scored at decision frames under the same
-protocol; the best weights go to ``best.pt``.
+protocol; the best weights go to ``best.pt``. With ``train.patience = p`` training stops
+early once ``p`` epochs in a row have not raised the best validation accuracy by more than
+``train.min_delta``; the checkpoint is then finished, and the last history record says
+``stopped_early``.
 
 Checkpoints (:mod:`nrstream.checkpoint`: ``last.pt`` after each epoch, or every
 ``train.checkpoint_every`` steps) load with ``torch.load(weights_only=True)`` and are
@@ -277,6 +280,7 @@ class _Run:
     best: float = -1.0
     seconds: float = 0.0
     epoch_loss: list = field(default_factory=lambda: [0.0, 0])
+    stopped: bool = False  # early stopping (train.patience) ended the run before run.total
 
     @property
     def label(self) -> str:
@@ -362,10 +366,26 @@ def _end_epoch(run: _Run, log: Callable[[str], None]) -> None:
     if score > run.best:
         run.best = score
         BestCheckpoint(run.folder.name, run.model.state_dict(), epoch, score).save(run.folder / "best.pt")
+    run.stopped = run.step < run.total and _stalled(run.history + [record], run.config.train)
+    if run.stopped:
+        record["stopped_early"] = True
     run.history.append(record)
     val = f", validation accuracy {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
     log(f"nrstream: {run.label} epoch {epoch}: loss {record['loss']:.4f}{val}")
-    run.checkpoint(finished=run.step == run.total).save(run.last_path)
+    if run.stopped:
+        log(
+            f"nrstream: {run.label} stopped early after epoch {epoch}: the last {run.config.train.patience} epochs "
+            f"did not raise the best validation accuracy ({run.best:.4f}) by more than {run.config.train.min_delta}"
+        )
+    run.checkpoint(finished=run.step == run.total or run.stopped).save(run.last_path)
+
+
+def _stalled(history: list[dict], train: TrainConfig) -> bool:
+    """Early stopping: ``train.patience`` epochs in a row without a validation gain above ``min_delta``."""
+    scores = [record["val_accuracy"] for record in history if "val_accuracy" in record]
+    if not train.patience or len(scores) <= train.patience:
+        return False
+    return max(scores[-train.patience :]) <= max(scores[: -train.patience]) + train.min_delta
 
 
 def _check_finite(run: _Run, value: float) -> None:
@@ -417,7 +437,7 @@ def train_agent(
     run.model.train()
     began, frames = time.perf_counter(), 0
     try:
-        while run.step < run.total:
+        while run.step < run.total and not run.stopped:
             if run.protocol.carries_state and t.reset_state_every and run.step % t.reset_state_every == 0:
                 run.agent.reset(t.lanes, device)  # bounded training streams (train.reset_state_every)
             loss, chunk = train_step(run.agent, run.stream, run.loss_fn, run.optimizer, run.scheduler,

@@ -32,7 +32,7 @@ from nrstream.bank import Dataset
 from nrstream.config import Config, MetricConfig
 from nrstream.datasets import make_stream
 from nrstream.plugins import get_registry
-from nrstream.protocols import configured_settings
+from nrstream.protocols import evaluation_settings
 from nrstream.scoring import FRAME_BUDGET, LengthResult, decision_accuracy, lanes_for_length
 from nrstream.seeds import derive_seed
 from nrstream.stats import wilson_interval
@@ -125,14 +125,15 @@ def evaluate_agent(
     """Accuracy by stream length (with 95% CIs) and the endless run, for one policy.
 
     Every length ``n`` runs ``lanes_for_length(n, ...)`` lanes of the test split, each to
-    its ``n``-th decision, with noise gaps as configured; the streams depend only on
-    ``run.seed`` and ``n``, so every agent and policy sees the same frames.
+    its ``n``-th decision, on streams laid out as configured (``data.stream``, changed by
+    ``evaluate.stream``); the streams depend only on ``run.seed`` and ``n``, so every agent
+    and policy sees the same frames.
 
     Returns ``{"by_length": {str(n): LengthResult}, "metrics": {name: compute()},
     "produces": {name: {key: kind}}, "endless": {"lanes", "frames_per_lane", "seconds"}}``.
     """
     ev = config.evaluate
-    settings = configured_settings(config.data.stream)
+    settings = evaluation_settings(config)
     test_size = len(dataset.splits["test"])
 
     def stream(lanes: int, *seed_parts) -> Stream:

@@ -43,7 +43,7 @@ from nrstream.engine import LoadedData, load_data, resolve_device, train_agent
 from nrstream.evaluation import evaluate_agent
 from nrstream.log import line_logger
 from nrstream.outputs import check_run_folder, check_writable_folder
-from nrstream.protocols import get_protocol
+from nrstream.protocols import evaluation_settings, get_protocol
 from nrstream.report import RESULTS_FORMAT, environment, json_safe, write_run_folder
 
 __all__ = [
@@ -431,7 +431,7 @@ def run_experiment(
     results = Results(
         config=config_to_dict(config),
         environment=environment(device, config.run.seed),
-        data=data.describe(),
+        data={**data.describe(), "test_stream": evaluation_settings(config).stream_options()},
         runs=[run for job_result in job_results for run in job_result.runs],
         produces=produces,
         timings={"total_seconds": time.perf_counter() - began},

@@ -20,8 +20,9 @@ protocol        training / validation stream        reset policy    evaluated un
   lane every ``k`` steps (it applies to protocols whose state is carried,
   :attr:`Protocol.carries_state`).
 
-Test streams always follow the configured ``data.stream`` (:func:`configured_settings`),
-whatever the protocol: every agent is scored on the same frames.
+Test streams always follow the configured ``data.stream`` with ``evaluate.stream``'s
+changes on top (:func:`evaluation_settings`), whatever the protocol: every agent is scored on
+the same frames.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 from nrstream.errors import NrstreamError
 from nrstream.stream_settings import StreamSettings
 
-__all__ = ["Protocol", "PROTOCOLS", "get_protocol", "protocol_of", "configured_settings"]
+__all__ = ["Protocol", "PROTOCOLS", "get_protocol", "protocol_of", "configured_settings", "evaluation_settings"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +94,8 @@ def configured_settings(configured: Any) -> StreamSettings:
     if isinstance(configured, StreamSettings):
         return configured
     return StreamSettings(**{name: getattr(configured, name) for name in StreamSettings.field_names()})
+
+
+def evaluation_settings(config: Any) -> StreamSettings:
+    """The test streams' settings: ``data.stream`` with ``evaluate.stream``'s changes (a shift)."""
+    return configured_settings(config.data.stream).replace(**getattr(config.evaluate, "stream", {}))

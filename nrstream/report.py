@@ -16,7 +16,7 @@ console column when the key is the metric's own name), every curve one figure,
       "config": {...},                    # the resolved config (also config.yaml)
       "environment": {"python", "torch", "nrstream", "numpy", "platform", "device",
                       "device_name", "cpu_count", "torch_threads", "git_commit", "seed"},
-      "data": {"source", "options", "fallback_used", "sizes", "num_classes", ...},
+      "data": {"source", "options", "fallback_used", "sizes", "num_classes", ..., "test_stream"},
       "produces": {metric: {key: "scalar" | "curve"}},   # what each metric's compute() returns
       "runs": [                           # one per (arch, loss, seed, reset policy)
         {"arch", "loss", "seed", "reset": "never" | "oracle", "protocol", "arch_options", "loss_options",
