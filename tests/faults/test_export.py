@@ -107,6 +107,21 @@ def test_checkpoint_without_agent_json_says_to_pass_the_run(cli, fault_home, toy
     assert line.endswith("pass the run folder that used it instead (runs/NAME, with results.json)")
 
 
+def test_training_again_adds_agent_json_to_an_old_checkpoint(main_in_process, fault_home, tmp_path_factory):
+    """What the error above offers works: `nrstream train` with the same config reuses the folder and adds it."""
+    root = tmp_path_factory.mktemp("old_checkpoint")
+    run = {"name": "toy", "seed": 0, "device": "cpu", "out_dir": str(root / "runs"), "checkpoint_dir": str(root / "ck")}
+    config = write_toy_config(root / "toy.yaml", run=run)
+    assert main_in_process("train", config, "--no-progress").returncode == 0
+    (checkpoint,) = (root / "ck").iterdir()
+    record = (checkpoint / "agent.json").read_text()
+    (checkpoint / "agent.json").unlink()  # as trained before agent.json existed
+    weights = snapshot(checkpoint)
+    assert main_in_process("train", config, "--no-progress").returncode == 0
+    assert (checkpoint / "agent.json").read_text() == record
+    assert_nothing_lost(weights, checkpoint)  # reused: last.pt and best.pt byte for byte
+
+
 def test_a_run_without_an_audio_front_end_keeps_an_existing_out(main_in_process, fault_home, toy_run):
     """The toy source has no front end: refused, and the file already at --out is left as it was."""
     (fault_home / "m.onnx").write_bytes(b"an older export")
