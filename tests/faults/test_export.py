@@ -19,16 +19,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
-    """A real toy run: ``(run folder, checkpoint folder)``; the toy source has no audio front end."""
+    """A real toy run of gru/reset and gru/ce: ``(run folder, gru/reset's checkpoint folder)``.
+
+    The toy source has no audio front end: an export of it is refused after the checks above.
+    """
     root = tmp_path_factory.mktemp("export_faults")
     run = {"name": "toy", "seed": 0, "device": "cpu", "out_dir": str(root / "runs"), "checkpoint_dir": str(root / "ck")}
-    config = write_toy_config(root / "toy.yaml", run=run)
+    agents = {"archs": [{"name": "gru", "options": {"hidden_size": 8}}], "losses": ["reset", "ce"]}
+    config = write_toy_config(root / "toy.yaml", run=run, agents=agents)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NRSTREAM_CACHE", str(root / "cache"))
         mp.setenv("NRSTREAM_DATA", str(root / "data"))
         result = run_main("evaluate", config, "--no-progress")
     assert result.returncode == 0, str(result)
-    (checkpoint,) = (root / "ck").iterdir()
+    (checkpoint,) = (root / "ck").glob("gru-reset-*")
     assert (checkpoint / "agent.json").is_file() and (checkpoint / "last.pt").is_file()
     return root / "runs" / "toy", checkpoint
 
@@ -52,7 +56,9 @@ def test_agent_not_in_the_run(main_in_process, fault_home, toy_run):
     run, checkpoint = toy_run
     argv = [run, "--agent", "lstm/ce", "--format", "onnx", "--out", "m.onnx"]
     line = _refused(main_in_process, fault_home, toy_run, argv, "lstm/ce", str(run))
-    assert line.endswith("it has gru/reset")
+    assert line.endswith("it has gru/ce, gru/reset")
+    line = _refused(main_in_process, fault_home, toy_run, [run, "--format", "onnx", "--out", "m.onnx"], str(run))
+    assert line.endswith("holds several agents (gru/ce, gru/reset); choose one with --agent ARCH/LOSS")
     argv = [checkpoint, "--agent", "lstm/ce", "--format", "onnx", "--out", "m.onnx"]  # a checkpoint holds one agent
     assert _refused(main_in_process, fault_home, toy_run, argv, str(checkpoint)).endswith("it has gru/reset")
 
