@@ -30,12 +30,15 @@ def bundled_config_dirs() -> list[Path]:
 
 
 def list_configs() -> dict[str, Path]:
-    """Bundled config name -> file, sorted by name (the first folder that has a name wins)."""
+    """Bundled config name -> file, sorted by name (the first folder that has a name wins).
+
+    A config in a subfolder is named by its path without the suffix: ``paper/fmnist``.
+    """
     found: dict[str, Path] = {}
     for folder in bundled_config_dirs():
-        for path in sorted(folder.iterdir()):
+        for path in sorted(folder.rglob("*")):
             if path.suffix in SUFFIXES and path.is_file():
-                found.setdefault(path.stem, path)
+                found.setdefault(path.relative_to(folder).with_suffix("").as_posix(), path)
     return dict(sorted(found.items()))
 
 
@@ -57,19 +60,21 @@ def _is_bare_name(text: str) -> bool:
 def find_config(name_or_path: str | Path) -> Path:
     """The config file for a local path or a bundled name.
 
-    An existing file wins. Otherwise a bare name (``quickstart`` or ``quickstart.yaml``) is
-    looked up among the bundled configs; an unknown bare name is a :class:`ConfigError`
+    An existing file wins. Otherwise a bundled name (``quickstart``, ``quickstart.yaml``,
+    ``paper/fmnist``) gives its file; an unknown bare name is a :class:`ConfigError`
     that suggests the closest name and lists them. Any other path comes back unchanged
     (reading it reports a missing file).
     """
     path = Path(name_or_path)
     text = str(name_or_path)
-    if path.is_file() or not _is_bare_name(text):
+    if path.is_file():
         return path
     configs = list_configs()
-    name = path.stem if path.suffix in SUFFIXES else text
-    if name in configs:
+    name = text[: -len(path.suffix)] if path.suffix in SUFFIXES else text
+    if name in configs:  # quickstart, quickstart.yaml, paper/fmnist
         return configs[name]
+    if not _is_bare_name(text):
+        return path
     close = difflib.get_close_matches(name, list(configs), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     known = ", ".join(configs) or "none found"

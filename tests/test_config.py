@@ -107,7 +107,9 @@ def test_missing_agents_and_bad_yaml(tmp_path):
         load_config(tmp_path / "absent.yaml")
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "configs").rglob("*.yaml")), ids=lambda p: p.relative_to(ROOT / "configs").as_posix()
+)
 def test_shipped_configs_are_valid_and_round_trip(path, tmp_path):
     config = load_config(path)
     resolved = tmp_path / "config.yaml"

@@ -91,7 +91,7 @@ def test_bundled_configs_are_listed_shown_and_run_by_name(installed):
     work, env = installed["work"], installed["env"]
     listed = json.loads(_run([nrstream, "configs", "--json"], work, env).stdout)
     names = [row["name"] for row in listed]
-    assert names == sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    assert names == _bundled_names()
     assert all(Path(row["path"]).is_relative_to(installed["purelib"] / "nrstream" / "configs") for row in listed)
     shown = _run([nrstream, "configs", "show", "speech"], work, env).stdout
     assert shown == (ROOT / "configs" / "speech.yaml").read_text()
@@ -103,14 +103,21 @@ def test_bundled_configs_are_listed_shown_and_run_by_name(installed):
 # --- the same lookups in this (source or editable) install, without building anything ------
 
 
+def _bundled_names() -> list[str]:
+    """``configs/**/*.yaml`` by name: the path below configs/ without the suffix (``paper/fmnist``)."""
+    folder = ROOT / "configs"
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+
+
 def test_find_config_a_local_file_wins_then_bundled_names(tmp_path, monkeypatch):
     from nrstream.bundled_configs import find_config, list_configs
     from nrstream.errors import ConfigError
 
     monkeypatch.chdir(tmp_path)
     bundled = list_configs()
-    assert list(bundled) == sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    assert list(bundled) == _bundled_names() and "paper/fmnist" in bundled
     assert find_config("toy") == find_config("toy.yaml") == bundled["toy"]
+    assert find_config("paper/fmnist") == find_config("paper/fmnist.yaml") == bundled["paper/fmnist"]
     assert bundled["toy"].read_text() == (ROOT / "configs" / "toy.yaml").read_text()
     Path("toy.yaml").write_text("run: {name: mine}\n")
     assert find_config("toy.yaml") == Path("toy.yaml")  # the local file
@@ -130,10 +137,12 @@ def test_load_config_and_the_cli_take_bundled_names(tmp_path, monkeypatch, capsy
     assert load_config("toy").run.name == "toy"
     assert main(["configs"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in lines] == sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    assert [line.split()[0] for line in lines] == _bundled_names()
     assert any(line.startswith("toy ") and "Tiny, seconds on a CPU" in line for line in lines)
     assert main(["configs", "show", "speech"]) == 0
     assert capsys.readouterr().out == (ROOT / "configs" / "speech.yaml").read_text()
+    assert main(["configs", "show", "paper/speech"]) == 0
+    assert capsys.readouterr().out == (ROOT / "configs" / "paper" / "speech.yaml").read_text()
     assert main(["configs", "show", "speach"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did you mean 'speech'?" in err[0]
