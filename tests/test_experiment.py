@@ -58,13 +58,13 @@ def test_train_and_evaluate_alone_equal_run_experiment_and_write_only_their_file
     data = load_data(config)
     (job,) = plan_jobs(config)
     trained = train_job(config, job, device=CPU, data=data, progress=False)
-    assert sorted(p.name for p in trained.folder.iterdir()) == ["best.pt", "last.pt"]
+    assert sorted(p.name for p in trained.folder.iterdir()) == ["agent.json", "best.pt", "last.pt"]  # issue 13
     assert [p.name for p in tmp_path.iterdir()] == ["ck"]  # no run folder: a job writes only its own files
     alone = evaluate_job(config, job, trained, device=CPU, data=data, progress=False)
     assert isinstance(alone, JobResult) and [r.reset for r in alone.runs] == list(PROTOCOLS["segmented"].eval_resets)
     shard = json.loads((trained.folder / "result.json").read_text())
     assert shard == json.loads(json.dumps(alone.to_json()))
-    assert sorted(p.name for p in trained.folder.iterdir()) == ["best.pt", "last.pt", "result.json"]
+    assert sorted(p.name for p in trained.folder.iterdir()) == ["agent.json", "best.pt", "last.pt", "result.json"]
 
     results = run_experiment(config, device="cpu", progress=False)
     assert isinstance(results, Results) and results.folder == tmp_path / "runs" / "toy"
