@@ -79,6 +79,8 @@ CHECKPOINT_FILES = ("best.pt", "last.pt")
 
 def _pick(run: Path, label: str | None, have: list[str]) -> str:
     """``label``, checked against the agents ``run`` holds; without one, the only agent there is."""
+    if not have:
+        raise ListenError(f"{run} holds no trained agent (its jobs failed?); give another run folder")
     if label is None:
         if len(have) == 1:
             return have[0]
@@ -100,7 +102,11 @@ def _from_run_folder(results_file: Path, label: str | None) -> tuple[str, dict, 
     arch, _, loss = label.partition("/")
     # several seeds (results.json format 2): the lowest seed's agent
     entry = min((r for r in runs if r["arch"] == arch and r["loss"] == loss), key=lambda r: r.get("seed", 0))
-    return label, data, dict(entry.get("arch_options") or {}), Path(entry["training"]["checkpoint"]), None
+    try:
+        folder = Path(entry["training"]["checkpoint"])
+    except (KeyError, TypeError):
+        raise ListenError(f"{results_file}: agent {label} names no checkpoint folder (training.checkpoint)") from None
+    return label, data, dict(entry.get("arch_options") or {}), folder, None
 
 
 def _from_checkpoint(folder: Path, file: Path | None, label: str | None) -> tuple[str, dict, dict, Path, Path | None]:

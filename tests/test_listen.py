@@ -309,6 +309,11 @@ def test_what_a_checkpoint_refuses(trained, checkpoint, tmp_path):
     assert "pass the run folder that used it instead" in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(ListenError, match="is neither a run folder .* nor a checkpoint folder"):
         load_agent(tmp_path)
+    failed = tmp_path / "all_failed"  # a run folder whose every job failed
+    failed.mkdir()
+    (failed / "results.json").write_text(json.dumps({"format": 2, "runs": [], "data": {}, "failed": [{}]}))
+    with pytest.raises(ListenError, match="all_failed holds no trained agent"):
+        load_agent(failed)
     broken = tmp_path / "gru-ce_kl-broken"
     shutil.copytree(checkpoint, broken)
     (broken / "best.pt").write_bytes(b"not a checkpoint")
