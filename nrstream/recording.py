@@ -319,12 +319,6 @@ def make_recording(
     truth: str | Path,
     split: str = "test",
     settings: StreamSettings | None = None,
-    gap_min: int | None = None,
-    gap_max: int | None = None,
-    snr_db: Sequence[float] | None = None,
-    level_db: Sequence[float] | None = None,
-    trim_db: float | None | str = "keep",
-    tail: int | None = None,
     seed: int = 0,
     options: dict | None = None,
     subtype: str = "FLOAT",
@@ -334,8 +328,8 @@ def make_recording(
     """Write a ``minutes``-long mono WAV (``out``) and its truth CSV (``truth``).
 
     See the module docstring for what the recording is. ``settings``: the stream settings
-    to match (a config's ``data.stream``; default StreamSettings' scene), with the keyword
-    values replacing theirs (:func:`recording_settings`). ``dataset``: the loaded source,
+    to match (a config's ``data.stream``, changed by :func:`recording_settings`; default
+    StreamSettings' scene). ``dataset``: the loaded source,
     if the caller has it. ``subtype``: soundfile's WAV subtype, ``FLOAT`` (default) or
     ``PCM_16`` (samples beyond full scale are clipped and counted). Returns a summary
     (words, seconds, clipped samples, the settings used). ``notify`` gets one notice line
@@ -349,9 +343,7 @@ def make_recording(
 
     if isinstance(minutes, bool) or not (isinstance(minutes, (int, float)) and 0 < minutes <= 24 * 60):
         raise ConfigError(f"--minutes must be a number in (0, 1440], got {minutes!r}")
-    chosen = recording_settings(
-        settings, gap_min=gap_min, gap_max=gap_max, snr_db=snr_db, level_db=level_db, trim_db=trim_db, tail=tail
-    )
+    chosen = settings if settings is not None else recording_settings()
     if subtype not in ("FLOAT", "PCM_16"):
         raise ConfigError(f"subtype must be FLOAT or PCM_16, got {subtype!r}")
     files = split_files(source, split, options, dataset)

@@ -226,4 +226,4 @@ def test_cli_and_bad_input(tmp_path, sample_options, capsys):
     assert main(["data", "make-recording", "--minutes", "1", "--out", str(o2), "--truth", str(t2)]) == 2
     assert "needs a data SOURCE or --config CONFIG" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--gap-min"):
-        record(tmp_path, sample_options, gap_min=-1)
+        record(tmp_path, sample_options, settings=recording_settings(gap_min=-1))

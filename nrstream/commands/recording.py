@@ -91,7 +91,7 @@ def _source(args: argparse.Namespace, options: dict):
 
 def run_make_recording(args: argparse.Namespace) -> int:
     from nrstream.log import line_logger
-    from nrstream.recording import make_recording
+    from nrstream.recording import make_recording, recording_settings
 
     options = {}
     for pair in args.option:
@@ -100,6 +100,8 @@ def run_make_recording(args: argparse.Namespace) -> int:
             raise ConfigError(f"option must be KEY=VALUE, got {pair!r}")
         options[key.strip()] = yaml.safe_load(value)
     source, options, dataset, settings = _source(args, options)
+    flags = {"gap_min": args.gap_min, "gap_max": args.gap_max, "snr_db": args.snr_db, "level_db": args.level_db}
+    settings = recording_settings(settings, trim_db=args.trim_db, tail=args.tail, **flags)
     s = make_recording(
         source,
         minutes=args.minutes,
@@ -107,12 +109,6 @@ def run_make_recording(args: argparse.Namespace) -> int:
         truth=args.truth,
         split=args.split,
         settings=settings,
-        snr_db=args.snr_db,
-        level_db=args.level_db,
-        gap_min=args.gap_min,
-        gap_max=args.gap_max,
-        trim_db=args.trim_db,
-        tail=args.tail,
         subtype="PCM_16" if args.pcm16 else "FLOAT",
         seed=args.seed,
         options=options,
