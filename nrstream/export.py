@@ -42,7 +42,6 @@ import io
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +50,7 @@ from torch import nn
 
 from nrstream.atomic import atomic_file
 from nrstream.errors import NrstreamError
+from nrstream.outputs import write_problem
 
 __all__ = [
     "ExportError",
@@ -323,12 +323,9 @@ def check_out(out: str | os.PathLike) -> Path:
         raise ExportError(f"cannot write {out}: the folder {folder} does not exist; create it first")
     if not folder.is_dir():
         raise ExportError(f"cannot write {out}: {folder} is a file, not a folder")
-    try:  # a real write (os.access says yes to root on a read-only file system)
-        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise ExportError(f"cannot write {out}: {exc.strerror or type(exc).__name__} in {folder}") from None
+    reason = write_problem(folder)
+    if reason:
+        raise ExportError(f"cannot write {out}: {reason} in {folder}")
     return out
 
 

@@ -61,20 +61,20 @@ class LoadedAgent:
         return int(self.model.input_size) if hasattr(self.model, "input_size") else len(self.mean)
 
 
+CHECKPOINT_FILES = ("best.pt", "last.pt")
+
+
 def _weights(folder: Path, file: Path | None = None) -> dict:
     """The weights of ``file``, else of ``folder``'s ``best.pt``, else its ``last.pt``."""
     from nrstream.checkpoint import load_checkpoint  # one-line CheckpointError for a file that is not one
 
-    for path in [file] if file is not None else [folder / "best.pt", folder / "last.pt"]:
+    for path in [file] if file is not None else [folder / name for name in CHECKPOINT_FILES]:
         if path.is_file():
             weights = load_checkpoint(path).get("model")
             if not isinstance(weights, dict):
                 raise ListenError(f"{path} holds no model weights; give best.pt or last.pt of a checkpoint folder")
             return weights
     raise ListenError(f"{folder} holds no best.pt or last.pt; train the agent again (nrstream train)")
-
-
-CHECKPOINT_FILES = ("best.pt", "last.pt")
 
 
 def _pick(run: Path, label: str | None, have: list[str]) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nrstream.errors import NrstreamError
 
-__all__ = ["OutputError", "OUTPUT_FILES", "is_run_folder", "check_run_folder", "check_writable_folder"]
+__all__ = ["OutputError", "OUTPUT_FILES", "is_run_folder", "check_run_folder", "check_writable_folder", "write_problem"]
 
 #: the files nrstream writes into a run folder, besides its figures (``*.png``, named after metrics)
 OUTPUT_FILES = frozenset({"results.json", "results.csv", "aggregate.csv", "config.yaml"})
@@ -59,6 +59,19 @@ def _not_a_folder(path: Path) -> str | None:
     return None
 
 
+def write_problem(folder: str | os.PathLike) -> str | None:
+    """Why this process cannot create an entry in the existing ``folder``, or ``None`` when it can.
+
+    A real write (a temporary folder, created and removed): ``os.access`` says yes to root
+    on a read-only file system.
+    """
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".nrstream-write-check.", suffix=".tmp", dir=folder))
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
+
+
 def check_writable_folder(path: str | os.PathLike, what: str, option: str) -> None:
     """``path`` is (or can be made) a folder this process can write into; else one line naming it."""
     path = Path(path)
@@ -70,13 +83,9 @@ def check_writable_folder(path: str | os.PathLike, what: str, option: str) -> No
         existing = existing.parent
     if not existing.is_dir():
         raise OutputError(f"{what} {path}: {existing} is a file, not a folder; pass {option} another path")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".nrstream-write-check.", suffix=".tmp", dir=existing))
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise OutputError(
-            f"{what} {path}: cannot write in {existing} ({reason}); pass {option} a writable folder"
-        ) from None
+    reason = write_problem(existing)
+    if reason:
+        raise OutputError(f"{what} {path}: cannot write in {existing} ({reason}); pass {option} a writable folder")
 
 
 def check_run_folder(path: str | os.PathLike, *, force: bool = False) -> None:
