@@ -366,10 +366,10 @@ def _end_epoch(run: _Run, log: Callable[[str], None]) -> None:
     if score > run.best:
         run.best = score
         BestCheckpoint(run.folder.name, run.model.state_dict(), epoch, score).save(run.folder / "best.pt")
-    run.stopped = run.step < run.total and _stalled(run.history + [record], run.config.train)
+    run.history.append(record)
+    run.stopped = run.step < run.total and _stalled(run.history, run.config.train)
     if run.stopped:
         record["stopped_early"] = True
-    run.history.append(record)
     val = f", validation accuracy {record['val_accuracy']:.4f}" if "val_accuracy" in record else ""
     log(f"nrstream: {run.label} epoch {epoch}: loss {record['loss']:.4f}{val}")
     if run.stopped:

@@ -98,4 +98,4 @@ def configured_settings(configured: Any) -> StreamSettings:
 
 def evaluation_settings(config: Any) -> StreamSettings:
     """The test streams' settings: ``data.stream`` with ``evaluate.stream``'s changes (a shift)."""
-    return configured_settings(config.data.stream).replace(**getattr(config.evaluate, "stream", {}))
+    return configured_settings(config.data.stream).replace(**config.evaluate.stream)
