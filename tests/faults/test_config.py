@@ -92,6 +92,24 @@ VALUE_CASES = {
     ),
     "executor_unknown": (lambda: _with("run", "executor", "spark"), "run.executor: expected one of local, ray"),
     "config_is_a_list": (lambda: [toy_config_dict()], "a config must be a mapping of sections"),
+    "patience_negative": (lambda: _with("train", "patience", -1), "train.patience: must be >= 0, got -1"),
+    "patience_without_validation": (
+        lambda: _with("train", "patience", 3, train={**toy_config_dict()["train"], "validate": False}),
+        "train.patience: early stopping watches the validation accuracy; set train.validate: true",
+    ),
+    "min_delta_above_one": (lambda: _with("train", "min_delta", 2), "train.min_delta: must be <= 1, got 2"),
+    "evaluate_stream_unknown_key": (
+        lambda: _with("evaluate", "stream", {"gap_mx": 3}),
+        "evaluate.stream.gap_mx: unknown key; did you mean 'gap_max'?",
+    ),
+    "evaluate_stream_gap_below_data_gap_min": (
+        lambda: _with("evaluate", "stream", {"gap_max": 1}),
+        "evaluate.stream.gap_max: must be >= gap_min (2), got 1",
+    ),
+    "evaluate_stream_not_a_mapping": (
+        lambda: _with("evaluate", "stream", [1, 2]),
+        "evaluate.stream: expected a mapping of names to values",
+    ),
 }
 
 
@@ -140,8 +158,9 @@ def test_evaluate_rejects_a_bad_config_before_doing_anything(fault_home, main_in
         ("train.epochs", "--set train.epochs: expected KEY=VALUE"),
         ("train.lanes=1000000000000", "--set train.lanes: must be <= 65536"),
         ("agents.losses=[ce, ce_kll]", "--set agents.losses[1]: unknown loss 'ce_kll'; did you mean 'ce_kl'?"),
+        ("evaluate.stream={noise: pink}", "evaluate.stream.noise: expected one of gaussian, silence, recorded"),
     ],
-    ids=["unclosed_list", "unknown_key", "no_value", "too_many_lanes", "unknown_loss"],
+    ids=["unclosed_list", "unknown_key", "no_value", "too_many_lanes", "unknown_loss", "shift_noise_unknown"],
 )
 def test_bad_override(override, expected, fault_home, toy_config, main_in_process):
     before = snapshot(fault_home)
