@@ -654,8 +654,8 @@ def executor_from_config(
 _WORKER_DATA: dict[str, Any] = {}
 
 
-def run_job_in_worker(config: Any, progress: bool, job: Any) -> Any:
-    """What a Ray task runs: :func:`nrstream.experiment.run_job` with data loaded (once) in the worker.
+def run_job_in_worker(config: Any, progress: bool, job: Any, job_fn: Callable[..., Any] | None = None) -> Any:
+    """What a Ray task runs: ``job_fn`` (default :func:`nrstream.experiment.run_job`), data loaded once per worker.
 
     The device is the config's (``auto``: the GPU Ray assigned to the task, if any).
     """
@@ -674,7 +674,7 @@ def run_job_in_worker(config: Any, progress: bool, job: Any) -> Any:
     if key not in _WORKER_DATA:
         _WORKER_DATA.clear()
         _WORKER_DATA[key] = load_data(config)
-    return run_job(config, job, data=_WORKER_DATA[key], progress=progress)
+    return (job_fn or run_job)(config, job, data=_WORKER_DATA[key], progress=progress)
 
 
 @dataclass
@@ -682,25 +682,38 @@ class JobRunner:
     """Adapts an executor to :func:`nrstream.experiment.run_experiment`'s ``executor=`` hook.
 
     Called as ``runner(config, jobs, device=, data=, progress=)``; returns one outcome per
-    job, in the order of ``jobs``: a ``JobResult`` or a :class:`JobFailure`. The local
-    executor runs :func:`nrstream.experiment.run_job` here with the driver's data and
-    device; the Ray executor ships ``config`` to the workers with the checkpoint folder made
-    absolute (a worker's current folder is not the driver's) and loads the data there.
+    job, in the order of ``jobs``: what ``job_fn`` returned (default
+    :func:`nrstream.experiment.run_job`: a ``JobResult``; ``nrstream train`` passes
+    :func:`nrstream.experiment.train_only`) or a :class:`JobFailure`. The local executor runs
+    ``job_fn`` here with the driver's data and device; the Ray executor ships ``config`` to
+    the workers with the checkpoint folder made absolute (a worker's current folder is not
+    the driver's) and loads the data there. ``job_fn`` must be a top-level function, so that
+    Ray can send it by name.
     """
 
     executor: LocalExecutor | RayExecutor
 
-    def __call__(self, config: Any, jobs: Sequence[Any], *, device: Any, data: Any, progress: bool = True) -> list:
+    def __call__(
+        self,
+        config: Any,
+        jobs: Sequence[Any],
+        *,
+        device: Any,
+        data: Any,
+        progress: bool = True,
+        job_fn: Callable[..., Any] | None = None,
+    ) -> list:
         import dataclasses
         import functools
 
         from nrstream.experiment import run_job
 
+        job_fn = job_fn or run_job
         if isinstance(self.executor, LocalExecutor):
-            fn: Callable[[Any], Any] = functools.partial(run_job, config, device=device, data=data, progress=progress)
+            fn: Callable[[Any], Any] = functools.partial(job_fn, config, device=device, data=data, progress=progress)
         else:
             run = dataclasses.replace(config.run, checkpoint_dir=str(config.checkpoint_dir.resolve()))
-            fn = functools.partial(run_job_in_worker, dataclasses.replace(config, run=run), progress)
+            fn = functools.partial(run_job_in_worker, dataclasses.replace(config, run=run), progress, job_fn=job_fn)
         order = {id(job): i for i, job in enumerate(jobs)}
         outcomes: list[Any] = [None] * len(jobs)
         for job, outcome in self.executor.run(jobs, fn):

@@ -347,6 +347,24 @@ def run_job(
     return evaluate_job(config, job, trained, device=device, data=data, progress=progress)
 
 
+def train_only(
+    config: Config,
+    job: Job,
+    *,
+    device: str | torch.device | None = None,
+    data: LoadedData | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train one job and say where its weights are: what an executor runs for ``nrstream train``.
+
+    A plain dict (``label``, ``folder``, ``steps``, ``seconds``, ``reused``), not the model,
+    so that a Ray worker on a GPU sends back a few bytes that any driver can read.
+    """
+    trained = train_job(config, job, device=device, data=data, progress=progress)
+    return {"label": job.label, "folder": str(trained.folder), "steps": trained.steps,
+            "seconds": trained.seconds, "reused": trained.reused}  # fmt: skip
+
+
 # ---------------------------------------------------------------------------- executors and the experiment
 
 

@@ -260,3 +260,28 @@ def test_evaluate_command_with_the_ray_executor(ray_session, local_reference, tm
     assert "jobs: 2/2 done, 0 running, 0 failed, 0 waiting; finished" in err
     assert "across seeds" in out
     assert ray.is_initialized()  # the test's session is not the command's to shut down
+
+
+def test_train_command_with_the_ray_executor(ray_session, local_reference, tmp_path, capsys):
+    """``nrstream train --executor ray``: a local evaluate reuses the checkpoints Ray wrote, with the same numbers."""
+    import json
+
+    from nrstream.cli import main
+
+    _jobs, local = local_reference
+    path = tmp_path / "one.yaml"
+    text = TOY.format(out=tmp_path / "runs", ckpt=tmp_path / "ckpt", losses="ce_kl").replace("seeds: [0, 1], ", "")
+    path.write_text(text.replace("{name: lstm, options: {hidden_size: 8}}", "").replace(", ]", "]"))
+    code = main(["train", str(path), "--executor", "ray", "--seeds", "2"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "jobs: 2/2 done, 0 running, 0 failed, 0 waiting; finished" in err
+    assert len([f for f in (tmp_path / "ckpt").iterdir() if (f / "agent.json").exists()]) == 2
+    code = main(["evaluate", str(path), "--seeds", "2", "--out", str(tmp_path / "run")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert err.count(": reused (6 steps") == 2  # nothing trained locally
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    got = {(r["arch"], r["loss"], r["seed"], r["reset"]): r["accuracy_by_length"] for r in results["runs"]}
+    assert got == {k: v for k, v in accuracies(local).items() if k[:2] == ("gru", "ce_kl")}
+    assert ray.is_initialized()

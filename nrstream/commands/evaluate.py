@@ -23,13 +23,6 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="replace the run folder even without a valid results.json, if it holds only nrstream output files",
     )
-    # issue 10 (H): where the jobs run
-    parser.add_argument("--executor", metavar="NAME", help="local (default) or ray (run.executor)")
-    parser.add_argument(
-        "--ray-address",
-        metavar="ADDR",
-        help="join a Ray cluster: auto, HOST:6379 or ray://HOST:10001 (run.ray_address)",
-    )
     parser.set_defaults(func=run)
 
 

@@ -1,4 +1,4 @@
-"""``nrstream train CONFIG``: train every job the config lists (resuming, reusing checkpoints)."""
+"""``nrstream train CONFIG``: train every job the config lists (resuming, reusing checkpoints) on ``run.executor``."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     )
     # issue 10 (H): seeds and executors
     parser.add_argument("--seeds", type=int, metavar="N", help="train every agent with seeds 0..N-1 (run.seeds)")
+    parser.add_argument("--executor", metavar="NAME", help="local (default) or ray (run.executor)")
+    parser.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="join a Ray cluster: auto, HOST:6379 or ray://HOST:10001 (run.ray_address)",
+    )
 
 
 def add_parser(subparsers) -> None:
@@ -69,12 +75,23 @@ def _apply_run_arguments(config: Config, args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
     from nrstream.engine import load_data, resolve_device
-    from nrstream.experiment import check_outputs, plan_jobs, train_job
+    from nrstream.executors import JobFailure, JobRunner, executor_from_config
+    from nrstream.experiment import check_outputs, plan_jobs, train_only
 
     config = config_from_args(args)
     check_outputs(config)
     device, data = resolve_device(config.run.device), load_data(config)
-    for job in plan_jobs(config):
-        train_job(config, job, device=device, data=data)
-    return 0
+    jobs = plan_jobs(config)
+    # run.executor / --executor, as for evaluate: jobs one after another here, or one Ray task each
+    runner = JobRunner(executor_from_config(config))
+    try:
+        outcomes = runner(config, jobs, device=device, data=data, job_fn=train_only)
+    finally:
+        runner.close()
+    for job, outcome in zip(jobs, outcomes, strict=True):
+        if isinstance(outcome, JobFailure):
+            print(f"nrstream: FAILED {job.label}: {outcome.error}", file=sys.stderr)
+    return 1 if any(isinstance(o, JobFailure) for o in outcomes) else 0
