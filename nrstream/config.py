@@ -69,6 +69,7 @@ train.checkpoint_every          int 0..10**9                0             steps 
 train.reset_state_every         int 0..10**9                0             state-carrying training: zero it every k steps
 train.patience                  int 0..100000               0             stop after p epochs without a validation gain
 train.min_delta                 float 0..1                  0.0           smallest validation gain that counts
+train.min_epochs                int 0..100000               0             no early stop before this epoch
 train.progress                  bool                        true          progress bar (on a terminal)
 evaluate.lengths                list of int 1..100000       1..128        stream lengths n (samples per lane)
 evaluate.min_decisions          int 1..10**8                10000         decisions behind every accuracy
@@ -90,8 +91,11 @@ run on forever.
 ``train.patience = p > 0`` stops training early once ``p`` epochs in a row have not raised the
 best validation accuracy by more than ``train.min_delta`` (it needs ``train.validate``);
 ``train.epochs`` is then the most it may run, and the learning-rate schedule still spans
-``train.epochs``. The best-validation weights are in ``best.pt`` either way, and each
-agent's history in ``results.json`` records where it stopped (``stopped_early``).
+``train.epochs``. ``train.min_epochs = m`` lets it stop at epoch ``m`` at the earliest (as
+Lightning's ``min_epochs``): under a cosine schedule the learning rate of the first epochs
+is still high, and a plateau of the noisy validation accuracy there is not the end. The
+best-validation weights are in ``best.pt`` either way, and each agent's history in
+``results.json`` records where it stopped (``stopped_early``).
 ``evaluate.stream`` changes the test streams only (a distribution shift between training
 and test): its keys are those of ``data.stream`` and replace them for every test stream
 (by length and endless), e.g. ``{gap_min: 0, gap_max: 0}`` puts samples back to back and
@@ -244,6 +248,7 @@ class TrainConfig:
     reset_state_every: int = 0
     patience: int = 0
     min_delta: float = 0.0
+    min_epochs: int = 0
     progress: bool = True
 
 
@@ -329,6 +334,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "train.reset_state_every": (0, 10**9),
     "train.patience": (0, 100_000),
     "train.min_delta": (0, 1),
+    "train.min_epochs": (0, 100_000),
     "evaluate.lengths[]": (1, 100_000),
     "evaluate.min_decisions": (1, 10**8),
     "evaluate.chunk_length": (1, 10**6),
@@ -632,6 +638,8 @@ def parse_config(
         ctx.fail("evaluate.lengths", f"at most 1000 lengths, got {len(config.evaluate.lengths)}")
     if config.train.patience and not config.train.validate:
         ctx.fail("train.patience", "early stopping watches the validation accuracy; set train.validate: true")
+    if config.train.min_epochs and not config.train.patience:
+        ctx.fail("train.min_epochs", "only delays early stopping, which is off; set train.patience (> 0) or drop it")
     if config.evaluate.stream:  # the shifted test settings are checked like data.stream itself
         _build(ctx, "evaluate.stream", {**dataclasses.asdict(config.data.stream), **config.evaluate.stream},
                StreamSettings)  # fmt: skip
@@ -994,7 +1002,7 @@ def agent_key(config: Config, agent: AgentConfig, served: dict | None = None, *,
     train = dataclasses.asdict(config.train)
     for key in ("progress", "checkpoint_every"):
         train.pop(key)
-    for later in ("reset_state_every", "patience", "min_delta"):
+    for later in ("reset_state_every", "patience", "min_delta", "min_epochs"):
         if not train[later]:
             train.pop(later)  # added later: their defaults keep older checkpoints' keys
     data = dataclasses.asdict(config.data)

@@ -11,8 +11,8 @@ train split), converted to a fixed number of steps of ``lanes x chunk_length`` f
 After each epoch the validation split is scored at decision frames under the same
 protocol; the best weights go to ``best.pt``. With ``train.patience = p`` training stops
 early once ``p`` epochs in a row have not raised the best validation accuracy by more than
-``train.min_delta``; the checkpoint is then finished, and the last history record says
-``stopped_early``.
+``train.min_delta`` (and not before epoch ``train.min_epochs``); the checkpoint is then
+finished, and the last history record says ``stopped_early``.
 
 Checkpoints (:mod:`nrstream.checkpoint`: ``last.pt`` after each epoch, or every
 ``train.checkpoint_every`` steps) load with ``torch.load(weights_only=True)`` and are
@@ -381,9 +381,12 @@ def _end_epoch(run: _Run, log: Callable[[str], None]) -> None:
 
 
 def _stalled(history: list[dict], train: TrainConfig) -> bool:
-    """Early stopping: ``train.patience`` epochs in a row without a validation gain above ``min_delta``."""
+    """Early stopping: ``train.patience`` epochs in a row without a validation gain above ``min_delta``.
+
+    Never before epoch ``train.min_epochs``.
+    """
     scores = [record["val_accuracy"] for record in history if "val_accuracy" in record]
-    if not train.patience or len(scores) <= train.patience:
+    if not train.patience or len(scores) <= train.patience or len(history) < train.min_epochs:
         return False
     return max(scores[-train.patience :]) <= max(scores[: -train.patience]) + train.min_delta
 

@@ -42,6 +42,12 @@ def test_stalled_on_small_histories(scores, patience, min_delta, stalled):
     assert _stalled(history(*scores), TrainConfig(patience=patience, min_delta=min_delta)) is stalled
 
 
+@pytest.mark.parametrize("min_epochs, stalled", [(0, True), (3, True), (4, True), (5, False), (40, False)])
+def test_min_epochs_delays_the_stop_to_that_epoch(min_epochs, stalled):
+    four = history(0.5, 0.6, 0.6, 0.6)  # stalled under patience 2 from epoch 4 on
+    assert _stalled(four, TrainConfig(patience=2, min_epochs=min_epochs)) is stalled
+
+
 def toy(checkpoints: Path, **train):
     config = load_config(ROOT / "configs" / "toy.yaml")
     config.run.checkpoint_dir = str(checkpoints)
@@ -69,6 +75,22 @@ def test_training_stops_after_patience_epochs_without_a_gain_and_is_then_finishe
     assert any("stopped early after epoch" in line for line in lines)
     again = train_agent(config, agent, data, CPU, log=quiet)  # a finished checkpoint is reused
     assert again.reused and again.steps == result.steps
+
+
+def test_min_epochs_trains_at_least_that_long_then_the_same_rule_applies(tmp_path):
+    free = toy(tmp_path / "free", patience=2)
+    data = load_data(free)
+    agent = free.agents[1]
+    alone = train_agent(free, agent, data, CPU, log=quiet).history
+    first = len(alone)  # where patience alone stops
+    assert alone[-1]["stopped_early"] and first < 37
+    held = toy(tmp_path / "held", patience=2, min_epochs=first + 3)
+    result = train_agent(held, agent, data, CPU, log=quiet)
+    epochs = len(result.history)
+    assert epochs >= first + 3
+    assert result.history[-1].get("stopped_early") or epochs == 40  # stopped by the rule, or ran to the end
+    assert not any(_stalled(result.history[:k], held.train) for k in range(1, epochs))
+    assert result.history[: first - 1] == alone[: first - 1]  # the same training up to there
 
 
 def test_an_interrupted_run_resumes_to_the_same_early_stop(tmp_path):
@@ -103,6 +125,19 @@ def test_patience_is_part_of_the_key_only_when_set(tmp_path):
     base = agent_key(config, agent)
     assert agent_key(dataclasses.replace(config, train=dataclasses.replace(config.train, patience=0)), agent) == base
     assert agent_key(dataclasses.replace(config, train=dataclasses.replace(config.train, patience=3)), agent) != base
+    held = dataclasses.replace(config.train, patience=3, min_epochs=5)
+    assert agent_key(dataclasses.replace(config, train=held), agent) != agent_key(
+        dataclasses.replace(config, train=dataclasses.replace(config.train, patience=3)), agent
+    )
+
+
+def test_min_epochs_without_patience_is_a_one_line_error():
+    raw = {"agents": [{"arch": "gru", "loss": "ce"}], "train": {"min_epochs": 5}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw, "x.yaml", check_plugins=False)
+    assert str(info.value) == (
+        "x.yaml: train.min_epochs: only delays early stopping, which is off; set train.patience (> 0) or drop it"
+    )
 
 
 def test_patience_without_validation_is_a_one_line_error():

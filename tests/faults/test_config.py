@@ -98,6 +98,10 @@ VALUE_CASES = {
         "train.patience: early stopping watches the validation accuracy; set train.validate: true",
     ),
     "min_delta_above_one": (lambda: _with("train", "min_delta", 2), "train.min_delta: must be <= 1, got 2"),
+    "min_epochs_without_patience": (
+        lambda: _with("train", "min_epochs", 5),
+        "train.min_epochs: only delays early stopping, which is off; set train.patience (> 0) or drop it",
+    ),
     "evaluate_stream_unknown_key": (
         lambda: _with("evaluate", "stream", {"gap_mx": 3}),
         "evaluate.stream.gap_mx: unknown key; did you mean 'gap_max'?",
