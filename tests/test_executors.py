@@ -301,32 +301,6 @@ def test_a_job_whose_plugin_raises_is_listed_and_the_others_written(tmp_path, ca
     assert "across seeds" not in out  # one seed: the per-run table only, as before
 
 
-@pytest.mark.usefixtures("one_torch_thread")
-def test_train_command_runs_through_the_executor_and_lists_a_failed_job(tmp_path, capsys):
-    """``nrstream train`` honours run.executor like evaluate: progress across jobs, a failing job listed, exit 1."""
-    import json
-
-    from nrstream.plugins import get_registry
-
-    registry = get_registry()
-    if "explode" not in registry.names("loss"):
-        registry.add("loss", "explode", ExplodingLoss, "tests.test_executors")
-    code, out, err = run_cli(capsys, "train", cli_config(tmp_path, "explode, ce"), "--seeds", "2")
-    assert code == 1
-    assert "nrstream: FAILED gru/explode seed 0: RuntimeError: explode: the loss plugin broke on purpose" in err
-    assert "nrstream: FAILED gru/explode seed 1: RuntimeError: explode" in err
-    assert "jobs: 2/4 done, 0 running, 2 failed, 0 waiting; finished" in err
-    folders = sorted((tmp_path / "ckpt").iterdir())
-    assert [f.name.split("-")[:2] for f in folders] == [["gru", "ce"], ["gru", "ce"]]  # the two ce seeds, trained
-    for folder in folders:
-        assert (folder / "best.pt").exists() and json.loads((folder / "agent.json").read_text())["loss"] == "ce"
-    assert not (tmp_path / "runs").exists()  # train writes checkpoints only, no run folder
-    # evaluate then reuses both ce checkpoints: nothing is trained again
-    code, out, err = run_cli(capsys, "evaluate", cli_config(tmp_path), "--seeds", "2", "--out", tmp_path / "run")
-    assert code == 0, err
-    assert err.count(": reused (4 steps") == 2
-
-
 @pytest.mark.parametrize("command", ["evaluate", "train"])
 @pytest.mark.parametrize(
     ("extra", "message"),

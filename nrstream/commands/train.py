@@ -78,15 +78,22 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from nrstream.engine import load_data, resolve_device
-    from nrstream.executors import JobFailure, JobRunner, executor_from_config
-    from nrstream.experiment import check_outputs, plan_jobs, train_only
+    from nrstream.executors import JobFailure, JobRunner, LocalExecutor, executor_from_config
+    from nrstream.experiment import check_outputs, plan_jobs, train_job, train_only
 
     config = config_from_args(args)
     check_outputs(config)
+    executor = executor_from_config(config)  # checked before any work, local or not
     device, data = resolve_device(config.run.device), load_data(config)
     jobs = plan_jobs(config)
-    # run.executor / --executor, as for evaluate: jobs one after another here, or one Ray task each
-    runner = JobRunner(executor_from_config(config))
+    if isinstance(executor, LocalExecutor):
+        # here, one after another; the first error stops the command with its one line (exit 2
+        # for bad input such as a corrupt checkpoint), as it always has
+        for job in jobs:
+            train_job(config, job, device=device, data=data)
+        return 0
+    # run.executor: ray: every job one task; a failing task is named and the others finish (exit 1)
+    runner = JobRunner(executor)
     try:
         outcomes = runner(config, jobs, device=device, data=data, job_fn=train_only)
     finally:
