@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         outcomes = runner(config, jobs, device=device, data=data, job_fn=train_only)
     finally:
         runner.close()
-    for job, outcome in zip(jobs, outcomes, strict=True):
-        if isinstance(outcome, JobFailure):
-            print(f"nrstream: FAILED {job.label}: {outcome.error}", file=sys.stderr)
-    return 1 if any(isinstance(o, JobFailure) for o in outcomes) else 0
+    failed = [(job, o) for job, o in zip(jobs, outcomes, strict=True) if isinstance(o, JobFailure)]
+    for job, failure in failed:
+        print(f"nrstream: FAILED {job.label}: {failure.error}", file=sys.stderr)
+    return 1 if failed else 0
