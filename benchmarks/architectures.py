@@ -20,7 +20,7 @@ import time
 import torch
 
 from nrstream.atomic import atomic_file
-from nrstream.plugins import get_registry
+from nrstream.plugin.registry import get_registry
 
 DEFAULT_ARCHITECTURES = ["rnn", "gru", "lstm", "ssm", "snn"]
 

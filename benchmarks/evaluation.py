@@ -1,7 +1,7 @@
 """Evaluation speed: one agent's whole evaluation against the raw model over the same frames.
 
-The evaluation is :func:`nrstream.evaluation.evaluate_agent`, what ``nrstream evaluate``
-runs per agent and reset policy (via :func:`nrstream.experiment.evaluate_job`): every
+The evaluation is :func:`nrstream.lab.evaluation.evaluate_agent`, what ``nrstream evaluate``
+runs per agent and reset policy (via :func:`nrstream.lab.experiment.evaluate_job`): every
 configured length ``n`` on ``lanes_for_length(n, min_decisions, test size)`` lanes of the
 test split, each to its ``n``-th decision, then the endless run feeding the metric plugins.
 The config is ``configs/quickstart.yaml`` (real Fashion-MNIST rows, F = 28, 10 classes);
@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 from _common import machine, print_table, sync, write_json
 
-from nrstream.config import load_config
-from nrstream.engine import load_data
-from nrstream.evaluation import evaluate_agent
-from nrstream.plugins import get_registry
+from nrstream.lab.config import load_config
+from nrstream.lab.evaluation import evaluate_agent
+from nrstream.lab.loading import load_data
+from nrstream.plugin.registry import get_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.8

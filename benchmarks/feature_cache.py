@@ -18,8 +18,8 @@ import tempfile
 
 _CHILD = """
 import json, sys, time
-from nrstream.datasets import load_dataset
-from nrstream.plugins import get_registry
+from nrstream.data.datasets import load_dataset
+from nrstream.plugin.registry import get_registry
 get_registry()  # plugin imports are not part of what the cache saves
 options = json.loads(sys.argv[2])
 start = time.perf_counter()

@@ -44,8 +44,8 @@ def time_calls(call, frames: int, warmup: int) -> dict:
 
 
 def bench_arch(arch: str, hidden: int, frames: int, warmup: int, features: int, classes: int) -> dict:
-    from nrstream.export import ExportError, StepModule, export_model, flatten_state
-    from nrstream.plugins import get_registry
+    from nrstream.deploy.export import ExportError, StepModule, export_model, flatten_state
+    from nrstream.plugin.registry import get_registry
 
     torch.manual_seed(0)
     model = (
@@ -100,8 +100,8 @@ def bench_arch(arch: str, hidden: int, frames: int, warmup: int, features: int, 
 
 
 def bench_frontend(frames: int, warmup: int) -> dict:
-    from nrstream.audio import FeatureFrontend
-    from nrstream.streaming_frontend import StreamingFrontend
+    from nrstream.data.audio import FeatureFrontend
+    from nrstream.data.streaming_frontend import StreamingFrontend
 
     fe = StreamingFrontend(FeatureFrontend())
     hop = torch.randn(fe.hop) * 0.1

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from nrstream import Agent
-from nrstream.datasets import load_dataset, make_stream
-from nrstream.plugins import get_registry
-from nrstream.stream_settings import StreamSettings
+from nrstream.data.datasets import load_dataset, make_stream
+from nrstream.plugin.registry import get_registry
+from nrstream.stream.settings import StreamSettings
 
 CONDITIONS = {"paper": {"background": "none"}, "scene": {"background": "recorded"}}
 

@@ -1,6 +1,6 @@
 """Mixing a word into background: waveforms then the front end, or mel power (what scene streams do).
 
-Scene streams (:mod:`nrstream.scene`) mix in the linear mel-power domain,
+Scene streams (:mod:`nrstream.stream.scene`) mix in the linear mel-power domain,
 ``log(g * P_word + P_background + offset)``, because the banks hold features, not
 waveforms. The exact signal is ``frontend(sqrt(g) * word + background)``; the two differ by
 the cross term ``2 sqrt(g) Re(W conj(N))`` summed over each mel band, which averages out
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nrstream.audio import FeatureFrontend, fix_length, read_wav
+from nrstream.data.audio import FeatureFrontend, fix_length, read_wav
 
 DB = 10.0 / math.log(10.0)  # natural-log units of power -> dB
 

@@ -36,12 +36,12 @@ import torch
 from _common import add_common_options, env_kwargs, machine, make_vector_env, print_table, setup, sync, write_json
 
 from nrstream import Agent
-from nrstream.config import TrainConfig
-from nrstream.datasets import load_dataset, make_stream
-from nrstream.engine import make_optimizer, make_scheduler, train_step
-from nrstream.plugins import get_registry
-from nrstream.protocols import protocol_of
-from nrstream.stream_settings import StreamSettings
+from nrstream.data.datasets import load_dataset, make_stream
+from nrstream.lab.config import TrainConfig
+from nrstream.lab.engine import make_optimizer, make_scheduler, train_step
+from nrstream.plugin.protocols import protocol_of
+from nrstream.plugin.registry import get_registry
+from nrstream.stream.settings import StreamSettings
 
 TARGET_GROWTH = 0.02
 
@@ -82,7 +82,7 @@ def _rss_reader():
 
 
 def brief_training(model, args, device: torch.device) -> dict:
-    """``--train-steps`` steps of the engine's :func:`~nrstream.engine.train_step` with ``ce_kl``."""
+    """``--train-steps`` steps of the engine's :func:`~nrstream.lab.engine.train_step` with ``ce_kl``."""
     if args.train_steps <= 0:
         return {"trained": False, "steps": 0}
     spec = gymnasium.spec(args.env_id)

@@ -1,7 +1,7 @@
 """A sweep of 8 toy jobs (2 architectures x 2 losses x 2 seeds): local executor vs Ray.
 
 Both executors run the same jobs through the same adapter ``run_experiment`` uses
-(:class:`nrstream.executors.JobRunner` over :func:`nrstream.experiment.run_job`): train
+(:class:`nrstream.lab.executors.JobRunner` over :func:`nrstream.lab.experiment.run_job`): train
 from scratch (a fresh checkpoint folder per run), then evaluate. The local executor runs
 them one after another in this process with ``--local-threads`` torch threads (default 1,
 what each Ray task gets with ``num_cpus: 1``); Ray runs them as tasks of ``num_cpus: 1`` on
@@ -36,10 +36,10 @@ from pathlib import Path
 import torch
 from _common import machine, print_table, write_json
 
-from nrstream.config import load_config
-from nrstream.engine import load_data
-from nrstream.executors import JobFailure, JobRunner, LocalExecutor, RayExecutor
-from nrstream.experiment import plan_jobs
+from nrstream.lab.config import load_config
+from nrstream.lab.executors import JobFailure, JobRunner, LocalExecutor, RayExecutor
+from nrstream.lab.experiment import plan_jobs
+from nrstream.lab.loading import load_data
 
 CONFIG = """
 run: {{name: sweep, seeds: [0, 1], device: cpu, out_dir: {out}, checkpoint_dir: {ckpt}}}

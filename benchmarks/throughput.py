@@ -20,7 +20,7 @@ One process, one model (the registry's ``gru``), ``B`` lanes, frames per second 
    >= 0.25);
 6. ``stream_plain`` / ``stream_scene``: ``make_stream(...).next_chunk(T)`` without the env, the
    paper-style stream and the acoustic scene (``background="gaussian"``: the background
-   under everything, samples mixed in at a drawn SNR; :mod:`nrstream.scene`) on the same
+   under everything, samples mixed in at a drawn SNR; :mod:`nrstream.stream.scene`) on the same
    data and shapes (target: scene / plain >= 0.5).
 
 Everything runs under ``torch.inference_mode()``. Frames = lanes x frames; warm-up calls
@@ -55,7 +55,7 @@ from _common import (
 from torch import nn
 
 from nrstream import Agent
-from nrstream.plugins import get_registry
+from nrstream.plugin.registry import get_registry
 
 METRICS = ("accuracy", "noise_entropy")
 TARGETS = {
@@ -161,8 +161,8 @@ def stream_cases(args, device: torch.device):
 
 def scene_cases(args, device: torch.device):
     """Case 6: the paper-style stream and the scene stream, ``next_chunk`` alone."""
-    from nrstream.datasets import load_dataset, make_stream
-    from nrstream.stream_settings import StreamSettings
+    from nrstream.data.datasets import load_dataset, make_stream
+    from nrstream.stream.settings import StreamSettings
 
     dataset = load_dataset("toy", feature_size=args.features, num_classes=args.classes)
     settings = StreamSettings().stream_options()

@@ -1,12 +1,12 @@
 """Training throughput per loss: frames per second of the engine's own training step.
 
-Each step is :func:`nrstream.engine.train_step`, the one the engine runs (no copy of it
+Each step is :func:`nrstream.lab.engine.train_step`, the one the engine runs (no copy of it
 here): the next chunk of the train-split stream, the agent's forward, the loss plugin on
 float32 logits, ``backward``, gradient-norm clipping (``--grad-clip``, the engine's
 default), ``AdamW.step``, the learning-rate scheduler step, and the state detached
 between chunks (truncated BPTT). Each loss gets its protocol's stream and reset policy
-from the protocol table (:mod:`nrstream.protocols`); the configured stream of a protocol
-that uses one is :class:`~nrstream.stream_settings.StreamSettings` (the defaults, or
+from the protocol table (:mod:`nrstream.plugin.protocols`); the configured stream of a protocol
+that uses one is :class:`~nrstream.stream.settings.StreamSettings` (the defaults, or
 ``--gap-min``/``--gap-max``).
 
 Frames = lanes x frames per chunk. Warm-up steps are not timed; each figure is the median
@@ -33,12 +33,12 @@ from _common import add_common_options, interleaved_medians, machine, print_tabl
 
 from nrstream import Agent
 from nrstream.agent import detach_state
-from nrstream.config import TrainConfig
-from nrstream.datasets import load_dataset, make_stream
-from nrstream.engine import make_optimizer, make_scheduler, train_step
-from nrstream.plugins import get_registry
-from nrstream.protocols import protocol_of
-from nrstream.stream_settings import StreamSettings
+from nrstream.data.datasets import load_dataset, make_stream
+from nrstream.lab.config import TrainConfig
+from nrstream.lab.engine import make_optimizer, make_scheduler, train_step
+from nrstream.plugin.protocols import protocol_of
+from nrstream.plugin.registry import get_registry
+from nrstream.stream.settings import StreamSettings
 
 LOSSES = ("reset", "ce", "ce_kl")
 TARGET = 0.95

@@ -12,29 +12,30 @@ import importlib
 
 from nrstream.envs.registration import register_envs, register_on_gymnasium_import
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError, PluginError
-from nrstream.hookspecs import hookimpl
+from nrstream.plugin.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SampleBank": "nrstream.bank",
-    "Dataset": "nrstream.bank",
-    "Chunk": "nrstream.stream",
-    "Stream": "nrstream.stream",
-    "GapLengths": "nrstream.stream",
-    "NoiseSource": "nrstream.noise",
-    "GaussianNoise": "nrstream.noise",
-    "SilenceNoise": "nrstream.noise",
-    "RecordedNoise": "nrstream.noise",
-    "make_noise": "nrstream.noise",
+    "SampleBank": "nrstream.stream.bank",
+    "Dataset": "nrstream.stream.bank",
+    "Chunk": "nrstream.stream.stream",
+    "Stream": "nrstream.stream.stream",
+    "GapLengths": "nrstream.stream.stream",
+    "NoiseSource": "nrstream.stream.noise",
+    "GaussianNoise": "nrstream.stream.noise",
+    "SilenceNoise": "nrstream.stream.noise",
+    "RecordedNoise": "nrstream.stream.noise",
+    "make_noise": "nrstream.stream.noise",
     "Agent": "nrstream.agent",
-    "get_registry": "nrstream.plugins",
-    "load_dataset": "nrstream.datasets",
-    "make_stream": "nrstream.datasets",
-    "load_config": "nrstream.config",
-    "StreamSettings": "nrstream.stream_settings",
-    "run_experiment": "nrstream.experiment",
-    "Results": "nrstream.experiment",
+    "get_registry": "nrstream.plugin.registry",
+    "load_dataset": "nrstream.data.datasets",
+    "make_stream": "nrstream.data.datasets",
+    "load_config": "nrstream.lab.config",
+    "StreamSettings": "nrstream.stream.settings",
+    "run_experiment": "nrstream.lab.experiment",
+    "Results": "nrstream.artifacts.results",
+    "TrainedAgent": "nrstream.artifacts.trained_agent",
 }
 
 __all__ = [
@@ -56,7 +57,7 @@ def create(kind: str, name: str, /, **options):
     ``kind`` is ``architecture``, ``loss``, ``metric`` or ``data_source``; ``options`` go to the
     plugin's factory. The same as ``nrstream.get_registry().create(kind, name, **options)``.
     """
-    from nrstream.plugins import get_registry
+    from nrstream.plugin.registry import get_registry
 
     return get_registry().create(kind, name, **options)
 

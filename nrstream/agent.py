@@ -40,7 +40,7 @@ class Agent:
     classic baseline).
 
     Args:
-        model: an architecture (see :func:`nrstream.hookspecs.nrstream_register_architectures`).
+        model: an architecture (see :func:`nrstream.plugin.hookspecs.nrstream_register_architectures`).
         reset_policy: ``never`` or ``oracle``.
     """
 
@@ -74,7 +74,7 @@ class Agent:
         return logits
 
     def observe(self, chunk, aux: dict | None = None) -> torch.Tensor:
-        """Feed a :class:`~nrstream.stream.Chunk` (its features and sample starts only)."""
+        """Feed a :class:`~nrstream.stream.stream.Chunk` (its features and sample starts only)."""
         return self(chunk.x, chunk.start, aux=aux)
 
     @torch.no_grad()

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from nrstream.agent import Agent, detach_state, map_state
-from nrstream.datasets import load_dataset, make_stream
-from nrstream.plugins import get_registry
+from nrstream.data.datasets import load_dataset, make_stream
+from nrstream.plugin.registry import get_registry
 
 
 @pytest.fixture(scope="module")

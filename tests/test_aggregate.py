@@ -1,4 +1,4 @@
-"""Across-seed aggregates (nrstream.aggregate): exact values against a hand computation."""
+"""Across-seed aggregates (nrstream.lab.aggregate): exact values against a hand computation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from nrstream.aggregate import (
+from nrstream.lab.aggregate import (
     AGGREGATE_CSV_HEADER,
     CI_METHOD,
     aggregate_csv_header,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nrstream.errors import ConfigError
-from nrstream.plugins import get_registry, reload_plugins
+from nrstream.plugin.registry import get_registry, reload_plugins
 from nrstream.testing import check_architecture
 
 ARCHITECTURES = ["rnn", "gru", "lstm", "ssm", "snn"]
@@ -142,7 +142,7 @@ def test_bad_input_shape(name):
 
 def toy_accuracy(model, dataset, steps: int, lr: float) -> float:
     """Train segmented (reset at every sample start, no gaps), score at decision frames."""
-    from nrstream.datasets import make_stream
+    from nrstream.data.datasets import make_stream
 
     torch.manual_seed(0)
     stream = make_stream(dataset, "train", num_lanes=32, seed=0, gap_min=0, gap_max=0, device="cpu")
@@ -188,7 +188,7 @@ def detach(state):
     ],
 )
 def test_learns_toy_well_above_chance(name, steps, lr):
-    from nrstream.datasets import load_dataset
+    from nrstream.data.datasets import load_dataset
 
     dataset = load_dataset("toy", seed=0)
     options = {key: value for key, value in CASES[name].items() if key != "scan"}

@@ -12,9 +12,9 @@ import pytest
 import soundfile
 import torch
 
-from nrstream import cache
-from nrstream.audio import FeatureFrontend, fix_length, read_wav
-from nrstream.datafiles import download, safe_extract_tar
+from nrstream.data import cache
+from nrstream.data.audio import FeatureFrontend, fix_length, read_wav
+from nrstream.data.datafiles import download, safe_extract_tar
 from nrstream.errors import DataFileError, DownloadError
 
 

@@ -10,7 +10,7 @@ import pytest
 import nrstream
 import nrstream.commands.plugins as plugins_command
 from nrstream import cli
-from nrstream.plugins import get_registry
+from nrstream.plugin.registry import get_registry
 
 
 def test_version():

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nrstream.config import (
+from nrstream.errors import ConfigError
+from nrstream.lab.config import (
     MAX_CONFIG_BYTES,
     MAX_YAML_NODES,
     AgentConfig,
@@ -17,7 +18,6 @@ from nrstream.config import (
     load_config,
     parse_config,
 )
-from nrstream.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 AGENT = [{"arch": "gru", "loss": "ce_kl"}]
@@ -133,7 +133,7 @@ def test_agent_key_ignores_what_does_not_change_weights():
 
 
 def test_data_stream_is_the_one_stream_settings_object():
-    from nrstream.stream_settings import StreamSettings
+    from nrstream.stream.settings import StreamSettings
 
     config = parse_config({"agents": AGENT}, check_plugins=False)
     assert config.data.stream == StreamSettings()
@@ -238,9 +238,9 @@ def test_parse_without_plugins_loads_no_plugin_and_no_torch():
     import sys
 
     code = (
-        "import sys; from nrstream.config import parse_config; "
+        "import sys; from nrstream.lab.config import parse_config; "
         "parse_config({'agents': [{'arch': 'nonexistent', 'loss': 'x'}]}, check_plugins=False); "
-        "print('torch' in sys.modules, 'nrstream_plugins' in sys.modules, 'nrstream.plugins' in sys.modules)"
+        "print('torch' in sys.modules, 'nrstream_plugins' in sys.modules, 'nrstream.plugin.registry' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False", "False"]
@@ -403,7 +403,7 @@ def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path):
 
 
 def test_parse_then_resolve_is_the_same_as_one_call():
-    from nrstream.config import resolve_plugins
+    from nrstream.lab.config import resolve_plugins
 
     raw = {"agents": [{"arch": "gur", "loss": "ce_kl"}]}
     config = parse_config(raw, "x.yaml", check_plugins=False)  # structure only: the typo is not seen yet

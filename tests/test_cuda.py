@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nrstream.plugins import get_registry
+from nrstream.plugin.registry import get_registry
 
 pytestmark = [
     pytest.mark.cuda,

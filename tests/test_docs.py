@@ -40,7 +40,7 @@ def _key_paths(cls, prefix: str = "") -> list[str]:
     import dataclasses
     import typing
 
-    from nrstream.config import _NOT_KEYS, AgentConfig
+    from nrstream.lab.config import _NOT_KEYS, AgentConfig
 
     paths = []
     hints = typing.get_type_hints(cls)
@@ -60,8 +60,7 @@ def _key_paths(cls, prefix: str = "") -> list[str]:
 
 
 def _documented_rows() -> dict[str, list[str]]:
-    from nrstream import config
-
+    from nrstream.lab import config
     rows = {}
     for line in config.__doc__.splitlines():
         if line.strip() and not line.startswith((" ", "=")):
@@ -70,17 +69,17 @@ def _documented_rows() -> dict[str, list[str]]:
 
 
 def test_every_config_key_is_documented():
-    """The reference table in nrstream/config.py's docstring names every key (datasette's test_docs)."""
-    from nrstream.config import Config
+    """The reference table in nrstream/lab/config.py's docstring names every key (datasette's test_docs)."""
+    from nrstream.lab.config import Config
 
     keys = _key_paths(Config)
     assert "run.seeds" in keys and "run.resources.num_gpus" in keys and "data.stream.noise_scale" in keys
     missing = [key for key in keys if key not in _documented_rows()]
-    assert not missing, f"undocumented config keys (add them to the table in nrstream/config.py): {missing}"
+    assert not missing, f"undocumented config keys (add them to the table in nrstream/lab/config.py): {missing}"
 
 
 def test_the_table_documents_no_key_that_does_not_exist():
-    from nrstream.config import Config
+    from nrstream.lab.config import Config
 
     keys = set(_key_paths(Config))
     table = [k for k in _documented_rows() if "." in k or k == "agents"]
@@ -90,14 +89,14 @@ def test_the_table_documents_no_key_that_does_not_exist():
         if k[0].islower() and k.split(".")[0].split("[")[0] in ("run", "data", "agents", "train", "evaluate")
     ]
     stale = [k for k in table if k not in keys and not k.endswith(".*")]
-    assert not stale, f"the key table of nrstream/config.py documents keys that do not exist: {stale}"
+    assert not stale, f"the key table of nrstream/lab/config.py documents keys that do not exist: {stale}"
 
 
 def test_stream_keys_and_their_defaults_come_from_stream_settings():
     """``data.stream.*`` rows are generated from StreamSettings: its defaults are the documented ones."""
     import dataclasses
 
-    from nrstream.stream_settings import StreamSettings
+    from nrstream.stream.settings import StreamSettings
 
     rows = _documented_rows()
     for f in dataclasses.fields(StreamSettings):

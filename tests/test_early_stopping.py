@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nrstream.config import TrainConfig, agent_key, load_config, parse_config
-from nrstream.engine import _stalled, load_data, steps_per_epoch, train_agent
 from nrstream.errors import ConfigError
+from nrstream.lab.config import TrainConfig, agent_key, load_config, parse_config
+from nrstream.lab.engine import _stalled, steps_per_epoch, train_agent
+from nrstream.lab.loading import load_data
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")

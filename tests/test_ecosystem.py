@@ -24,7 +24,7 @@ import pytest
 import torch
 
 from nrstream import Chunk
-from nrstream.datasets import load_dataset, make_stream
+from nrstream.data.datasets import load_dataset, make_stream
 from nrstream.envs.registration import ENVS
 
 ROOT = Path(__file__).resolve().parents[1]

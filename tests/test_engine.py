@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nrstream.config import load_config
-from nrstream.engine import load_checkpoint, load_data, steps_per_epoch, train_agent
-from nrstream.evaluation import decision_accuracy, lanes_for_length, wilson_interval
+from nrstream.lab.config import load_config
+from nrstream.lab.engine import load_checkpoint, steps_per_epoch, train_agent
+from nrstream.lab.evaluation import decision_accuracy, lanes_for_length, wilson_interval
+from nrstream.lab.loading import load_data
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
@@ -119,7 +120,7 @@ def test_validation_and_best_checkpoint(tmp_path):
 def test_decision_accuracy_counts_exactly_n_decisions_per_lane(tmp_path):
     config = toy_config(tmp_path / "ck")
     data = load_data(config)
-    from nrstream.datasets import make_stream
+    from nrstream.data.datasets import make_stream
 
     class Constant(torch.nn.Module):
         """Always predicts class 0: accuracy is the share of class-0 samples scored."""
@@ -166,8 +167,8 @@ def test_reset_state_every_bounds_the_training_streams(tmp_path):
 @pytest.mark.parametrize("arch", ["rnn", "gru", "lstm", "ssm", "snn"])
 def test_every_architecture_trains_resumes_and_evaluates(tmp_path, arch):
     """Nested-tuple states (lstm, snn) survive checkpoints; aux["hidden"] reaches losses and metrics."""
-    from nrstream.config import AgentConfig
-    from nrstream.evaluation import evaluate_agent
+    from nrstream.lab.config import AgentConfig
+    from nrstream.lab.evaluation import evaluate_agent
 
     config = toy_config(tmp_path / "ck", steps=3, checkpoint_every=1, validate=False)
     config.evaluate.lengths, config.evaluate.endless_samples = [1, 2], 8
@@ -196,7 +197,7 @@ class _Loss:
 
 @pytest.fixture
 def test_loss():
-    from nrstream.plugins import get_registry
+    from nrstream.plugin.registry import get_registry
 
     registry = get_registry()
     registry.add("loss", "test_loss", _Loss, "tests")
@@ -219,7 +220,7 @@ def test_a_nan_loss_names_its_likely_causes(tmp_path, test_loss):
 
 def test_an_unknown_protocol_is_one_line_naming_the_loss_and_the_table(tmp_path, test_loss):
     from nrstream.errors import NrstreamError
-    from nrstream.protocols import PROTOCOLS
+    from nrstream.plugin.protocols import PROTOCOLS
 
     config = toy_config(tmp_path / "ck", steps=1)
     agent = dataclasses.replace(config.agents[1], loss=test_loss, loss_options={"protocol": "sometimes"})

@@ -14,9 +14,9 @@ import torch
 from gymnasium.utils.env_checker import check_env, data_equivalence
 from gymnasium.vector.utils import batch_space
 
-from nrstream.datasets import load_dataset, make_stream
+from nrstream.data.datasets import load_dataset, make_stream
 from nrstream.envs.registration import ENVS
-from nrstream.stream import Chunk
+from nrstream.stream.stream import Chunk
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nrstream import report
 from nrstream.cli import main
 from nrstream.errors import DataNotFoundError
-from nrstream.plugins import get_registry
+from nrstream.lab import report
+from nrstream.plugin.registry import get_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 TOY = str(ROOT / "configs" / "toy.yaml")
@@ -171,8 +171,8 @@ def test_bad_config_is_one_line_and_exit_code_2(tmp_path):
 
 def test_perfect_and_zero_accuracy_still_plot(run_folder, tmp_path):
     """At 100 % or 0 % the Wilson bound sits on the estimate: no negative error bar, no lost run."""
-    from nrstream.evaluation import wilson_interval
-    from nrstream.report import write_run_folder
+    from nrstream.lab.evaluation import wilson_interval
+    from nrstream.lab.report import write_run_folder
 
     results = json.loads((run_folder / "results.json").read_text())
     for run, correct in zip(results["runs"], (10112, 0, 10112), strict=True):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nrstream.plugins import get_registry, reload_plugins
+from nrstream.plugin.registry import get_registry, reload_plugins
 from nrstream.testing import check_architecture
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "examples" / "mingru"
@@ -54,7 +54,7 @@ def test_registered_by_its_distribution(registry):
     assert "mingru" in registry.names("architecture")
     assert registry.get("architecture", "mingru").plugin == "mingru"
     assert {"rnn", "gru", "lstm", "ssm", "snn"} <= set(registry.names("architecture"))
-    from nrstream.plugins import describe_plugins
+    from nrstream.plugin.registry import describe_plugins
 
     entry = next(p for p in describe_plugins() if p["name"] == "mingru")
     assert entry["distribution"] == "nrstream-mingru"
@@ -62,7 +62,7 @@ def test_registered_by_its_distribution(registry):
 
 
 def test_runs_and_learns_on_the_toy_stream(registry):
-    from nrstream.datasets import load_dataset, make_stream
+    from nrstream.data.datasets import load_dataset, make_stream
 
     torch.manual_seed(0)
     dataset = load_dataset("toy", seed=0)

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from nrstream.errors import NrstreamError
-from nrstream.executors import (
+from nrstream.lab.executors import (
     EXECUTORS,
     ExecutorError,
     JobFailure,
@@ -84,7 +84,7 @@ def test_progress_counts_and_eta_from_throughput():
 def test_local_executor_imports_nothing_from_ray():
     code = (
         "import sys\n"
-        "from nrstream.executors import make_executor\n"
+        "from nrstream.lab.executors import make_executor\n"
         "ex = make_executor('local', progress=False)\n"
         "print(list(ex.run([1, 2], abs)))\n"
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
@@ -244,7 +244,7 @@ def run_cli(capsys, *argv):
 def test_seeds_flag_gives_per_seed_entries_and_the_aggregate(tmp_path, capsys):
     import json
 
-    from nrstream.aggregate import aggregate_runs
+    from nrstream.lab.aggregate import aggregate_runs
 
     code, out, err = run_cli(capsys, "evaluate", cli_config(tmp_path), "--seeds", "2", "--out", tmp_path / "run")
     assert code == 0, err
@@ -276,7 +276,7 @@ def test_seeds_flag_gives_per_seed_entries_and_the_aggregate(tmp_path, capsys):
 def test_a_job_whose_plugin_raises_is_listed_and_the_others_written(tmp_path, capsys):
     import json
 
-    from nrstream.plugins import get_registry
+    from nrstream.plugin.registry import get_registry
 
     registry = get_registry()
     if "explode" not in registry.names("loss"):

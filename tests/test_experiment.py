@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from nrstream.config import load_config
-from nrstream.engine import load_data, train_agent
-from nrstream.experiment import Job, JobResult, Results, evaluate_job, plan_jobs, run_experiment, run_job, train_job
-from nrstream.protocols import PROTOCOLS
+from nrstream.lab.config import load_config
+from nrstream.lab.engine import train_agent
+from nrstream.lab.experiment import Job, JobResult, Results, evaluate_job, plan_jobs, run_experiment, run_job, train_job
+from nrstream.lab.loading import load_data
+from nrstream.plugin.protocols import PROTOCOLS
 
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from nrstream.export import ExportError, export_model, flatten_state
-from nrstream.plugins import get_registry
+from nrstream.deploy.export import ExportError, export_model, flatten_state
+from nrstream.plugin.registry import get_registry
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

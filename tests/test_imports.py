@@ -1,9 +1,11 @@
 """The layering holds: read from the source (AST), not by importing anything.
 
-* no import cycles among the modules of ``nrstream`` (imports that run when a module is
-  imported: module level, ``try`` blocks included, ``if TYPE_CHECKING:`` excluded);
-* no built-in plugin imports the pipeline (engine, evaluation, report, experiment) at any
-  level, functions included: a plugin is a component the pipeline calls, never the reverse;
+* every package of ``nrstream`` imports only the packages its docstring allows (:data:`ALLOWED`),
+  at any level: module level, ``try`` blocks and function bodies alike (``if TYPE_CHECKING:`` is
+  skipped: it never runs);
+* no import cycles among the modules of ``nrstream``, function-level imports included;
+* no built-in plugin imports the pipeline (the lab, deploy, commands) at any level: a plugin is
+  a component the pipeline calls, never the reverse;
 * the core never imports a built-in plugin (it finds them through entry points).
 """
 
@@ -20,7 +22,37 @@ import nrstream
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "nrstream"
 PLUGINS = ROOT / "plugins" / "nrstream_plugins"
-PIPELINE = ("nrstream.engine", "nrstream.evaluation", "nrstream.report", "nrstream.experiment")
+PIPELINE = ("nrstream.lab", "nrstream.deploy", "nrstream.commands", "nrstream.cli")
+
+#: the small base: modules at the top of the package that everything may use
+BASE = {"errors", "log", "atomic", "stats", "seeds", "agent"}
+_BELOW_LAB = {"base", "stream", "plugin", "data", "artifacts"}
+#: which layers each layer may import (a layer is a package of nrstream, or the base)
+ALLOWED: dict[str, set[str]] = {
+    "base": {"base"},
+    "stream": {"base", "stream"},
+    "plugin": {"base", "stream", "plugin"},
+    "data": {"base", "stream", "plugin", "data"},
+    "envs": {"base", "stream", "plugin", "data", "envs"},
+    "artifacts": {"base", "stream", "plugin", "data", "artifacts"},
+    "lab": _BELOW_LAB | {"lab"},
+    "deploy": _BELOW_LAB | {"deploy"},
+    "commands": _BELOW_LAB | {"lab", "deploy", "envs", "commands"},
+}
+
+
+def layer(module: str) -> str | None:
+    """The layer of a module of nrstream (``None``: the package itself, which may import anything lazily)."""
+    parts = module.split(".")
+    if parts[0] != "nrstream" or module == "nrstream":
+        return None
+    if parts[1] in BASE:
+        return "base"
+    if parts[1] == "testing":  # the public name of the conformance kit
+        return "plugin"
+    if parts[1] == "cli":
+        return "commands"
+    return parts[1]
 
 
 @dataclass(frozen=True)
@@ -61,14 +93,14 @@ def _resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(base + ([node.module] if node.module else []))
 
 
-def _targets(importer: str, is_package: bool, node: ast.Import | ast.ImportFrom) -> list[str]:
+def _targets(importer: str, is_package: bool, node: ast.Import | ast.ImportFrom, known: dict[str, Path]) -> list[str]:
     if isinstance(node, ast.Import):
         return [alias.name for alias in node.names]
     package = _resolve(importer, is_package, node)
     targets = []
     for alias in node.names:
         submodule = f"{package}.{alias.name}"
-        if submodule in KNOWN:
+        if submodule in known:
             targets.append(submodule)
         elif package == "nrstream" and alias.name in getattr(nrstream, "_LAZY", {}):
             targets.append(nrstream._LAZY[alias.name])  # a lazy public name imports its module
@@ -77,7 +109,7 @@ def _targets(importer: str, is_package: bool, node: ast.Import | ast.ImportFrom)
     return targets
 
 
-def imports_of(name: str, path: Path) -> list[Import]:
+def imports_of(name: str, path: Path, known: dict[str, Path] | None = None) -> list[Import]:
     """Every import statement of one module, marked module-level or not."""
     found: list[Import] = []
     is_package = path.name == "__init__.py"
@@ -93,7 +125,7 @@ def imports_of(name: str, path: Path) -> list[Import]:
 
     def visit_statement(child: ast.AST, module_level: bool) -> None:
         if isinstance(child, ast.Import | ast.ImportFrom):
-            for target in _targets(name, is_package, child):
+            for target in _targets(name, is_package, child, KNOWN if known is None else known):
                 found.append(Import(name, target, child.lineno, module_level))
         elif isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
             visit(child, False)
@@ -142,25 +174,29 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return cycles
 
 
-def core_graph() -> dict[str, set[str]]:
+def core_graph(imports: list[Import] | None = None, known: dict[str, Path] | None = None) -> dict[str, set[str]]:
+    """Importer -> imported among the core's modules, function-level imports included."""
+    imports = ALL_IMPORTS if imports is None else imports
+    known = KNOWN if known is None else known
     graph: dict[str, set[str]] = {}
-    for imp in ALL_IMPORTS:
-        if imp.module_level and imp.importer.startswith("nrstream") and not imp.importer.startswith("nrstream_"):
-            if imp.imported in KNOWN and imp.imported.split(".")[0] == "nrstream" and imp.imported != imp.importer:
-                graph.setdefault(imp.importer, set()).add(imp.imported)
+    for imp in imports:
+        if imp.importer.split(".")[0] == "nrstream" and imp.importer != "nrstream":
+            if imp.imported in known and imp.imported.split(".")[0] == "nrstream" and imp.imported != imp.importer:
+                if imp.imported != "nrstream":
+                    graph.setdefault(imp.importer, set()).add(imp.imported)
     return graph
 
 
 def test_the_walk_sees_the_package():
     """Guards the walk itself: it finds the modules and the imports we know are there."""
-    assert {"nrstream", "nrstream.hookspecs", "nrstream.testing", "nrstream.commands"} <= set(KNOWN)
+    assert {"nrstream", "nrstream.plugin.hookspecs", "nrstream.testing", "nrstream.commands"} <= set(KNOWN)
     assert "nrstream_plugins.architectures.recurrent" in KNOWN
     seen = {(i.importer, i.imported, i.module_level) for i in ALL_IMPORTS}
-    assert ("nrstream.hookspecs", "nrstream.contracts", True) in seen
+    assert ("nrstream.plugin.hookspecs", "nrstream.plugin.contracts", True) in seen
     # relative import inside a plugin package
     assert ("nrstream_plugins.architectures.recurrent", "nrstream_plugins.architectures._common", True) in seen
     # the contracts' tensor types are annotations only (TYPE_CHECKING): not a run-time edge
-    assert ("nrstream.contracts", "nrstream.stream", True) not in seen
+    assert ("nrstream.plugin.contracts", "nrstream.stream.stream", True) not in seen
 
 
 def test_cycle_finder():
@@ -169,14 +205,67 @@ def test_cycle_finder():
     assert find_cycles({"a": {"b"}, "b": set()}) == []
 
 
+def cycle_report(imports: list[Import], known: dict[str, Path]) -> list[str]:
+    """One line per import cycle (function-level imports included), naming its edges."""
+    cycles = find_cycles(core_graph(imports, known))
+    return [
+        " -> ".join(cycle) + " (" + "; ".join(str(i) for i in imports if {i.importer, i.imported} <= set(cycle)) + ")"
+        for cycle in cycles
+    ]
+
+
 def test_no_import_cycles_in_the_core():
-    graph = core_graph()
-    cycles = find_cycles(graph)
-    details = []
-    for cycle in cycles:
-        edges = [str(i) for i in ALL_IMPORTS if i.module_level and i.importer in cycle and i.imported in cycle]
-        details.append(" -> ".join(cycle) + " (" + "; ".join(edges) + ")")
-    assert not cycles, "module-level import cycles: " + " | ".join(details)
+    details = cycle_report(ALL_IMPORTS, KNOWN)
+    assert not details, "import cycles: " + " | ".join(details)
+
+
+def test_a_planted_function_level_cycle_is_found(tmp_path):
+    """The walk sees imports inside functions: two modules that import each other lazily are a cycle."""
+    top = tmp_path / "nrstream"
+    (top / "lab").mkdir(parents=True)
+    (top / "__init__.py").write_text("")
+    (top / "lab" / "__init__.py").write_text("")
+    (top / "lab" / "a.py").write_text("def f():\n    from nrstream.lab import b\n")
+    (top / "lab" / "b.py").write_text("import json\n\ndef g():\n    from nrstream.lab.a import f\n")
+    known = modules_under(top)
+    imports = [imp for name, path in known.items() for imp in imports_of(name, path, known)]
+    assert {(i.importer, i.imported, i.module_level) for i in imports} >= {
+        ("nrstream.lab.a", "nrstream.lab.b", False),
+        ("nrstream.lab.b", "nrstream.lab.a", False),
+    }
+    assert len(cycle_report(imports, known)) == 1
+
+
+def layer_violations(imports: list[Import]) -> list[str]:
+    bad = []
+    for imp in imports:
+        src, dst = layer(imp.importer), layer(imp.imported)
+        if src is None or dst is None or imp.importer.split(".")[0] != "nrstream":
+            continue
+        if imp.imported.split(".")[0] != "nrstream":
+            continue
+        if dst not in ALLOWED[src]:
+            bad.append(f"{imp} ({src} may import {', '.join(sorted(ALLOWED[src]))}; not {dst})")
+    return bad
+
+
+def test_every_package_imports_only_what_its_docstring_allows():
+    bad = layer_violations(ALL_IMPORTS)
+    assert not bad, "layering broken: " + " | ".join(bad)
+
+
+def test_a_planted_layer_violation_is_found():
+    planted = [Import("nrstream.stream.bank", "nrstream.lab.engine", 3, False)]
+    assert len(layer_violations(planted)) == 1
+    assert layer_violations([Import("nrstream.lab.engine", "nrstream.stream.bank", 3, True)]) == []
+
+
+def test_every_package_names_its_layer_rule_in_its_docstring():
+    for package in sorted({layer(m) for m in KNOWN if layer(m) not in (None, "base", "commands")}):
+        doc = ast.get_docstring(ast.parse((CORE / package / "__init__.py").read_text())) or ""
+        assert "May import" in doc, f"nrstream/{package}/__init__.py: its docstring must say what it may import"
+        for other in ALLOWED[package] - {"base", package}:
+            assert f"nrstream.{other}" in doc, f"nrstream/{package}: the docstring does not name {other}"
 
 
 @pytest.mark.parametrize("pipeline", PIPELINE)

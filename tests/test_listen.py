@@ -14,12 +14,13 @@ import pytest
 import soundfile
 import torch
 
-from nrstream.checkpoint import CheckpointError
+from nrstream.artifacts.checkpoints import CheckpointError
+from nrstream.artifacts.trained_agent import AgentError, TrainedAgent
 from nrstream.cli import main
-from nrstream.detector import Detection, Detector, DetectorSettings, det_curve, plot_det, score
+from nrstream.deploy.detector import Detection, Detector, DetectorSettings, det_curve, plot_det, score
+from nrstream.deploy.listen import _Resampler, audio_blocks
+from nrstream.deploy.recording import TruthEvent
 from nrstream.errors import DataFileError
-from nrstream.listen import ListenError, _Resampler, audio_blocks, load_agent
-from nrstream.recording import TruthEvent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -253,17 +254,17 @@ def test_listen_on_a_checkpoint_equals_listen_on_the_run(trained, checkpoint, ca
     from_folder = listen_lines(capsys, checkpoint, rec)  # one agent: --agent may be left out
     from_file = listen_lines(capsys, checkpoint / "best.pt", rec, "--agent", "gru/ce_kl")
     assert len(from_run) >= 10 and from_folder == from_run and from_file == from_run
-    a, b = load_agent(run, "gru/ce_kl"), load_agent(checkpoint)
+    a, b = TrainedAgent.load(run, "gru/ce_kl"), TrainedAgent.load(checkpoint)
     assert (a.label, a.class_names, a.frontend, a.arch_options) == (b.label, b.class_names, b.frontend, b.arch_options)
     assert torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std)
     # a file: exactly its weights (a folder: best.pt, else last.pt)
-    last = load_agent(checkpoint / "last.pt").model.state_dict()
+    last = TrainedAgent.load(checkpoint / "last.pt").model.state_dict()
     want = torch.load(checkpoint / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(last[k], want[k]) for k in want) and last.keys() == want.keys()
 
 
 def test_export_from_a_checkpoint_equals_export_from_the_run(trained, checkpoint, tmp_path):
-    from nrstream.export import export_agent
+    from nrstream.deploy.export import export_agent
 
     run, _, _ = trained
     formats = ["torchscript"] + (["onnx"] if _has_onnxruntime() else [])
@@ -299,30 +300,30 @@ def _run_exported(fmt, path, x, state) -> list[torch.Tensor]:
 
 def test_what_a_checkpoint_refuses(trained, checkpoint, tmp_path):
     run, _, _ = trained
-    with pytest.raises(ListenError, match=f"agent 'lstm/ce' is not in {checkpoint}; it has gru/ce_kl"):
-        load_agent(checkpoint, "lstm/ce")
+    with pytest.raises(AgentError, match=f"agent 'lstm/ce' is not in {checkpoint}; it has gru/ce_kl"):
+        TrainedAgent.load(checkpoint, "lstm/ce")
     old = tmp_path / "gru-ce_kl-old"  # a checkpoint folder trained before agent.json existed
     old.mkdir()
     (old / "last.pt").write_bytes((checkpoint / "last.pt").read_bytes())
-    with pytest.raises(ListenError) as info:
-        load_agent(old)
+    with pytest.raises(AgentError) as info:
+        TrainedAgent.load(old)
     assert str(info.value).startswith(f"{old} is a checkpoint folder without agent.json")
     assert "pass the run folder that used it instead" in str(info.value) and "\n" not in str(info.value)
-    with pytest.raises(ListenError, match="is neither a run folder .* nor a checkpoint folder"):
-        load_agent(tmp_path)
+    with pytest.raises(AgentError, match="is neither a run folder .* nor a checkpoint folder"):
+        TrainedAgent.load(tmp_path)
     failed = tmp_path / "all_failed"  # a run folder whose every job failed
     failed.mkdir()
     (failed / "results.json").write_text(json.dumps({"format": 2, "runs": [], "data": {}, "failed": [{}]}))
-    with pytest.raises(ListenError, match="all_failed holds no trained agent"):
-        load_agent(failed)
+    with pytest.raises(AgentError, match="all_failed holds no trained agent"):
+        TrainedAgent.load(failed)
     broken = tmp_path / "gru-ce_kl-broken"
     shutil.copytree(checkpoint, broken)
     (broken / "best.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="best.pt is not a valid nrstream checkpoint"):
-        load_agent(broken)
+        TrainedAgent.load(broken)
     (old / "agent.json").write_text('{"format": 99}')
     with pytest.raises(CheckpointError, match="agent.json is not an agent record this nrstream reads"):
-        load_agent(old / "last.pt")
+        TrainedAgent.load(old / "last.pt")
 
 
 def test_bad_input_is_one_line(trained, tmp_path):

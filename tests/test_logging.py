@@ -68,8 +68,8 @@ def test_a_worker_follows_the_cli_verbosity(monkeypatch, capsys):
         logger.removeHandler(handler)
     monkeypatch.setenv("NRSTREAM_VERBOSITY", "-1")  # what `nrstream -q` leaves for Ray workers it starts
     configure_worker()
-    logging.getLogger("nrstream.experiment").info("hidden")
-    logging.getLogger("nrstream.experiment").warning("shown")
+    logging.getLogger("nrstream.lab.experiment").info("hidden")
+    logging.getLogger("nrstream.lab.experiment").warning("shown")
     assert capsys.readouterr().err == "nrstream: notice: shown\n"
     configure(0)
     configure_worker()  # already configured: left alone

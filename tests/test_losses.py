@@ -10,7 +10,7 @@ from nrstream_plugins._options import OptionError
 from nrstream_plugins.losses import AdaptiveLoss, CrossEntropyLoss, ResetLoss, StateKLLoss
 from nrstream_plugins.losses import functional as F
 
-from nrstream.stream import Chunk
+from nrstream.stream.stream import Chunk
 
 C = 3
 
@@ -187,7 +187,7 @@ def test_bad_options_are_one_line_errors(factory, config, quoted):
 
 
 def test_registered_through_the_plugin_registry():
-    from nrstream.plugins import get_registry
+    from nrstream.plugin.registry import get_registry
 
     registry = get_registry()
     assert {"reset", "ce", "ce_kl", "ce_kl_state"} <= set(registry.names("loss"))

@@ -17,7 +17,7 @@ from nrstream_plugins.metrics import (
     wilson_interval,
 )
 
-from nrstream.stream import Chunk
+from nrstream.stream.stream import Chunk
 
 C = 3
 
@@ -178,7 +178,7 @@ def test_rolling_accuracy_stream_order_and_curve():
 
 
 def test_toy_stream_oracle_is_perfect():
-    from nrstream.datasets import load_dataset, make_stream
+    from nrstream.data.datasets import load_dataset, make_stream
 
     ds = load_dataset("toy")
     stream = make_stream(ds, "test", num_lanes=4, seed=0, gap_min=2, gap_max=5)
@@ -217,7 +217,7 @@ def test_bad_options(factory, config, quoted):
 
 
 def test_registered_through_the_plugin_registry():
-    from nrstream.plugins import get_registry
+    from nrstream.plugin.registry import get_registry
 
     names = set(get_registry().names("metric"))
     assert {"accuracy", "accuracy_by_position", "rolling_accuracy", "noise_entropy", "state_norm"} <= names

@@ -110,8 +110,8 @@ def _bundled_names() -> list[str]:
 
 
 def test_find_config_a_local_file_wins_then_bundled_names(tmp_path, monkeypatch):
-    from nrstream.bundled_configs import find_config, list_configs
     from nrstream.errors import ConfigError
+    from nrstream.lab.bundled_configs import find_config, list_configs
 
     monkeypatch.chdir(tmp_path)
     bundled = list_configs()
@@ -131,7 +131,7 @@ def test_find_config_a_local_file_wins_then_bundled_names(tmp_path, monkeypatch)
 
 def test_load_config_and_the_cli_take_bundled_names(tmp_path, monkeypatch, capsys):
     from nrstream.cli import main
-    from nrstream.config import load_config
+    from nrstream.lab.config import load_config
 
     monkeypatch.chdir(tmp_path)
     assert load_config("toy").run.name == "toy"

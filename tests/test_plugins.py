@@ -12,7 +12,7 @@ import pytest
 
 from nrstream import cli
 from nrstream.errors import PluginError
-from nrstream.plugins import PluginLoadWarning, get_registry, reload_plugins
+from nrstream.plugin.registry import PluginLoadWarning, get_registry, reload_plugins
 
 BUILTINS = {"toy", "fashion_mnist", "speech_commands", "synth_speech", "recurrent", "ssm", "snn", "losses", "metrics"}
 
@@ -216,7 +216,7 @@ def test_cli_does_not_end_silently_when_a_plugin_exits_on_import(site):
 
 
 def test_one_did_you_mean_rule():
-    from nrstream.plugins import close_matches, did_you_mean
+    from nrstream.plugin.registry import close_matches, did_you_mean
 
     assert close_matches("epocs", ["epochs", "steps", "lanes"]) == ["epochs"]
     # within 0.1 of the best ratio only: 'gru' beats 'rnn' clearly, so only 'gru' is offered
@@ -227,7 +227,7 @@ def test_one_did_you_mean_rule():
 
 
 def test_quote_cuts_long_values():
-    from nrstream.plugins import quote
+    from nrstream.plugin.registry import quote
 
     assert quote("x" * 1000) == "'" + "x" * 76 + "..."
     assert len(quote(list(range(10**6)))) <= 80

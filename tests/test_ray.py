@@ -19,7 +19,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'nrstream[ray]')")
 
-from nrstream.executors import (  # noqa: E402
+from nrstream.lab.executors import (  # noqa: E402
     ExecutorError,
     JobFailure,
     JobRunner,
@@ -52,7 +52,7 @@ evaluate:
 
 
 def toy_config(tmp_path: Path, name: str, losses: str = "ce, ce_kl"):
-    from nrstream.config import load_config
+    from nrstream.lab.config import load_config
 
     path = tmp_path / f"{name}.yaml"
     path.write_text(TOY.format(out=tmp_path / name / "runs", ckpt=tmp_path / name / "ckpt", losses=losses))
@@ -79,8 +79,8 @@ def ray_session():
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory, one_torch_thread):
     """The 2 x 2 x 2 toy experiment run by the local executor (one thread, as each Ray task has)."""
-    from nrstream.engine import load_data
-    from nrstream.experiment import plan_jobs
+    from nrstream.lab.experiment import plan_jobs
+    from nrstream.lab.loading import load_data
 
     config = toy_config(tmp_path_factory.mktemp("local"), "local")
     jobs = plan_jobs(config)
@@ -106,7 +106,7 @@ def test_plain_functions_and_failures(ray_session):
 def test_same_numbers_as_local_bit_for_bit_and_a_failing_plugin_fails_alone(ray_session, local_reference, tmp_path):
     jobs, local = local_reference
     assert len(jobs) == 8 and not [o.error for o in local if isinstance(o, JobFailure)]
-    from nrstream.experiment import plan_jobs
+    from nrstream.lab.experiment import plan_jobs
 
     _register_explode()  # the config names it: the driver validates it
     config = toy_config(tmp_path, "ray", losses="ce, ce_kl, explode")
@@ -129,7 +129,7 @@ def test_same_numbers_as_local_bit_for_bit_and_a_failing_plugin_fails_alone(ray_
 def test_job_runner_returns_outcomes_in_job_order(ray_session, local_reference, tmp_path):
     """The adapter run_experiment uses: Ray ends jobs in any order, the runner returns them in plan order."""
     jobs, local = local_reference
-    from nrstream.experiment import plan_jobs
+    from nrstream.lab.experiment import plan_jobs
 
     config = toy_config(tmp_path, "order")
     mine = plan_jobs(config)[:2]
@@ -143,7 +143,7 @@ def test_job_runner_returns_outcomes_in_job_order(ray_session, local_reference, 
 
 def killable(config, pid_dir: str, job):
     """A job that, on its first attempt only, writes its worker pid after step 2 and waits to be killed."""
-    from nrstream.experiment import evaluate_job, train_job
+    from nrstream.lab.experiment import evaluate_job, train_job
 
     marker = Path(pid_dir) / f"{job.arch}-{job.loss}-{job.seed}.pid"
 
@@ -158,7 +158,7 @@ def killable(config, pid_dir: str, job):
 
 def test_killed_worker_is_retried_and_the_job_resumes_to_the_same_result(ray_session, local_reference, tmp_path):
     jobs, local = local_reference
-    from nrstream.experiment import plan_jobs
+    from nrstream.lab.experiment import plan_jobs
 
     config = toy_config(tmp_path, "kill")
     mine = [j for j in plan_jobs(config) if (j.arch, j.loss, j.seed) in {("gru", "ce", 0), ("lstm", "ce_kl", 1)}]
@@ -204,7 +204,7 @@ class ExplodingLoss:
 
 
 def _register_explode() -> None:
-    from nrstream.plugins import get_registry
+    from nrstream.plugin.registry import get_registry
 
     registry = get_registry()
     if "explode" not in registry.names("loss"):

@@ -10,10 +10,9 @@ import pytest
 import soundfile
 import torch
 
-from nrstream.audio import FeatureFrontend, read_wav
 from nrstream.cli import main
-from nrstream.errors import ConfigError
-from nrstream.recording import (
+from nrstream.data.audio import FeatureFrontend, read_wav
+from nrstream.deploy.recording import (
     WordFraming,
     _clip_piece,
     _noise_parts,
@@ -23,7 +22,8 @@ from nrstream.recording import (
     recording_settings,
     split_files,
 )
-from nrstream.stream_settings import StreamSettings
+from nrstream.errors import ConfigError
+from nrstream.stream.settings import StreamSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -112,9 +112,9 @@ def test_snr_measured_from_the_parts_is_the_drawn_one(sample_options):
 
 
 def test_voiced_frames_and_word_power_are_the_scenes(sample_options):
-    """The recording's voiced frames and word power equal what nrstream.scene computes from the loader's bank."""
-    from nrstream.datasets import load_dataset
-    from nrstream.scene import linear_view, voiced_extent
+    """The recording's voiced frames and word power equal what nrstream.stream.scene computes from the loader's bank."""
+    from nrstream.data.datasets import load_dataset
+    from nrstream.stream.scene import linear_view, voiced_extent
 
     dataset = load_dataset("speech_commands", **sample_options)
     bank, view = dataset.splits["test"], linear_view(dataset)

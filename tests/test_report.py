@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nrstream.experiment import Results
-from nrstream.report import console_table, markdown_table, scalar_columns, write_run_folder
+from nrstream.artifacts.results import Results
+from nrstream.lab.report import console_table, markdown_table, scalar_columns, write_run_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 

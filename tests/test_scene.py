@@ -7,11 +7,11 @@ import math
 import pytest
 import torch
 
-from nrstream import counter_rng
-from nrstream.audio import FeatureFrontend
-from nrstream.datasets import load_dataset, make_stream
-from nrstream.scene import linear_view
-from nrstream.stream import _SNR, Chunk, Stream
+from nrstream.data.audio import FeatureFrontend
+from nrstream.data.datasets import load_dataset, make_stream
+from nrstream.stream import counter_rng
+from nrstream.stream.scene import linear_view
+from nrstream.stream.stream import _SNR, Chunk, Stream
 
 FIELDS = ("x", "label", "mask", "start", "end", "sample_index", "sample_id")
 SNR = (0.0, 20.0)

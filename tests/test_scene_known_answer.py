@@ -9,7 +9,7 @@ should find the words: the paper-style one learnt to expect clean clips after a 
 a cue no recording gives (issue 16).
 
 The real chain, no mocks: synth_speech (espeak-ng) → ``train_job`` (the engine) → the CLI's
-``make-recording --config`` → ``load_agent`` (the checkpoint folder) → ``listen`` → ``score``.
+``make-recording --config`` → ``TrainedAgent.load`` (the checkpoint folder) → ``listen`` → ``score``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nrstream.artifacts.trained_agent import TrainedAgent
 from nrstream.cli import main
-from nrstream.config import load_config
-from nrstream.detector import score
-from nrstream.engine import load_data
-from nrstream.experiment import plan_jobs, train_job
-from nrstream.listen import audio_blocks, listen, load_agent
-from nrstream.recording import read_truth
+from nrstream.deploy.detector import score
+from nrstream.deploy.listen import audio_blocks, listen
+from nrstream.deploy.recording import read_truth
+from nrstream.lab.config import load_config
+from nrstream.lab.experiment import plan_jobs, train_job
+from nrstream.lab.loading import load_data
 
 pytestmark = [
     pytest.mark.usefixtures("one_torch_thread"),
@@ -65,7 +66,7 @@ def measure(root: Path, seed: int = 0) -> dict:
     assert main([*args, "--out", str(rec), "--truth", str(truth)]) == 0
     out = {}
     for background, folder in found.items():
-        agent = load_agent(folder)
+        agent = TrainedAgent.load(folder)
         heard = listen([agent], audio_blocks(rec, agent.frontend["sample_rate"]))
         out[background] = score(heard.detections[agent.label], read_truth(truth), heard.seconds, agent.class_names)
     return out

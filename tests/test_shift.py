@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from nrstream.cli import main
-from nrstream.config import load_config, parse_config
-from nrstream.datasets import make_stream
-from nrstream.engine import load_data
+from nrstream.data.datasets import make_stream
 from nrstream.errors import ConfigError
-from nrstream.evaluation import evaluate_agent
-from nrstream.protocols import evaluation_settings
+from nrstream.lab.config import load_config, parse_config
+from nrstream.lab.evaluation import evaluate_agent
+from nrstream.lab.loading import load_data
+from nrstream.plugin.protocols import evaluation_settings
 from nrstream.seeds import derive_seed
 
 ROOT = Path(__file__).resolve().parent.parent

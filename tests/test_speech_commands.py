@@ -15,9 +15,9 @@ import torch
 from nrstream_plugins.data import speech_commands as sc
 
 from nrstream import DataNotFoundError
-from nrstream.cache import CacheWarning
+from nrstream.data.cache import CacheWarning
 from nrstream.errors import DataFileError
-from nrstream.plugins import get_registry
+from nrstream.plugin.registry import get_registry
 
 WORDS = ["bed", "no", "yes", "cat"]
 
@@ -160,7 +160,7 @@ def test_download_from_a_local_tarball(speech_sample, tmp_path, tmp_cache, monke
 
 def test_cli_data_info_and_download(speech_sample, tmp_cache, capsys, monkeypatch):
     from nrstream.cli import main
-    from nrstream.datasets import clear_dataset_cache
+    from nrstream.data.datasets import clear_dataset_cache
 
     clear_dataset_cache()
     assert main(["data", "info", "speech_commands", "-o", f"root={speech_sample}", "-o", "labels=12"]) == 0

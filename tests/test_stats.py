@@ -11,7 +11,7 @@ import pytest
 
 from nrstream.seeds import derive_seed
 from nrstream.stats import Z95, student_t_interval, t_quantile, wilson_interval
-from nrstream.stream_settings import MAX_GAP, SettingError, StreamSettings
+from nrstream.stream.settings import MAX_GAP, SettingError, StreamSettings
 
 
 def test_z95_is_the_normal_quantile():
@@ -82,7 +82,7 @@ def test_derive_seed_is_the_documented_hash():
 
 
 def test_stats_seeds_and_stream_settings_import_no_torch():
-    code = "import sys, nrstream.stats, nrstream.seeds, nrstream.stream_settings; print('torch' in sys.modules)"
+    code = "import sys, nrstream.stats, nrstream.seeds, nrstream.stream.settings; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

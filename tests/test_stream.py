@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from nrstream.bank import SampleBank
-from nrstream.datasets import load_dataset, make_stream
-from nrstream.noise import GaussianNoise, RecordedNoise, SilenceNoise, make_noise
-from nrstream.stream import Chunk, GapLengths, Stream
+from nrstream.data.datasets import load_dataset, make_stream
+from nrstream.stream.bank import SampleBank
+from nrstream.stream.noise import GaussianNoise, RecordedNoise, SilenceNoise, make_noise
+from nrstream.stream.stream import Chunk, GapLengths, Stream
 
 FIELDS = ("x", "label", "mask", "start", "end", "sample_index", "sample_id")
 

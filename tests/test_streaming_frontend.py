@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from nrstream.audio import FeatureFrontend, read_wav
-from nrstream.streaming_frontend import StreamingFrontend
+from nrstream.data.audio import FeatureFrontend, read_wav
+from nrstream.data.streaming_frontend import StreamingFrontend
 
 BLOCKS = (1, 160, 1000, 16000)
 CONFIGS = (
@@ -119,7 +119,7 @@ def test_equals_offline_on_a_make_recording_scene(speech_sample, tmp_path):
     """A recording made by make-recording (words over a running background), read back in blocks."""
     import soundfile
 
-    from nrstream.recording import make_recording
+    from nrstream.deploy.recording import make_recording
 
     s = make_recording(
         "speech_commands",

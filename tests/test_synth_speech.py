@@ -11,7 +11,7 @@ from nrstream_plugins.data import _speech_variation as variation
 from nrstream_plugins.data import synth_speech as ss
 
 from nrstream import DataNotFoundError
-from nrstream.datasets import load_dataset, make_stream
+from nrstream.data.datasets import load_dataset, make_stream
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 

@@ -66,8 +66,9 @@ def test_resume_with_tensorboard_is_bitwise_identical_and_purges_the_stale_tail(
 
     import torch
 
-    from nrstream.config import load_config
-    from nrstream.engine import load_checkpoint, load_data, steps_per_epoch, train_agent
+    from nrstream.lab.config import load_config
+    from nrstream.lab.engine import load_checkpoint, steps_per_epoch, train_agent
+    from nrstream.lab.loading import load_data
 
     def config(name: str, tensorboard: bool):
         c = load_config(ROOT / "configs" / "toy.yaml")

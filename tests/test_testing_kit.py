@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from nrstream import contracts
-from nrstream.plugins import get_registry, reload_plugins
-from nrstream.stream import Chunk
+from nrstream.plugin import contracts
+from nrstream.plugin.registry import get_registry, reload_plugins
+from nrstream.stream.stream import Chunk
 from nrstream.testing import (
     ConformanceError,
     check_architecture,

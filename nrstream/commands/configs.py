@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from nrstream.bundled_configs import config_summary, find_config, list_configs
 from nrstream.errors import ConfigError
+from nrstream.lab.bundled_configs import config_summary, find_config, list_configs
 
 
 def add_parser(subparsers) -> None:

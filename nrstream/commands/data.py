@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
 
 
 def _factory(name: str):
-    from nrstream.plugins import get_registry
+    from nrstream.plugin.registry import get_registry
 
     return get_registry().get("data_source", name).factory
 
@@ -93,7 +93,7 @@ def _check_finite(source: str, dataset) -> None:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    from nrstream.datasets import load_dataset
+    from nrstream.data.datasets import load_dataset
 
     _factory(args.source)  # an unknown name fails here, with suggestions
     try:

@@ -27,8 +27,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nrstream.experiment import run_experiment
-    from nrstream.report import console_table
+    from nrstream.lab.experiment import run_experiment
+    from nrstream.lab.report import console_table
 
     results = run_experiment(config_from_args(args), out=args.out, force=args.force)
     print(console_table(results.to_json()))

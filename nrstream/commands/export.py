@@ -1,4 +1,7 @@
-"""``nrstream export RUN [--agent ARCH/LOSS] --format onnx|torchscript --out FILE`` (see :mod:`nrstream.export`)."""
+"""``nrstream export RUN [--agent ARCH/LOSS] --format onnx|torchscript --out FILE``.
+
+The work is :mod:`nrstream.deploy.export`'s.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nrstream.export import export_agent
+    from nrstream.deploy.export import export_agent
 
     done = export_agent(args.run, args.agent, args.fmt, args.out)
     print(f"{done.path}: {done.label} as {args.fmt} ({done.how} graph), sidecar {done.sidecar}")

@@ -1,4 +1,7 @@
-"""``nrstream listen RUN AUDIO [--agent ARCH/LOSS ...]``: detections on a recording (see :mod:`nrstream.listen`)."""
+"""``nrstream listen RUN AUDIO [--agent ARCH/LOSS ...]``: detections on a recording.
+
+The work is :mod:`nrstream.deploy.listen`'s.
+"""
 
 from __future__ import annotations
 
@@ -47,9 +50,10 @@ def _line(fmt: str, label: str, d, many: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nrstream.detector import DetectorSettings, det_curve, plot_det, score
-    from nrstream.listen import audio_blocks, listen, load_agent
-    from nrstream.recording import read_truth
+    from nrstream.artifacts.trained_agent import TrainedAgent
+    from nrstream.deploy.detector import DetectorSettings, det_curve, plot_det, score
+    from nrstream.deploy.listen import audio_blocks, listen
+    from nrstream.deploy.recording import read_truth
 
     try:
         settings = DetectorSettings(
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"listen: {exc}") from None
     truth = read_truth(args.truth) if args.truth else None
-    agents = [load_agent(args.run, label) for label in dict.fromkeys(args.agent or [None])]
+    agents = [TrainedAgent.load(args.run, label) for label in dict.fromkeys(args.agent or [None])]
     rates = {a.frontend.get("sample_rate", 16000) for a in agents}
     if len(rates) != 1:
         raise ConfigError(f"the agents expect different sample rates {sorted(rates)}; listen to them one at a time")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nrstream.plugins import describe_plugins
+from nrstream.plugin.registry import describe_plugins
 
 
 def add_parser(subparsers) -> None:

@@ -1,8 +1,8 @@
-"""``nrstream data make-recording``: a long recording and its truth CSV (see :mod:`nrstream.recording`).
+"""``nrstream data make-recording``: a long recording and its truth CSV (see :mod:`nrstream.deploy.recording`).
 
 Registered under ``nrstream data`` by :mod:`nrstream.commands.data`; the work is done by
-:func:`nrstream.recording.make_recording`. The scene options carry the
-:class:`~nrstream.stream_settings.StreamSettings` names and defaults; ``--config CONFIG``
+:func:`nrstream.deploy.recording.make_recording`. The scene options carry the
+:class:`~nrstream.stream.settings.StreamSettings` names and defaults; ``--config CONFIG``
 takes the source, its options and ``data.stream`` from an experiment config, so that the
 recording is the same kind of signal as that config's training streams. Explicit options
 win over the config.
@@ -17,7 +17,7 @@ import logging
 import yaml
 
 from nrstream.errors import ConfigError
-from nrstream.stream_settings import StreamSettings
+from nrstream.stream.settings import StreamSettings
 
 __all__ = ["add_parser", "run_make_recording"]
 
@@ -37,7 +37,7 @@ def add_parser(sub) -> None:
         "make-recording",
         help="write a long WAV of a split's words over its background noise, and a truth CSV",
         description="Words of one split spoken into a continuous background, an acoustic scene like the scene "
-        "streams at the same data.stream settings (nrstream.recording). Defaults: StreamSettings', or the "
+        "streams at the same data.stream settings (nrstream.deploy.recording). Defaults: StreamSettings', or the "
         "config's with --config; explicit options win.",
     )
     p.add_argument("source", nargs="?", help="audio data source, e.g. speech_commands or synth_speech (or --config)")
@@ -77,8 +77,8 @@ def _source(args: argparse.Namespace, options: dict):
         if args.source is None:
             raise ConfigError("make-recording needs a data SOURCE or --config CONFIG")
         return args.source, options, None, None
-    from nrstream.config import load_config
-    from nrstream.engine import load_data
+    from nrstream.lab.config import load_config
+    from nrstream.lab.loading import load_data
 
     config = load_config(args.config, check_plugins=False)
     settings = config.data.stream
@@ -90,8 +90,8 @@ def _source(args: argparse.Namespace, options: dict):
 
 
 def run_make_recording(args: argparse.Namespace) -> int:
+    from nrstream.deploy.recording import make_recording, recording_settings
     from nrstream.log import line_logger
-    from nrstream.recording import make_recording, recording_settings
 
     options = {}
     for pair in args.option:
@@ -113,7 +113,7 @@ def run_make_recording(args: argparse.Namespace) -> int:
         seed=args.seed,
         options=options,
         dataset=dataset,
-        notify=line_logger(logging.getLogger("nrstream.recording")),
+        notify=line_logger(logging.getLogger("nrstream.deploy.recording")),
     )
     print(f"{s.wav}: {s.seconds:.1f} s, {s.words} words from the {s.split} split of {s.source}; truth in {s.truth}")
     print(f"scene: {s.describe_settings()}, seed {s.settings['seed']}")

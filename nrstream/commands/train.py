@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nrstream.config import Config, load_config
+from nrstream.lab.config import Config, load_config
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +63,7 @@ def _apply_run_arguments(config: Config, args: argparse.Namespace) -> None:
             raise ConfigError(f"--seeds: expected a number of seeds from 1 to 1000, got {args.seeds}")
         config.run.seeds, config.run.seed = list(range(args.seeds)), 0
     if getattr(args, "executor", None) is not None:
-        from nrstream.executors import EXECUTORS, ExecutorError
+        from nrstream.lab.executors import EXECUTORS, ExecutorError
 
         if args.executor not in EXECUTORS:
             raise ExecutorError(
@@ -77,28 +77,9 @@ def _apply_run_arguments(config: Config, args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from nrstream.engine import load_data, resolve_device
-    from nrstream.executors import JobFailure, JobRunner, LocalExecutor, executor_from_config
-    from nrstream.experiment import check_outputs, plan_jobs, train_job, train_only
+    from nrstream.lab.experiment import train_experiment
 
-    config = config_from_args(args)
-    check_outputs(config)
-    executor = executor_from_config(config)  # checked before any work, local or not
-    device, data = resolve_device(config.run.device), load_data(config)
-    jobs = plan_jobs(config)
-    if isinstance(executor, LocalExecutor):
-        # here, one after another; the first error stops the command with its one line (exit 2
-        # for bad input such as a corrupt checkpoint), as it always has
-        for job in jobs:
-            train_job(config, job, device=device, data=data)
-        return 0
-    # run.executor: ray: every job one task; a failing task is named and the others finish (exit 1)
-    runner = JobRunner(executor)
-    try:
-        outcomes = runner(config, jobs, device=device, data=data, job_fn=train_only)
-    finally:
-        runner.close()
-    failed = [(job, o) for job, o in zip(jobs, outcomes, strict=True) if isinstance(o, JobFailure)]
+    failed = train_experiment(config_from_args(args))
     for job, failure in failed:
         print(f"nrstream: FAILED {job.label}: {failure.error}", file=sys.stderr)
     return 1 if failed else 0

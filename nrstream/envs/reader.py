@@ -4,7 +4,7 @@ reading ahead changes no frame."""
 
 from __future__ import annotations
 
-from nrstream.stream import Chunk, Stream
+from nrstream.stream.stream import Chunk, Stream
 
 __all__ = ["ReadAhead"]
 

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from nrstream.bank import Dataset
-from nrstream.datasets import load_dataset, make_stream
+from nrstream.data.datasets import load_dataset, make_stream
 from nrstream.envs.reader import ReadAhead
-from nrstream.stream import Chunk
-from nrstream.stream_settings import StreamSettings
+from nrstream.stream.bank import Dataset
+from nrstream.stream.settings import StreamSettings
+from nrstream.stream.stream import Chunk
 
 __all__ = ["StreamEnv", "chunk_info", "lane_spaces", "check_render_mode"]
 
@@ -95,7 +95,7 @@ class StreamEnv(gym.Env):
     (class, ``-1`` on noise), ``mask`` (sample frame), ``start`` (first frame of a
     sample), ``end`` (decision frame), ``sample_index`` (samples started so far).
     ``label`` is for scoring and analysis: an honest agent does not read it.
-    :meth:`nrstream.stream.Chunk.from_info` turns observation and info back into a chunk.
+    :meth:`nrstream.stream.stream.Chunk.from_info` turns observation and info back into a chunk.
 
     ## Arguments
     ``source`` (data-source plugin name), ``source_options`` (its config), ``split``

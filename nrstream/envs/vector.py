@@ -10,11 +10,11 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from nrstream.datasets import make_stream
+from nrstream.data.datasets import make_stream
 from nrstream.envs.reader import ReadAhead
 from nrstream.envs.single import check_render_mode, chunk_info, lane_spaces
-from nrstream.stream import Chunk
-from nrstream.stream_settings import StreamSettings
+from nrstream.stream.settings import StreamSettings
+from nrstream.stream.stream import Chunk
 
 __all__ = ["StreamVectorEnv"]
 
@@ -22,7 +22,7 @@ __all__ = ["StreamVectorEnv"]
 class StreamVectorEnv(VectorEnv):
     """The batched version of :class:`~nrstream.envs.single.StreamEnv`, kept on one device.
 
-    All lanes are read from one :class:`~nrstream.stream.Stream` in lockstep, so a step
+    All lanes are read from one :class:`~nrstream.stream.stream.Stream` in lockstep, so a step
     is a handful of tensor ops whatever ``num_envs`` is, and nothing leaves the device.
     Observations, rewards, flags and info are torch tensors; spaces are the batched
     numpy spaces of the single env, for reference. ``gymnasium.make_vec`` builds this

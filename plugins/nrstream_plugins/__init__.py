@@ -2,5 +2,5 @@
 
 Each module named in the ``nrstream`` entry-point group of ``pyproject.toml`` is a
 plugin: it imports ``nrstream.hookimpl`` and implements one or more hooks of
-:mod:`nrstream.hookspecs`, exactly as a third-party plugin would.
+:mod:`nrstream.plugin.hookspecs`, exactly as a third-party plugin would.
 """

@@ -25,8 +25,8 @@ from nrstream_plugins.data import fashion_mnist as fm
 from nrstream_plugins.data import speech_commands as sc
 
 from faults.conftest import assert_nothing_lost, assert_one_line_error, snapshot
-from nrstream.bank import SampleBank
-from nrstream.datasets import clear_dataset_cache
+from nrstream.data.datasets import clear_dataset_cache
+from nrstream.stream.bank import SampleBank
 
 
 @pytest.fixture(autouse=True)

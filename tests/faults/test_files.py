@@ -27,10 +27,10 @@ from nrstream_plugins.data import fashion_mnist as fm
 from nrstream_plugins.data import speech_commands as sc
 
 from faults.conftest import assert_no_traceback, assert_nothing_lost, assert_one_line_error, snapshot
-from nrstream import cache
 from nrstream.atomic import TEMP_PATTERN, WriteError, atomic_file, atomic_folder
-from nrstream.datafiles import DOWNLOAD_MARKER
-from nrstream.datasets import clear_dataset_cache
+from nrstream.data import cache
+from nrstream.data.datafiles import DOWNLOAD_MARKER
+from nrstream.data.datasets import clear_dataset_cache
 
 
 @pytest.fixture(autouse=True)
@@ -463,8 +463,8 @@ sys.exit(main())
 """
 
 
-@pytest.mark.parametrize("module", ["nrstream.config", "torch"])
+@pytest.mark.parametrize("module", ["nrstream.lab.config", "torch"])
 def test_ctrl_c_during_start_up_imports(cli, module):
-    """SIGINT while the parser's (``nrstream.config``) or the command's (``torch``) imports run."""
+    """SIGINT while the parser's (``nrstream.lab.config``) or the command's (``torch``) imports run."""
     result = cli(module, "data", "info", "toy", prefix=[sys.executable, "-c", _INTERRUPT_DURING_IMPORT])
     assert_one_line_error(result, code=130, prefix="nrstream: interrupted")

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from nrstream import hookimpl
-from nrstream.contracts import ArchitectureRegister
+from nrstream.plugin.contracts import ArchitectureRegister
 
 from ._common import Architecture, ArchitectureConfigError, fraction, positive_int, reset_columns, zero_lanes
 

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from nrstream import DataNotFoundError, hookimpl
-from nrstream.bank import Dataset, SampleBank
-from nrstream.cache import cache_dir
-from nrstream.datafiles import already_downloaded, data_root, download, download_root, missing_data_message
+from nrstream.data.cache import cache_dir
+from nrstream.data.datafiles import already_downloaded, data_root, download, download_root, missing_data_message
 from nrstream.errors import DataFileError, DownloadError
+from nrstream.stream.bank import Dataset, SampleBank
 
 __all__ = ["load_fashion_mnist", "download_fashion_mnist", "read_idx", "CLASS_NAMES", "SkippedImagesWarning"]
 
@@ -205,7 +205,7 @@ def load_fashion_mnist(
             with a counted warning.
 
     Returns:
-        A :class:`~nrstream.bank.Dataset` whose banks hold ``[N, 28, 28]`` or ``[N, 784, 1]``
+        A :class:`~nrstream.stream.bank.Dataset` whose banks hold ``[N, 28, 28]`` or ``[N, 784, 1]``
         float32 features and labels 0..9 (``CLASS_NAMES``).
     """
     if mode not in ("rows", "pixels"):

@@ -19,9 +19,9 @@ Label sets:
   background-noise recordings (all-zero audio if the data set has none).
 
 Every clip is padded with zeros at the end or centre-cropped to ``clip_seconds``, mixed
-down to mono and resampled to 16 kHz, and goes through :class:`nrstream.audio.FeatureFrontend`
+down to mono and resampled to 16 kHz, and goes through :class:`nrstream.data.audio.FeatureFrontend`
 (``frontend`` option: its keyword arguments). Features are cached on disk
-(:mod:`nrstream.cache`), keyed by every file's path, size and mtime and by the frontend
+(:mod:`nrstream.data.cache`), keyed by every file's path, size and mtime and by the frontend
 and loader parameters, so a second load reads one file.
 
 Noise banks: each ``_background_noise_`` recording is cut into three disjoint parts
@@ -45,10 +45,9 @@ from typing import Any
 import torch
 
 from nrstream import DataNotFoundError, hookimpl
-from nrstream.audio import FeatureFrontend, fix_length, read_wav
-from nrstream.bank import SPLITS, Dataset, SampleBank
-from nrstream.cache import cache_dir, cached, fingerprint
-from nrstream.datafiles import (
+from nrstream.data.audio import FeatureFrontend, fix_length, read_wav
+from nrstream.data.cache import cache_dir, cached, fingerprint
+from nrstream.data.datafiles import (
     DataFileError,
     check_replaceable,
     data_root,
@@ -59,6 +58,7 @@ from nrstream.datafiles import (
     written_by_download,
 )
 from nrstream.errors import DownloadError
+from nrstream.stream.bank import SPLITS, Dataset, SampleBank
 
 __all__ = [
     "load_speech_commands",
@@ -357,7 +357,7 @@ def build_dataset(
         mean, std = banks["train"].feature_stats()
         for bank in (*banks.values(), *noise.values()):
             bank.features.sub_(mean).div_(std).mul_(bank.valid_mask()[..., None])
-        # how to undo it: acoustic-scene streams mix in the linear power domain (nrstream.scene)
+        # how to undo it: acoustic-scene streams mix in the linear power domain (nrstream.stream.scene)
         normalization = {"mean": mean.tolist(), "std": std.tolist()}
 
     info = {
@@ -415,7 +415,7 @@ def load_speech_commands(
         root: the data set folder, searched first.
         version: ``"0.01"`` or ``"0.02"``; default from the folder name or its words.
         labels: ``"all"`` (every word) or ``"12"`` (ten keywords, ``_silence_``, ``_unknown_``).
-        frontend: keyword arguments of :class:`nrstream.audio.FeatureFrontend`.
+        frontend: keyword arguments of :class:`nrstream.data.audio.FeatureFrontend`.
         clip_seconds: every clip is padded or cropped to this length.
         on_error: ``"raise"`` on an unreadable clip, or ``"skip"`` it with a counted warning.
         noise_split: shares of each background recording given to train, validation, test.

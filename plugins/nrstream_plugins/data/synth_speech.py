@@ -64,9 +64,9 @@ import torch
 
 from nrstream import DataNotFoundError, NrstreamError, hookimpl
 from nrstream.atomic import atomic_folder
-from nrstream.audio import read_wav
-from nrstream.bank import Dataset
-from nrstream.cache import cache_dir
+from nrstream.data.audio import read_wav
+from nrstream.data.cache import cache_dir
+from nrstream.stream.bank import Dataset
 from nrstream_plugins.data import _speech_variation as _variation
 from nrstream_plugins.data.speech_commands import NOISE_FOLDER, WORDS_V2, build_dataset
 

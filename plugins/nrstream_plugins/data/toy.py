@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from nrstream import hookimpl
-from nrstream.bank import Dataset, SampleBank
+from nrstream.stream.bank import Dataset, SampleBank
 
 
 def load_toy(

@@ -1,7 +1,7 @@
 """The built-in training losses: ``reset``, ``ce``, ``ce_kl`` and ``ce_kl_state``.
 
 Private: plugins register the classes; users reach them through the registry. All take
-``logits [B, T, C]``, a :class:`~nrstream.stream.Chunk` and ``aux`` (a dict) and return a
+``logits [B, T, C]``, a :class:`~nrstream.stream.stream.Chunk` and ``aux`` (a dict) and return a
 scalar tensor; the maths lives in :mod:`nrstream_plugins.losses.functional`.
 """
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from nrstream import hookimpl
-from nrstream.contracts import ArchitectureRegister
+from nrstream.plugin.contracts import ArchitectureRegister
 
 
 class MinGRU(nn.Module):

@@ -1,0 +1,220 @@
+"""Run trained agents over a recording of any length: audio blocks → features → agent → detections.
+
+The pipeline, per block of samples (1 s by default):
+:class:`~nrstream.data.streaming_frontend.StreamingFrontend` (the agent's front end and train
+statistics) → the agent's model with its recurrent state carried forever (never reset,
+the point of nrstream) → :class:`~nrstream.deploy.detector.Detector`. Nothing grows with the
+length of the input except the detections and, when scoring, a 6-byte-per-frame record
+for the DET curve (22 kB per hour), so memory stays flat and a long input never stops the run.
+
+Audio in (:func:`audio_blocks`): a WAV (or any file soundfile reads) in blocks, mixed down to
+mono and resampled to the agent's rate with a notice when needed; or ``-``: raw 16 kHz
+signed 16-bit little-endian mono PCM on stdin (``arecord -f S16_LE -r 16000 -c 1``).
+
+A trained agent comes in as an artifact (:class:`nrstream.artifacts.trained_agent.TrainedAgent`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nrstream.artifacts.trained_agent import TrainedAgent
+from nrstream.data.streaming_frontend import StreamingFrontend
+from nrstream.deploy.detector import Detection, Detector, DetectorSettings, FrameRecord
+from nrstream.errors import DataFileError, NrstreamError
+from nrstream.log import line_logger
+
+__all__ = ["audio_blocks", "listen", "ListenResult", "ListenError", "BLOCK_SECONDS"]
+
+BLOCK_SECONDS = 1.0
+
+
+class ListenError(NrstreamError):
+    """An audio input that ``listen`` cannot use (one line)."""
+
+
+# ---------------------------------------------------------------------------- audio in
+
+
+def _stdin_blocks(samples: int, stream=None) -> Iterator[np.ndarray]:
+    stream = stream if stream is not None else sys.stdin.buffer
+    leftover = b""
+    total = 0
+    while True:
+        chunk = stream.read(2 * samples)
+        if not chunk:
+            break
+        chunk = leftover + chunk
+        cut = len(chunk) - len(chunk) % 2
+        leftover = chunk[cut:]
+        if cut:
+            total += cut // 2
+            yield np.frombuffer(chunk[:cut], dtype="<i2").astype(np.float32) / 32768.0
+    if total == 0:
+        raise ListenError("no audio on stdin: '-' expects raw 16 kHz signed 16-bit little-endian mono PCM")
+
+
+class _Resampler:
+    """Block-wise band-limited resampling (torchaudio's sinc filter) with context on both sides.
+
+    Each call resamples whole periods of ``orig / gcd`` input samples with ``context`` samples
+    of real signal (zeros before the start and after the end) on each side, so the output
+    is the whole-signal resampling up to the filter's negligible truncation; delay: ``context``.
+    """
+
+    def __init__(self, orig: int, new: int) -> None:
+        g = math.gcd(orig, new)
+        self.orig, self.new = orig, new
+        self.in_unit, self.out_unit = orig // g, new // g
+        self.context = self.in_unit * math.ceil(2048 / self.in_unit)
+        self.buf = np.zeros(self.context, dtype=np.float32)  # left context + pending samples
+        self.seen = self.emitted = 0
+
+    def _middle(self, wave: np.ndarray, inner: int) -> np.ndarray:
+        import torchaudio
+
+        out = torchaudio.functional.resample(torch.from_numpy(wave), self.orig, self.new).numpy()
+        lo = self.context // self.in_unit * self.out_unit
+        return out[lo : lo + inner // self.in_unit * self.out_unit]
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        self.seen += len(block)
+        self.buf = np.concatenate([self.buf, block.astype(np.float32)])
+        inner = (len(self.buf) - 2 * self.context) // self.in_unit * self.in_unit
+        if inner <= 0:
+            return np.zeros(0, dtype=np.float32)
+        out = self._middle(self.buf[: inner + 2 * self.context], inner)
+        self.buf = self.buf[inner:]
+        self.emitted += len(out)
+        return out
+
+    def flush(self) -> np.ndarray:
+        pending = len(self.buf) - self.context
+        inner = pending + (-pending) % self.in_unit
+        wave = np.concatenate([self.buf, np.zeros(inner - pending + self.context, dtype=np.float32)])
+        out = self._middle(wave, inner)
+        total = math.ceil(self.seen * self.new / self.orig)
+        return out[: max(0, total - self.emitted)]
+
+
+def audio_blocks(
+    path: str | Path,
+    sample_rate: int,
+    block_seconds: float = BLOCK_SECONDS,
+    notify: Callable[[str], None] | None = None,
+) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at ``sample_rate`` from a sound file, or from stdin for ``"-"``.
+
+    A file is opened and checked here, before any block is read (so a command can fail
+    before printing anything); stdin is read lazily.
+
+    Raises:
+        DataFileError: not a readable sound file, or an empty one (names it); ListenError: empty stdin.
+    """
+    notify = notify or line_logger(logging.getLogger("nrstream.deploy.listen"))  # issue 15 (J)
+    if str(path) == "-":
+        return _stdin_blocks(max(1, round(block_seconds * sample_rate)))
+    import soundfile
+
+    path = Path(path)
+    try:
+        handle = soundfile.SoundFile(str(path))
+    except Exception as exc:  # soundfile raises its own LibsndfileError, RuntimeError or OSError
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataFileError(f"cannot read audio file {path}: {detail}") from None
+    if handle.frames == 0:
+        handle.close()
+        raise DataFileError(f"audio file {path} holds no samples")
+    if handle.channels > 1:
+        notify(f"nrstream: notice: {path} has {handle.channels} channels; mixing them down to mono")
+    resampler = None
+    if handle.samplerate != sample_rate:
+        notify(f"nrstream: notice: {path} is at {handle.samplerate} Hz; resampling to {sample_rate} Hz")
+        resampler = _Resampler(handle.samplerate, sample_rate)
+    return _file_blocks(handle, resampler, max(1, round(block_seconds * handle.samplerate)))
+
+
+def _file_blocks(handle, resampler: _Resampler | None, samples: int) -> Iterator[np.ndarray]:
+    with handle:
+        while True:
+            data = handle.read(samples, dtype="float32", always_2d=True)
+            if len(data) == 0:
+                break
+            block = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+            yield resampler.push(block) if resampler else np.ascontiguousarray(block)
+        if resampler:
+            yield resampler.flush()
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+@dataclass
+class ListenResult:
+    detections: dict[str, list[Detection]]
+    seconds: float
+    frames: int
+    records: dict[str, FrameRecord] = field(default_factory=dict)
+    frame_s: dict[str, float] = field(default_factory=dict)  # seconds per frame, per agent
+
+
+def listen(
+    agents: list[TrainedAgent],
+    blocks: Iterable[np.ndarray],
+    settings: DetectorSettings | None = None,
+    *,
+    record: bool = False,
+    on_detection: Callable[[str, Detection], None] | None = None,
+) -> ListenResult:
+    """Feed ``blocks`` (mono float32 at the agents' rate) through every agent; see the module docstring.
+
+    ``on_detection(label, detection)`` is called as soon as a detection fires.
+    """
+    from nrstream.agent import Agent
+
+    settings = settings or DetectorSettings()
+    lanes = []
+    for a in agents:
+        fe = StreamingFrontend(a.frontend, mean=a.mean, std=a.std)
+        if fe.feature_size != a.feature_size:
+            raise ListenError(
+                f"agent {a.label} takes {a.feature_size} features per frame but its front end gives {fe.feature_size}"
+            )
+        detector = Detector(a.class_names, fe.hop / fe.sample_rate, settings, record=record)
+        agent = Agent(a.model, "never")
+        agent.reset(1, "cpu")
+        lanes.append((a, fe, agent, detector))
+    found: dict[str, list[Detection]] = {a.label: [] for a in agents}
+    samples = 0
+
+    def feed(a, agent, detector, feats):
+        if feats.shape[0] == 0:
+            return
+        with torch.no_grad():
+            logits = agent(feats[None])[0]
+        for d in detector.update(logits):
+            found[a.label].append(d)
+            if on_detection is not None:
+                on_detection(a.label, d)
+
+    for block in blocks:
+        block = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+        samples += block.numel()
+        for a, fe, agent, detector in lanes:
+            feed(a, agent, detector, fe.push(block))
+    frames = 0
+    for a, fe, agent, detector in lanes:
+        feed(a, agent, detector, fe.flush())
+        frames = detector._state["offset"]
+    rate = lanes[0][1].sample_rate if lanes else 16000
+    records = {a.label: d.record for a, _, _, d in lanes if d.record is not None}
+    frame_s = {a.label: d.frame_s for a, _, _, d in lanes}
+    return ListenResult(found, samples / rate, frames, records, frame_s)

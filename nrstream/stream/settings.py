@@ -1,0 +1,191 @@
+"""The stream parameters and their defaults, in one place.
+
+An endless stream is samples drawn without replacement, separated by noise gaps whose
+lengths (in frames) are uniform on ``[gap_min, gap_max]``, filled by ``noise`` (the
+paper-style stream, ``background: none``). With a ``background``, the stream is an acoustic
+scene: the background runs under everything, each sample (its voiced part, within
+``trim_db`` of its loudest frame, plus ``tail`` frames) is mixed into it at an SNR drawn
+from ``snr_db``, and each lane's mix is scaled by a level drawn from ``level_db``
+(:mod:`nrstream.stream.scene`; the same names and meanings as ``nrstream data make-recording``). The config
+(``data.stream``), the Gymnasium envs, the engine's protocol table and the benchmarks all
+take their defaults from :class:`StreamSettings`, so a default changes here and only here.
+
+The config keys under ``data.stream`` are this dataclass's fields: adding a field (with
+its ``metadata``: ``type`` and ``doc``, which become its row in the key table of
+:mod:`nrstream.lab.config`) adds the key, its type check and its documentation. Cross-field
+and range checks live in :meth:`StreamSettings.__post_init__`, so every way of building
+the settings (YAML, env keyword arguments, Python) is checked the same way.
+
+Torch-free: importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = ["StreamSettings", "SettingError", "NOISE_KINDS", "BACKGROUND_KINDS", "MAX_GAP", "MAX_NOISE_SCALE", "MAX_DB"]
+
+#: what may fill the gaps between samples
+NOISE_KINDS = ("gaussian", "silence", "recorded")
+#: longest gap accepted (frames): far beyond any experiment, short of planning 10^11 steps
+MAX_GAP = 100_000
+#: largest noise spread accepted (in units of the data's spread)
+MAX_NOISE_SCALE = 1000.0
+#: what may run under everything in an acoustic-scene stream; ``none``: the paper-style stream
+BACKGROUND_KINDS = ("none", "recorded", "gaussian", "silence")
+#: largest magnitude accepted in snr_db, level_db and trim_db
+MAX_DB = 120.0
+
+
+class SettingError(ValueError):
+    """A stream setting out of range; ``field`` names it, ``reason`` says why (one line)."""
+
+    def __init__(self, field_name: str, reason: str) -> None:
+        super().__init__(f"stream setting {field_name}: {reason}")
+        self.field = field_name
+        self.reason = reason
+
+
+def _quote(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _meta(type_: str, doc: str) -> dict[str, str]:
+    return {"type": type_, "doc": doc}
+
+
+def _db_range(name: str, value: Any) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise SettingError(name, f"expected [low, high] in dB, got {_quote(value)}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) for v in value):
+        raise SettingError(name, f"expected two finite numbers, got {_quote(value)}")
+    low, high = float(value[0]), float(value[1])
+    if not -MAX_DB <= low <= high <= MAX_DB:
+        raise SettingError(name, f"needs -{MAX_DB:g} <= low <= high <= {MAX_DB:g}, got {_quote(value)}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How test, validation and state-carrying training streams are laid out.
+
+    ``StreamSettings()`` is the default everyone shares (gaps of 5..30 frames of Gaussian
+    noise at the data's spread). Invalid values raise :class:`SettingError` (a
+    ``ValueError``) whose message is one line quoting the bad value.
+    """
+
+    gap_min: int = field(default=5, metadata=_meta("int >= 0", "shortest noise gap (frames)"))
+    gap_max: int = field(default=30, metadata=_meta(f"int gap_min..{MAX_GAP}", "longest noise gap (frames), uniform"))
+    noise: Literal["gaussian", "silence", "recorded"] = field(
+        default="gaussian", metadata=_meta("|".join(NOISE_KINDS), "what fills the gaps")
+    )
+    noise_scale: float = field(
+        default=1.0, metadata=_meta(f"float 0..{MAX_NOISE_SCALE:g}", "gaussian noise spread / data spread")
+    )
+    # the acoustic scene (nrstream.stream.scene); background "none" is the paper-style stream and the
+    # four fields after it are then unused
+    background: Literal["none", "recorded", "gaussian", "silence"] = field(
+        default="none", metadata=_meta("|".join(BACKGROUND_KINDS), "runs under everything; none: paper-style")
+    )
+    snr_db: list[float] = field(
+        default=(0.0, 20.0), metadata=_meta("[low, high] dB", "sample-to-background SNR, drawn per sample")
+    )
+    level_db: list[float] = field(
+        default=(-6.0, 6.0), metadata=_meta("[low, high] dB", "gain of a lane's whole mix, drawn per lane")
+    )
+    trim_db: float | None = field(
+        default=40.0, metadata=_meta(f"float 0..{MAX_DB:g} or null", "voiced: frames within this of the loudest")
+    )
+    tail: int = field(default=10, metadata=_meta(f"int 0..{MAX_GAP}", "frames kept after the voiced part"))
+
+    def __post_init__(self) -> None:
+        for name in ("gap_min", "gap_max"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SettingError(name, f"expected an integer, got {_quote(value)}")
+            if value < 0:
+                raise SettingError(name, f"must be >= 0, got {_quote(value)}")
+            if value > MAX_GAP:
+                raise SettingError(name, f"must be <= {MAX_GAP} frames, got {_quote(value)}")
+        if self.gap_max < self.gap_min:
+            raise SettingError("gap_max", f"must be >= gap_min ({self.gap_min}), got {self.gap_max}")
+        if self.noise not in NOISE_KINDS:
+            raise SettingError("noise", f"expected one of {', '.join(NOISE_KINDS)}, got {_quote(self.noise)}")
+        scale = self.noise_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)):
+            raise SettingError("noise_scale", f"expected a number, got {_quote(scale)}")
+        if not math.isfinite(scale):
+            raise SettingError("noise_scale", f"must be a finite number, got {_quote(scale)}")
+        if not 0 <= scale <= MAX_NOISE_SCALE:
+            raise SettingError("noise_scale", f"must be between 0 and {MAX_NOISE_SCALE:g}, got {_quote(scale)}")
+        object.__setattr__(self, "noise_scale", float(scale))
+        if self.background not in BACKGROUND_KINDS:
+            raise SettingError(
+                "background", f"expected one of {', '.join(BACKGROUND_KINDS)}, got {_quote(self.background)}"
+            )
+        object.__setattr__(self, "snr_db", list(_db_range("snr_db", self.snr_db)))  # lists: YAML and JSON alike
+        object.__setattr__(self, "level_db", list(_db_range("level_db", self.level_db)))
+        trim = self.trim_db
+        if trim is not None:
+            if isinstance(trim, bool) or not isinstance(trim, (int, float)) or not 0 < trim <= MAX_DB:
+                raise SettingError("trim_db", f"expected a number in (0, {MAX_DB:g}] or null, got {_quote(trim)}")
+            object.__setattr__(self, "trim_db", float(trim))
+        if isinstance(self.tail, bool) or not isinstance(self.tail, int) or not 0 <= self.tail <= MAX_GAP:
+            raise SettingError("tail", f"expected an integer 0..{MAX_GAP}, got {_quote(self.tail)}")
+
+    @property
+    def scene(self) -> bool:
+        """An acoustic-scene stream (a background under everything), not the paper-style one."""
+        return self.background != "none"
+
+    @property
+    def mean_gap(self) -> float:
+        """Expected gap length in frames (the gap is uniform on ``[gap_min, gap_max]``)."""
+        return (self.gap_min + self.gap_max) / 2
+
+    def mean_event_length(self, mean_sample_length: float) -> float:
+        """Expected frames per stream event (one sample and the gap after it).
+
+        ``mean_sample_length`` is the mean sample length in frames of the split the
+        stream draws from (``bank.lengths.float().mean()``). Used to turn "samples per
+        lane" into frames or optimiser steps.
+        """
+        return float(mean_sample_length) + self.mean_gap
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that decide what a stream looks like (for checkpoint keys).
+
+        A paper-style stream (``background: none``) leaves out the scene fields, which it
+        does not use: checkpoints trained before those fields existed keep their keys.
+        """
+        out = dataclasses.asdict(self)
+        if not self.scene:
+            for name in ("background", "snr_db", "level_db", "trim_db", "tail"):
+                out.pop(name, None)
+        return out
+
+    def stream_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`nrstream.data.datasets.make_stream` these settings set."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> StreamSettings:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def reference_rows(cls) -> list[tuple[str, str, str, str]]:
+        """``(name, type, default, meaning)`` per field: the config key table's rows."""
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = f.default
+            shown = f"``{default}``" if isinstance(default, str) else str(default)
+            rows.append((f.name, f.metadata.get("type", "?"), shown, f.metadata.get("doc", "?")))
+        return rows
