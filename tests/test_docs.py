@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nrstream import cli, hookspecs
+from nrstream import cli
+from nrstream.plugin import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("nrstream_")]

@@ -16,6 +16,7 @@ from gymnasium.vector.utils import batch_space
 
 from nrstream.data.datasets import load_dataset, make_stream
 from nrstream.envs.registration import ENVS
+from nrstream.stream.settings import StreamSettings
 from nrstream.stream.stream import Chunk
 
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -71,7 +72,8 @@ def test_single_env_follows_the_stream_and_rewards_decisions():
     env = gymnasium.make("nrstream/Toy-v0", frames_per_step=5, gap_min=0, gap_max=3).unwrapped
     obs, info = env.reset(seed=42)
     stream_seed = int(np.random.default_rng(42).integers(2**31))
-    expected = make_stream(load_dataset("toy"), "train", num_lanes=1, seed=stream_seed, gap_max=3).next_chunk(200)
+    toy = load_dataset("toy")
+    expected = make_stream(toy, "train", num_lanes=1, seed=stream_seed, gap_min=0, gap_max=3).next_chunk(200)
     frames, total, decisions = [obs], 0.0, 0
     for _ in range(39):
         perfect = np.where(info["label"] >= 0, info["label"], 0)
@@ -245,3 +247,46 @@ def test_v1_single_frame_spaces_are_conventional_and_v0_is_unchanged():
 @pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value")
 def test_v1_single_env_passes_check_env():
     check_env(gymnasium.make("nrstream/Toy-v1").unwrapped)
+
+
+# ---------------------------------------------------------------- stream= (issue 23: settings travel whole)
+
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value")
+def test_a_scene_env_is_made_with_stream_and_passes_check_env(request):
+    """``gymnasium.make(..., stream={...})``: a partial StreamSettings on top of the id's defaults."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    request.getfixturevalue("tmp_cache")
+    options = {"words": ["yes", "no", "up"], "renderings_per_word": 3, "progress": False}
+    env = gymnasium.make("nrstream/SynthSpeech-v1", source_options=options, stream={"background": "recorded"})
+    settings = env.unwrapped.settings
+    assert settings == StreamSettings(noise="recorded", background="recorded")  # the id's noise kept
+    check_env(env.unwrapped)
+    obs, _ = env.reset(seed=0)
+    # the scene runs under everything: no frame of the stream is digital silence
+    frames = [env.step(0)[0] for _ in range(200)]
+    assert all(np.abs(f).sum() > 0 for f in [obs, *frames])
+
+
+def test_stream_settings_object_is_taken_whole_and_a_mapping_on_top_of_flat_keywords():
+    whole = StreamSettings(gap_min=0, gap_max=0)
+    env = gymnasium.make("nrstream/Toy-v1", stream=whole, gap_min=3, gap_max=9)
+    assert env.unwrapped.settings is whole
+    env = gymnasium.make("nrstream/Toy-v1", gap_min=3, gap_max=9, stream={"gap_max": 4, "noise": "silence"})
+    assert env.unwrapped.settings == StreamSettings(gap_min=3, gap_max=4, noise="silence")
+    vec = gymnasium.make_vec("nrstream/Toy-v1", num_envs=3, stream={"background": "gaussian", "snr_db": [5, 10]})
+    assert vec.settings == StreamSettings(background="gaussian", snr_db=[5.0, 10.0])
+    vec.reset(seed=0)
+    assert vec.stream.scene is not None
+    # same settings, same seed: the single env's lane is the stream make_stream builds
+    assert gymnasium.make("nrstream/Toy-v1").unwrapped.settings == StreamSettings()
+
+
+def test_bad_stream_settings_are_refused_at_make_time_naming_the_setting():
+    with pytest.raises(ValueError, match=r"stream setting gap_mx: unknown setting; did you mean 'gap_max'\?"):
+        gymnasium.make("nrstream/Toy-v1", stream={"gap_mx": 3})
+    with pytest.raises(ValueError, match=r"stream setting gap_max: must be >= gap_min \(5\), got 2"):
+        gymnasium.make_vec("nrstream/Toy-v1", num_envs=2, stream={"gap_max": 2})
+    with pytest.raises(ValueError, match="stream setting stream: expected StreamSettings or a mapping"):
+        gymnasium.make("nrstream/Toy-v1", stream=[1, 2])

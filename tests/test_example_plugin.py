@@ -69,7 +69,7 @@ def test_runs_and_learns_on_the_toy_stream(registry):
     model = registry.create(
         "architecture", "mingru", input_size=dataset.feature_size, num_classes=dataset.num_classes, hidden_size=32
     )
-    stream = make_stream(dataset, "train", num_lanes=32, seed=0, device="cpu")
+    stream = make_stream(dataset, "train", num_lanes=32, seed=0, device="cpu", gap_min=0, gap_max=0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     state = model.initial_state(32, "cpu")
     for _ in range(80):
@@ -81,7 +81,7 @@ def test_runs_and_learns_on_the_toy_stream(registry):
         loss.backward()
         optimizer.step()
 
-    test = make_stream(dataset, "test", num_lanes=64, seed=1, device="cpu")
+    test = make_stream(dataset, "test", num_lanes=64, seed=1, device="cpu", gap_min=0, gap_max=0)
     chunk = test.next_chunk(96)
     with torch.no_grad():
         aux: dict = {}

@@ -93,7 +93,7 @@ def test_labels_starts_ends_and_gaps_are_consistent(toy):
 
 
 def test_zero_gaps_give_back_to_back_samples(toy):
-    chunk = read(make_stream(toy, "train", num_lanes=2, gap_max=0), 300, 50)
+    chunk = read(make_stream(toy, "train", num_lanes=2, gap_min=0, gap_max=0), 300, 50)
     assert chunk.mask.all()
     assert torch.equal(chunk.start[:, 1:], chunk.end[:, :-1])
 
@@ -110,7 +110,7 @@ def test_lanes_cover_the_split_exactly_once_per_pass(toy):
     bank = toy.splits["test"]
     lanes = 16
     per_lane = math.ceil(len(bank) / lanes)
-    stream = make_stream(toy, "test", num_lanes=lanes, seed=4, gap_max=0)
+    stream = make_stream(toy, "test", num_lanes=lanes, seed=4, gap_min=0, gap_max=0)
     ids = []
     while int(stream.event.min()) < per_lane:
         chunk = stream.next_chunk(32)
@@ -124,11 +124,11 @@ def test_lanes_cover_the_split_exactly_once_per_pass(toy):
 
 
 def test_state_dict_resumes_the_same_stream(toy):
-    first = make_stream(toy, "train", num_lanes=3, seed=9, gap_max=7)
+    first = make_stream(toy, "train", num_lanes=3, seed=9, gap_min=0, gap_max=7)
     first.next_chunk(123)
     saved = first.state_dict()
     expected = first.next_chunk(77)
-    second = make_stream(toy, "train", num_lanes=3, seed=9, gap_max=7)
+    second = make_stream(toy, "train", num_lanes=3, seed=9, gap_min=0, gap_max=7)
     second.load_state_dict(saved)
     resumed = second.next_chunk(77)
     assert all(torch.equal(getattr(expected, f), getattr(resumed, f)) for f in FIELDS)

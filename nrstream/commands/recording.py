@@ -65,6 +65,15 @@ def add_parser(sub) -> None:
         help=f"voiced: frames within this of the loudest; none: whole clip (default {d.trim_db})",
     )
     p.add_argument("--tail", type=int, help=f"frames kept after each word's voiced part (default {d.tail})")
+    p.add_argument(
+        "--set",
+        dest="stream_set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any stream setting, VALUE in YAML, as data.stream takes it: --set snr_db=[0,10] --set tail=5 "
+        f"(repeatable; names: {', '.join(StreamSettings.field_names())}); the flags above are the same settings",
+    )
     p.add_argument("--pcm16", action="store_true", help="16-bit PCM instead of 32-bit float (clips beyond full scale)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="source option (YAML)")
@@ -89,6 +98,25 @@ def _source(args: argparse.Namespace, options: dict):
     return loaded.source, loaded.options, loaded.dataset, settings
 
 
+def _with_sets(settings: StreamSettings, pairs: list[str]) -> StreamSettings:
+    """``--set KEY=VALUE`` pairs on top of ``settings``; a one-line error names the pair."""
+    from nrstream.stream.settings import SettingError
+
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"make-recording --set: expected KEY=VALUE, got {pair!r}")
+        try:
+            changes[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"make-recording --set {pair}: VALUE is not YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        return settings.replace(**changes)
+    except SettingError as exc:
+        raise ConfigError(f"make-recording --set {exc.field}: {exc.reason}") from None
+
+
 def run_make_recording(args: argparse.Namespace) -> int:
     from nrstream.deploy.recording import make_recording, recording_settings
     from nrstream.log import line_logger
@@ -102,6 +130,8 @@ def run_make_recording(args: argparse.Namespace) -> int:
     source, options, dataset, settings = _source(args, options)
     flags = {"gap_min": args.gap_min, "gap_max": args.gap_max, "snr_db": args.snr_db, "level_db": args.level_db}
     settings = recording_settings(settings, trim_db=args.trim_db, tail=args.tail, **flags)
+    if args.stream_set:
+        settings = _with_sets(settings, args.stream_set)
     s = make_recording(
         source,
         minutes=args.minutes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from nrstream.plugin.registry import get_registry
 from nrstream.stream.bank import Dataset
 from nrstream.stream.noise import make_noise
 from nrstream.stream.scene import Scene, linear_view
+from nrstream.stream.settings import StreamSettings
 from nrstream.stream.stream import GapLengths, Stream
 
 __all__ = ["load_dataset", "make_stream", "clear_dataset_cache"]
@@ -38,33 +40,34 @@ def clear_dataset_cache() -> None:
 def make_stream(
     dataset: Dataset,
     split: str,
+    settings: StreamSettings | Mapping[str, Any] | None = None,
     *,
     num_lanes: int,
     seed: int = 0,
-    gap_min: int = 0,
-    gap_max: int = 0,
-    noise: str = "gaussian",
-    noise_scale: float = 1.0,
-    shuffle: bool = True,
     device: torch.device | str = "cpu",
-    background: str = "none",
-    snr_db: tuple[float, float] | list[float] = (0.0, 20.0),
-    level_db: tuple[float, float] | list[float] = (-6.0, 6.0),
-    trim_db: float | None = 40.0,
-    tail: int = 10,
+    shuffle: bool = True,
+    **changes: Any,
 ) -> Stream:
-    """A stream over one split of ``dataset``.
+    """A stream over one split of ``dataset``, laid out as ``settings`` say.
 
     Args:
         split: ``train``, ``validation`` or ``test``.
-        gap_min, gap_max: noise gap lengths in frames, uniform, 0 allowed.
-        noise: ``gaussian`` (scaled to the training split's feature statistics),
-            ``silence`` or ``recorded`` (the source's noise recordings for this split).
-        background: ``none`` (the paper-style stream), or ``recorded``, ``gaussian``,
-            ``silence`` (the same sources as ``noise``, running under everything): an
-            acoustic scene (:mod:`nrstream.stream.scene`) with ``snr_db``, ``level_db``, ``trim_db``
-            and ``tail`` as in :class:`nrstream.stream.settings.StreamSettings`.
+        settings: :class:`~nrstream.stream.settings.StreamSettings`, a mapping of some of its
+            fields, or ``None``; missing fields keep StreamSettings' defaults (gaps of 5..30
+            frames of Gaussian noise, no background). Gaps are filled by ``noise``; with a
+            ``background`` the stream is an acoustic scene (:mod:`nrstream.stream.scene`).
+        num_lanes: ``B``, the independent lanes.
+        seed: the stream is a pure function of it (and ``B``).
+        device: where the chunks' tensors live.
+        shuffle: draw samples in a seeded random order (``False``: bank order).
+        changes: single fields on top of ``settings`` (``gap_min=0, gap_max=0``).
+
+    Raises:
+        SettingError: an unknown or invalid setting (one line naming it).
+        ValueError: an unknown split.
     """
+    s = StreamSettings.coerce(settings, **changes)
+    gap_min, gap_max, noise, noise_scale, background = s.gap_min, s.gap_max, s.noise, s.noise_scale, s.background
     if split not in dataset.splits:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(dataset.splits)}")
     bank = dataset.splits[split].to(device)
@@ -74,7 +77,7 @@ def make_stream(
         source = make_noise(
             background, reference, dataset.noise.get(split), scale=noise_scale, seed=seed, stats=stats
         ).to(device)
-        scene = Scene(bank, source, linear_view(dataset), tuple(snr_db), tuple(level_db), trim_db, tail)
+        scene = Scene(bank, source, linear_view(dataset), s)
         gaps = GapLengths(gap_min, gap_max)
         return Stream(bank, None, num_lanes, gaps, seed=seed, shuffle=shuffle, scene=scene)
     noise_source = None

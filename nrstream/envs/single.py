@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -12,10 +13,23 @@ from gymnasium import spaces
 from nrstream.data.datasets import load_dataset, make_stream
 from nrstream.envs.reader import ReadAhead
 from nrstream.stream.bank import Dataset
-from nrstream.stream.settings import StreamSettings
+from nrstream.stream.settings import SettingError, StreamSettings
 from nrstream.stream.stream import Chunk
 
 __all__ = ["StreamEnv", "chunk_info", "lane_spaces", "check_render_mode"]
+
+
+def env_settings(stream: StreamSettings | Mapping[str, Any] | None, **flat: Any) -> StreamSettings:
+    """The env's stream settings: a :class:`StreamSettings` whole; else the flat keywords that were
+    given (the id's defaults among them), with a mapping's fields on top."""
+    if isinstance(stream, StreamSettings):
+        return stream
+    base = StreamSettings.coerce({k: v for k, v in flat.items() if v is not None})
+    if stream is None:
+        return base
+    if not isinstance(stream, Mapping):
+        raise SettingError("stream", f"expected StreamSettings or a mapping of its fields, got {type(stream).__name__}")
+    return StreamSettings.coerce(base, **stream)
 
 
 def check_render_mode(render_mode: str | None) -> None:
@@ -99,10 +113,15 @@ class StreamEnv(gym.Env):
 
     ## Arguments
     ``source`` (data-source plugin name), ``source_options`` (its config), ``split``
-    (``train``/``validation``/``test``), ``gap_min``/``gap_max`` (noise frames between
-    samples), ``noise`` (``gaussian``/``silence``/``recorded``), ``noise_scale``,
-    ``frames_per_step``, ``squeeze`` (drop the frame axis when ``frames_per_step`` is 1),
-    ``render_mode`` (only ``None``: nothing is drawn).
+    (``train``/``validation``/``test``), ``stream`` (the stream's layout: a
+    :class:`~nrstream.stream.settings.StreamSettings`, taken whole, or a mapping of some of its
+    fields, e.g. ``stream={"background": "recorded"}`` for an acoustic scene, applied on top of
+    the flat keywords and the id's defaults), the flat keywords ``gap_min``/``gap_max`` (noise
+    frames between samples), ``noise`` (``gaussian``/``silence``/``recorded``) and
+    ``noise_scale`` (kept from v0: the same as those fields of ``stream``; unset ones keep
+    StreamSettings' defaults), ``frames_per_step``, ``squeeze`` (drop the frame axis when
+    ``frames_per_step`` is 1), ``render_mode`` (only ``None``: nothing is drawn). Invalid
+    settings raise ``ValueError`` at ``make`` time, naming the setting.
 
     ## Version History
     * v1: with ``frames_per_step=1`` (the default) the conventional single-frame spaces
@@ -119,10 +138,11 @@ class StreamEnv(gym.Env):
         source: str = "toy",
         source_options: dict[str, Any] | None = None,
         split: str = "train",
-        gap_min: int = StreamSettings.gap_min,
-        gap_max: int = StreamSettings.gap_max,
-        noise: str = StreamSettings.noise,
-        noise_scale: float = StreamSettings.noise_scale,
+        gap_min: int | None = None,
+        gap_max: int | None = None,
+        noise: str | None = None,
+        noise_scale: float | None = None,
+        stream: StreamSettings | Mapping[str, Any] | None = None,
         frames_per_step: int = 1,
         squeeze: bool = False,
         render_mode: str | None = None,
@@ -132,7 +152,8 @@ class StreamEnv(gym.Env):
         self.dataset, self.observation_space, self.action_space = lane_spaces(
             source, source_options, frames_per_step, squeeze
         )
-        self._stream_options = dict(split=split, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
+        self.split = split
+        self.settings = env_settings(stream, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
         self.frames_per_step = frames_per_step
         self.squeezed = isinstance(self.action_space, spaces.Discrete)
         self._reader: ReadAhead | None = None
@@ -141,7 +162,7 @@ class StreamEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         stream_seed = int(self.np_random.integers(2**31))
-        stream = make_stream(self.dataset, num_lanes=1, seed=stream_seed, **self._stream_options)
+        stream = make_stream(self.dataset, self.split, self.settings, num_lanes=1, seed=stream_seed)
         self._reader = ReadAhead(stream)
         self._chunk = self._reader.take(self.frames_per_step)
         return self._observation()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 
 from nrstream.data.datasets import make_stream
 from nrstream.envs.reader import ReadAhead
-from nrstream.envs.single import check_render_mode, chunk_info, lane_spaces
+from nrstream.envs.single import check_render_mode, chunk_info, env_settings, lane_spaces
 from nrstream.stream.settings import StreamSettings
 from nrstream.stream.stream import Chunk
 
@@ -67,10 +68,11 @@ class StreamVectorEnv(VectorEnv):
         source: str = "toy",
         source_options: dict[str, Any] | None = None,
         split: str = "train",
-        gap_min: int = StreamSettings.gap_min,
-        gap_max: int = StreamSettings.gap_max,
-        noise: str = StreamSettings.noise,
-        noise_scale: float = StreamSettings.noise_scale,
+        gap_min: int | None = None,
+        gap_max: int | None = None,
+        noise: str | None = None,
+        noise_scale: float | None = None,
+        stream: StreamSettings | Mapping[str, Any] | None = None,
         frames_per_step: int = 1,
         device: str | torch.device = "cpu",
         max_episode_steps: int | None = None,
@@ -83,7 +85,8 @@ class StreamVectorEnv(VectorEnv):
             source, source_options, frames_per_step, squeeze
         )
         self.squeezed = isinstance(self.single_action_space, spaces.Discrete)
-        self._stream_options = dict(split=split, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
+        self.split = split
+        self.settings = env_settings(stream, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
         self.num_envs = int(num_envs)
         self.frames_per_step = int(frames_per_step)
         self.device = torch.device(device)
@@ -112,7 +115,7 @@ class StreamVectorEnv(VectorEnv):
         super().reset(seed=self._one_seed(seed))
         stream_seed = int(self.np_random.integers(2**31))
         self.stream = make_stream(
-            self.dataset, num_lanes=self.num_envs, seed=stream_seed, device=self.device, **self._stream_options
+            self.dataset, self.split, self.settings, num_lanes=self.num_envs, seed=stream_seed, device=self.device
         )
         self._reader = ReadAhead(self.stream)
         self._chunk = self._reader.take(self.frames_per_step)

@@ -183,10 +183,10 @@ def validate(
     stream = make_stream(
         dataset,
         "validation",
+        protocol.stream_settings(config.data.stream),
         num_lanes=lanes,
         seed=derive_seed(config.run.seed, "validation"),
         device=device,
-        **protocol.stream_settings(config.data.stream).stream_options(),
     )
     per_lane = math.ceil(len(dataset.splits["validation"]) / lanes)
     return decision_accuracy(model, stream, protocol.train_reset, per_lane, config.evaluate.chunk_length).accuracy
@@ -274,9 +274,7 @@ def _setup(config: Config, agent_config: AgentConfig, loaded: LoadedData, device
     optimizer = make_optimizer(model, t)
     scheduler = make_scheduler(optimizer, t.schedule, total)
     settings = protocol.stream_settings(config.data.stream)
-    stream = make_stream(
-        dataset, "train", num_lanes=t.lanes, seed=derive_seed(seed, "train"), device=device, **settings.stream_options()
-    )
+    stream = make_stream(dataset, "train", settings, num_lanes=t.lanes, seed=derive_seed(seed, "train"), device=device)
     agent = Agent(model, protocol.train_reset)
     agent.reset(t.lanes, device)
     torch.manual_seed(derive_seed(seed, "train", agent_config.label))

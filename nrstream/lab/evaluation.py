@@ -138,12 +138,7 @@ def evaluate_agent(
 
     def stream(lanes: int, *seed_parts) -> Stream:
         return make_stream(
-            dataset,
-            "test",
-            num_lanes=lanes,
-            seed=derive_seed(config.run.seed, *seed_parts),
-            device=device,
-            **settings.stream_options(),
+            dataset, "test", settings, num_lanes=lanes, seed=derive_seed(config.run.seed, *seed_parts), device=device
         )
 
     by_length: dict[str, LengthResult] = {}

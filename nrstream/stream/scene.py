@@ -42,6 +42,7 @@ import torch
 
 from nrstream.stream.bank import Dataset, SampleBank
 from nrstream.stream.noise import NoiseSource, RecordedNoise
+from nrstream.stream.settings import StreamSettings
 
 __all__ = ["LinearView", "Scene", "linear_view", "voiced_extent", "SEGMENT"]
 
@@ -157,20 +158,12 @@ class Scene:
         bank: the split the stream draws from.
         background: the source of the background (in feature space, like gap noise).
         view: the linear view of the features.
-        snr_db, level_db: ``(low, high)`` in dB.
-        trim_db, tail: the sample extent rule (see :func:`voiced_extent`).
+        settings: the stream's settings: ``snr_db``, ``level_db`` (``[low, high]`` in dB) and
+            the sample extent rule ``trim_db``, ``tail`` (see :func:`voiced_extent`).
     """
 
-    def __init__(
-        self,
-        bank: SampleBank,
-        background: NoiseSource,
-        view: LinearView,
-        snr_db: tuple[float, float] = (0.0, 20.0),
-        level_db: tuple[float, float] = (-6.0, 6.0),
-        trim_db: float | None = 40.0,
-        tail: int = 10,
-    ) -> None:
+    def __init__(self, bank: SampleBank, background: NoiseSource, view: LinearView, settings: StreamSettings) -> None:
+        snr_db, level_db, trim_db, tail = settings.snr_db, settings.level_db, settings.trim_db, settings.tail
         if background.feature_size != bank.feature_size:
             raise ValueError(f"background has {background.feature_size} features, the bank {bank.feature_size}")
         device = bank.device

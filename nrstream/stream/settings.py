@@ -22,7 +22,9 @@ Torch-free: importing this module is cheap.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -173,8 +175,42 @@ class StreamSettings:
         return dataclasses.asdict(self)
 
     def replace(self, **changes: Any) -> StreamSettings:
-        """A copy with ``changes`` applied (validated again)."""
+        """A copy with ``changes`` applied (validated again); an unknown name is a :class:`SettingError`."""
+        self.check_names(changes)
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def coerce(cls, settings: StreamSettings | Mapping[str, Any] | None = None, /, **changes: Any) -> StreamSettings:
+        """Settings from whatever a caller holds, with ``changes`` on top.
+
+        ``settings`` is a :class:`StreamSettings`, a mapping of some of its fields (a partial:
+        the others keep their defaults, as in ``data.stream`` or ``gymnasium.make(...,
+        stream={"background": "recorded"})``) or ``None`` (all defaults). Every value is checked.
+        """
+        if settings is None:
+            base = cls()
+        elif isinstance(settings, StreamSettings):
+            base = settings
+        elif isinstance(settings, Mapping):
+            cls.check_names(settings)
+            base = cls(**dict(settings))
+        else:
+            raise SettingError("stream", f"expected StreamSettings or a mapping of its fields, got {_quote(settings)}")
+        return base.replace(**changes) if changes else base
+
+    @classmethod
+    def check_names(cls, names: Mapping[str, Any] | Any) -> None:
+        """Raise :class:`SettingError` for a name that is no field, with a did-you-mean."""
+        known = cls.field_names()
+        for name in names:
+            if name not in known:
+                close = difflib.get_close_matches(str(name), known, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise SettingError(str(name), f"unknown setting; {hint}known: {', '.join(known)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, as plain JSON-able values (what ``agent.json`` records)."""
+        return dataclasses.asdict(self)
 
     @classmethod
     def field_names(cls) -> list[str]:

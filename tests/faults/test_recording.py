@@ -69,3 +69,19 @@ def test_flag_that_breaks_a_config_setting(main_in_process, speech_root, fault_h
     result = main_in_process(*args, "--out", fault_home / "rec.wav", "--truth", fault_home / "rec.csv")
     assert_one_line_error(result, "--gap-max", "gap_min (60)")
     assert not (fault_home / "rec.wav").exists()
+
+
+def test_set_with_an_unknown_stream_setting(main_in_process, speech_root, fault_home):
+    result = _make(main_in_process, speech_root, fault_home / "rec.wav", "--set", "snr=[0, 10]")
+    assert_one_line_error(result, "make-recording --set snr", "did you mean 'snr_db'")
+    assert not (fault_home / "rec.wav").exists()
+
+
+def test_set_with_a_value_that_is_not_yaml(main_in_process, speech_root, fault_home):
+    result = _make(main_in_process, speech_root, fault_home / "rec.wav", "--set", "snr_db=[0, 10")
+    assert_one_line_error(result, "make-recording --set snr_db=[0, 10", "not YAML")
+
+
+def test_set_with_an_out_of_range_setting(main_in_process, speech_root, fault_home):
+    result = _make(main_in_process, speech_root, fault_home / "rec.wav", "--set", "snr_db=[10, 0]")
+    assert_one_line_error(result, "make-recording --set snr_db", "low <= high")
