@@ -10,10 +10,19 @@ third-party component is checked the same way::
 from nrstream.plugin.conformance import (
     ConformanceError,
     check_architecture,
+    check_data_source,
     check_loss,
     check_metric,
     known_protocols,
     make_chunk,
 )
 
-__all__ = ["ConformanceError", "make_chunk", "check_architecture", "check_loss", "check_metric", "known_protocols"]
+__all__ = [
+    "ConformanceError",
+    "make_chunk",
+    "check_architecture",
+    "check_loss",
+    "check_metric",
+    "check_data_source",
+    "known_protocols",
+]

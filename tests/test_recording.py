@@ -222,7 +222,7 @@ def test_cli_and_bad_input(tmp_path, sample_options, capsys):
         assert err.startswith("nrstream: error: ") and err.count("\n") == 1 and message in err, err
         assert not o2.exists() and not t2.exists()
     assert main(["data", "make-recording", "toy", "--minutes", "1", "--out", str(o2), "--truth", str(t2)]) == 2
-    assert "has no audio clips" in capsys.readouterr().err
+    assert "data source 'toy' declares no audio files (DataSource.split_audio)" in capsys.readouterr().err
     assert main(["data", "make-recording", "--minutes", "1", "--out", str(o2), "--truth", str(t2)]) == 2
     assert "needs a data SOURCE or --config CONFIG" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--gap-min"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import shutil
@@ -170,7 +171,9 @@ def test_cli_data_info_and_download(speech_sample, tmp_cache, capsys, monkeypatc
     assert "nothing to download" in capsys.readouterr().err
 
     calls = []
-    monkeypatch.setattr(sc, "download_speech_commands", lambda dest=None, **kw: calls.append((dest, kw)) or "here")
-    monkeypatch.setattr(sc.load_speech_commands, "download", sc.download_speech_commands)
+    registry = get_registry()
+    entry = registry.get("data_source", "speech_commands")
+    fake = dataclasses.replace(entry.declared, download=lambda dest=None, **kw: calls.append((dest, kw)) or "here")
+    monkeypatch.setitem(registry._items["data_source"], "speech_commands", dataclasses.replace(entry, declared=fake))
     assert main(["data", "download", "speech_commands", "--version", "0.01"]) == 0
     assert calls == [(None, {"version": "0.01"})]

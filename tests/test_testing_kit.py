@@ -14,6 +14,7 @@ from nrstream.stream.stream import Chunk
 from nrstream.testing import (
     ConformanceError,
     check_architecture,
+    check_data_source,
     check_loss,
     check_metric,
     known_protocols,
@@ -332,3 +333,89 @@ def test_builtin_metrics_pass(builtins, name):
 def test_every_builtin_loss_and_metric_is_checked(builtins):
     assert builtins.names("metric") == sorted(BUILTIN_METRICS)
     assert builtins.names("loss") == sorted(BUILTIN_LOSSES)
+
+
+# --- data sources (issue 23: declared capabilities) ----------------------------------------
+
+
+def _source_options(name: str, request) -> dict:
+    if name == "fashion_mnist":
+        import os
+
+        if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
+            pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+        return {}
+    if name == "speech_commands":
+        return {"root": str(request.getfixturevalue("speech_sample"))}
+    if name == "synth_speech":
+        import shutil
+
+        if shutil.which("espeak-ng") is None:
+            pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+        request.getfixturevalue("tmp_cache")
+        return {"words": ["yes", "no"], "renderings_per_word": 3, "progress": False}
+    return {}
+
+
+@pytest.mark.parametrize("name", ["toy", "fashion_mnist", "speech_commands", "synth_speech"])
+def test_every_builtin_data_source_passes(name, request):
+    registry = get_registry()
+    if name not in registry.names("data_source"):
+        pytest.skip(f"data source {name!r} is not registered")
+    check_data_source(registry.data_source(name), options=_source_options(name, request), name=name)
+
+
+def test_builtin_data_sources_declare_what_they_can_do():
+    registry = get_registry()
+    assert registry.data_source("toy").can == ["load"]
+    assert registry.data_source("fashion_mnist").can == ["load", "download"]
+    assert registry.data_source("speech_commands").can == ["load", "download", "split_audio"]
+    assert registry.data_source("synth_speech").can == ["load", "split_audio"]
+
+
+def _toy():
+    from nrstream.data.datasets import load_dataset
+
+    return load_dataset("toy")
+
+
+def test_a_source_with_labels_out_of_range_is_rejected_in_one_line():
+    import dataclasses
+
+    from nrstream.stream.bank import Dataset
+
+    def load_broken(**options):
+        good = _toy()
+        test = good.splits["test"]
+        bad = dataclasses.replace(test, labels=test.labels.clone().fill_(good.num_classes))
+        return Dataset(splits={**good.splits, "test": bad}, noise=good.noise, info={"source": "broken"})
+
+    with pytest.raises(ConformanceError, match=r"^load_broken: test labels must be int64 in \[0, \d+\)") as info:
+        check_data_source(load_broken)
+    assert "\n" not in str(info.value)
+
+
+def test_a_source_whose_splits_share_a_clip_is_rejected_in_one_line(tmp_path):
+    clip = tmp_path / "yes.wav"
+    clip.write_bytes(b"RIFF")
+
+    def split_audio(dataset, split):
+        return contracts.SplitAudio(split, 16000, [("yes", clip)], [], (0.0, 0.1))
+
+    source = contracts.DataSource(load=lambda **options: _toy(), split_audio=split_audio)
+    with pytest.raises(ConformanceError, match=f"^leaky: clip {clip} is in both the train and the validation split"):
+        check_data_source(source, name="leaky")
+
+
+def test_a_download_without_dest_is_rejected():
+    source = contracts.DataSource(load=lambda **options: _toy(), download=lambda version="1": None)
+    with pytest.raises(ConformanceError, match="^nodest: download must take dest"):
+        check_data_source(source, name="nodest")
+
+
+def test_a_bare_factory_with_a_download_attribute_still_declares_download():
+    def load(**options):
+        return _toy()
+
+    load.download = lambda dest=None: dest
+    assert contracts.DataSource.of(load).can == ["load", "download"]

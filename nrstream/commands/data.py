@@ -1,7 +1,7 @@
 """``nrstream data``: fetch data sets and show what a data source loads.
 
-- ``nrstream data download NAME [--dest DIR] [--version V]``: calls the ``download``
-  function a data source's factory carries (``factory.download``), if it has one. The
+- ``nrstream data download NAME [--dest DIR] [--version V]``: calls the ``download`` the data
+  source declares (:class:`nrstream.plugin.contracts.DataSource`), if it has one. The
   data lands in its own sub-folder of ``DIR``; nothing already in ``DIR`` is deleted.
 - ``nrstream data info SOURCE [-o KEY=VALUE ...] [--json]``: loads the source and prints
   where it loaded from, its sizes, classes and noise banks. Features that are not all
@@ -47,14 +47,10 @@ def add_parser(subparsers) -> None:
     add_make_recording(sub)
 
 
-def _factory(name: str):
+def run_download(args: argparse.Namespace) -> int:
     from nrstream.plugin.registry import get_registry
 
-    return get_registry().get("data_source", name).factory
-
-
-def run_download(args: argparse.Namespace) -> int:
-    download = getattr(_factory(args.name), "download", None)
+    download = get_registry().data_source(args.name).download
     if download is None:
         raise NrstreamError(f"data source {args.name!r} has nothing to download")
     kwargs = {"version": args.data_version} if args.data_version else {}
@@ -94,8 +90,9 @@ def _check_finite(source: str, dataset) -> None:
 
 def run_info(args: argparse.Namespace) -> int:
     from nrstream.data.datasets import load_dataset
+    from nrstream.plugin.registry import get_registry
 
-    _factory(args.source)  # an unknown name fails here, with suggestions
+    get_registry().get("data_source", args.source)  # an unknown name fails here, with suggestions
     try:
         dataset = load_dataset(args.source, **_options(args.option))
     except (TypeError, ValueError) as exc:

@@ -60,6 +60,7 @@ import numpy as np
 
 from nrstream.atomic import atomic_file
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError
+from nrstream.plugin.contracts import SplitAudio
 from nrstream.seeds import derive_seed
 from nrstream.stream.settings import SettingError, StreamSettings
 
@@ -82,18 +83,8 @@ TRUTH_FIELDS = ("start_s", "end_s", "word", "snr_db", "level_db", "clip")
 SETTING_NAMES = ("gap_min", "gap_max", "snr_db", "level_db", "trim_db", "tail")
 
 
-@dataclass
-class SplitFiles:
-    """The audio files of one split of a data source in the Speech Commands layout."""
-
-    root: Path
-    sample_rate: int
-    clips: list[tuple[str, Path]]  # (word, path)
-    noise: list[Path]
-    noise_share: tuple[float, float]  # [lo, hi) fraction of each noise recording for this split
-    split: str = "test"
-    frontend: dict = field(default_factory=dict)  # FeatureFrontend parameters of the source
-    clip_seconds: float = 1.0
+#: the audio files of one split (declared by the data source: :class:`nrstream.plugin.contracts.SplitAudio`)
+SplitFiles = SplitAudio
 
 
 @dataclass
@@ -117,58 +108,36 @@ class RecordingSummary:
         return "background recorded, " + ", ".join(f"{k} {show(s[k])}" for k in SETTING_NAMES)
 
 
-def _read_list(path: Path) -> set[str]:
-    return {line.strip().replace("\\", "/") for line in path.read_text().splitlines() if line.strip()}
+def split_files(source: str, split: str, options: dict | None = None, dataset=None) -> SplitAudio:
+    """The clip and noise files of ``split``, as the data source declares them (its ``split_audio``).
 
-
-def split_files(source: str, split: str, options: dict | None = None, dataset=None) -> SplitFiles:
-    """Find the clip and noise files of ``split`` the way the speech data plugins do.
-
-    Loads the data source once (its features are cached), unless its ``dataset`` is given,
-    for its ``info``: the data root, the front end and the ``noise_split`` shares.
+    Loads the data source once (its features are cached), unless its ``dataset`` is given.
 
     Raises:
-        ConfigError: unknown split or options; a source without audio clips.
-        DataNotFoundError: the source found no data.
+        ConfigError: unknown split or options; a source that declares no audio files.
+        DataNotFoundError: the source found no data, or no clips in the split.
     """
     from nrstream.data.datasets import load_dataset
+    from nrstream.plugin.registry import get_registry
     from nrstream.stream.bank import SPLITS
 
     if split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
-    options = dict(options or {})
+    declared = get_registry().data_source(source)
+    if declared.split_audio is None:
+        raise ConfigError(
+            f"data source {source!r} declares no audio files (DataSource.split_audio): make-recording needs an "
+            "audio source that does, such as speech_commands or synth_speech"
+        )
     if dataset is None:
         try:
-            dataset = load_dataset(source, **options)
+            dataset = load_dataset(source, **dict(options or {}))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"data source {source!r}: {exc}") from exc
-    info = dataset.info
-    root = Path(info.get("root", ""))
-    if not info.get("root") or not (root / "validation_list.txt").is_file() or not info.get("frontend"):
-        raise ConfigError(
-            f"data source {source!r} has no audio clips: make-recording needs a source whose data root is a folder "
-            "of word/*.wav clips in the Speech Commands layout (speech_commands, synth_speech)"
-        )
-    validation, testing = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
-    words = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    clips = []
-    for word in words:
-        for path in sorted((root / word).glob("*.wav")):
-            rel = f"{word}/{path.name}"
-            where = "validation" if rel in validation else "test" if rel in testing else "train"
-            if where == split:
-                clips.append((word, path))
-    if not clips:
-        raise DataNotFoundError(f"{root} has no clips in the {split} split")
-    shares = tuple(float(x) for x in options.get("noise_split", (0.8, 0.1, 0.1)))
-    bounds = np.cumsum((0.0, *shares))
-    index = SPLITS.index(split)
-    folder = root / "_background_noise_"
-    noise = sorted(folder.glob("*.wav")) if folder.is_dir() else []
-    frontend = dict(info["frontend"])
-    rate = int(frontend.get("sample_rate", 16000))
-    share = (float(bounds[index]), float(bounds[index + 1]))
-    return SplitFiles(root, rate, clips, noise, share, split, frontend, float(info.get("clip_seconds", 1.0)))
+    files = declared.split_audio(dataset, split)
+    if not files.clips:
+        raise DataNotFoundError(f"data source {source!r} has no clips in the {split} split")
+    return files
 
 
 class WordFraming:

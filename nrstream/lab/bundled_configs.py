@@ -16,7 +16,7 @@ from nrstream.errors import ConfigError
 __all__ = ["find_config", "list_configs", "config_summary", "bundled_config_dirs"]
 
 SUFFIXES = (".yaml", ".yml")
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # the nrstream package (this module is nrstream/lab/...)
 
 
 def bundled_config_dirs() -> list[Path]:

@@ -40,6 +40,7 @@ __all__ = [
     "check_architecture",
     "check_loss",
     "check_metric",
+    "check_data_source",
     "known_protocols",
 ]
 
@@ -614,3 +615,89 @@ def _curve_problem(value: Any) -> str | None:
     if not isinstance(value["x_label"], str) or not isinstance(value["y_label"], str):
         return "x_label and y_label must be strings"
     return None
+
+
+# ---------------------------------------------------------------------------- data sources
+
+
+def check_data_source(
+    source: Any,
+    *,
+    options: dict[str, Any] | None = None,
+    name: str | None = None,
+    dataset: Any = None,
+) -> None:
+    """Check a data source against :class:`~nrstream.plugin.contracts.DataSource` (or a bare factory).
+
+    Loads it with ``options`` (or takes the ``dataset`` it already loaded) and checks the
+    :class:`~nrstream.stream.bank.Dataset`: the three splits, each non-empty, with one feature
+    size, labels in ``[0, num_classes)``, finite features on every valid frame; noise banks of
+    the same feature size, finite. What the source declares beyond loading is checked too:
+    ``download`` is callable with a ``dest``; ``split_audio(dataset, split)`` gives a
+    :class:`~nrstream.plugin.contracts.SplitAudio` for every split whose clip files exist, are
+    disjoint across splits, and whose noise shares are disjoint parts of ``[0, 1]``.
+    """
+    import inspect
+    from pathlib import Path
+
+    from nrstream.plugin.contracts import DataSource, SplitAudio
+    from nrstream.stream.bank import SPLITS, Dataset
+
+    declared = DataSource.of(source)
+    name = name or _name(declared.load)
+    if dataset is None:
+        dataset = declared.load(**(options or {}))
+    if not isinstance(dataset, Dataset):
+        _fail(name, f"load returned {type(dataset).__name__}, not nrstream.Dataset")
+    sizes = {split: bank.feature_size for split, bank in dataset.splits.items()}
+    if len(set(sizes.values())) != 1:
+        _fail(name, f"the splits have different feature sizes {sizes}")
+    classes = dataset.num_classes
+    for split in SPLITS:
+        bank = dataset.splits[split]
+        labels = bank.labels
+        if labels.dtype != torch.int64 or int(labels.min()) < 0 or int(labels.max()) >= classes:
+            _fail(name, f"{split} labels must be int64 in [0, {classes}), got {labels.dtype} "
+                        f"{int(labels.min())}..{int(labels.max())}")  # fmt: skip
+        finite = torch.isfinite(bank.features).all(-1) | ~bank.valid_mask()
+        if not bool(finite.all()):
+            first = int((~finite).any(-1).nonzero()[0])
+            _fail(name, f"{split} sample {first} has NaN or infinite features on a valid frame")
+    for split, bank in dataset.noise.items():
+        if split not in SPLITS:
+            _fail(name, f"noise bank for unknown split {split!r}; expected {', '.join(SPLITS)}")
+        if bank.feature_size != dataset.feature_size or not bool(torch.isfinite(bank.features).all()):
+            _fail(name, f"the {split} noise bank must have {dataset.feature_size} finite features per frame")
+    if declared.download is not None:
+        if not callable(declared.download):
+            _fail(name, "download is not callable")
+        try:
+            params = inspect.signature(declared.download).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if params and "dest" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            _fail(name, "download must take dest (the folder to download into; None: the default data folder)")
+    if declared.split_audio is None:
+        return
+    seen: dict[Path, str] = {}
+    shares = []
+    for split in SPLITS:
+        files = declared.split_audio(dataset, split)
+        if not isinstance(files, SplitAudio):
+            _fail(name, f"split_audio(dataset, {split!r}) returned {type(files).__name__}, not SplitAudio")
+        if files.split != split or files.sample_rate <= 0:
+            _fail(name, f"split_audio(dataset, {split!r}) describes split {files.split!r} at {files.sample_rate} Hz")
+        for word, path in files.clips:
+            path = Path(path)
+            if not path.is_file():
+                _fail(name, f"split_audio(dataset, {split!r}) lists {path} ({word}), which is not a file")
+            if path in seen:
+                _fail(name, f"clip {path} is in both the {seen[path]} and the {split} split; splits must be disjoint")
+            seen[path] = split
+        low, high = files.noise_share
+        if not 0.0 <= low <= high <= 1.0 + 1e-9:
+            _fail(name, f"split_audio(dataset, {split!r}) noise_share {files.noise_share} is not a part of [0, 1]")
+        shares.append((low, high, split))
+    for (_, high, first), (low, _, second) in zip(sorted(shares), sorted(shares)[1:], strict=False):
+        if low < high - 1e-9:
+            _fail(name, f"the {first} and {second} splits share noise (noise_share overlaps)")

@@ -16,11 +16,18 @@ loss           ``(**options)``                              :class:`Loss`
 metric         ``(**options)``                              :class:`Metric`
 data source    ``(**options)``                              :class:`nrstream.stream.bank.Dataset`
 =============  =========================================  ==============================
+
+A data source may declare more than loading: it registers a :class:`DataSource` (``load``, and
+optionally ``download`` and ``split_audio``) instead of a bare factory. Core code asks the
+declaration (``nrstream data download``, ``nrstream data make-recording``) and never knows a
+source's folder layout; ``nrstream.testing.check_data_source`` checks what it declares.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypedDict, runtime_checkable
 
 if TYPE_CHECKING:
@@ -42,6 +49,8 @@ __all__ = [
     "METRIC_KINDS",
     "CURVE_KEYS",
     "DataSourceFactory",
+    "DataSource",
+    "SplitAudio",
     "ArchitectureRegister",
     "LossRegister",
     "MetricRegister",
@@ -164,8 +173,69 @@ class DataSourceFactory(Protocol):
     def __call__(self, **options: Any) -> Dataset: ...
 
 
+@dataclass
+class SplitAudio:
+    """The audio files behind one split of a data source: what ``make-recording`` mixes.
+
+    Attributes:
+        split: ``train``, ``validation`` or ``test``.
+        sample_rate: of the clips and the noise recordings (Hz).
+        clips: ``(class name, file)`` per sample of the split, WAV files.
+        noise: background recordings (WAV); the split uses the part ``noise_share`` of each.
+        noise_share: ``[low, high)`` fraction of each noise recording that belongs to this split
+            (disjoint across splits, as the source's own noise banks cut them).
+        frontend: the source's feature front end parameters (``Dataset.info["frontend"]``).
+        clip_seconds: every clip is zero-padded or cut to this length, as the loader does.
+        root: where the files live (for the truth CSV's relative clip paths).
+    """
+
+    split: str
+    sample_rate: int
+    clips: list[tuple[str, Path]]
+    noise: list[Path]
+    noise_share: tuple[float, float]
+    frontend: dict = field(default_factory=dict)
+    clip_seconds: float = 1.0
+    root: Path | None = None
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """What a data source can do, declared (register it in place of a bare factory).
+
+    Attributes:
+        load: ``load(**options) -> Dataset`` (required): the three splits' banks, on the CPU.
+        download: ``download(dest=None, **options) -> Path`` (optional): fetch and verify the
+            data set into ``dest`` (default: the data folder), return where it is.
+        split_audio: ``split_audio(dataset, split) -> SplitAudio`` (optional): the audio files
+            of a split of a loaded ``dataset`` and its noise recordings (audio sources only).
+
+    Calling a ``DataSource`` loads: ``source(**options)`` is ``source.load(**options)``.
+    """
+
+    load: Callable[..., Dataset]
+    download: Callable[..., Path] | None = None
+    split_audio: Callable[[Dataset, str], SplitAudio] | None = None
+
+    def __call__(self, **options: Any) -> Dataset:
+        return self.load(**options)
+
+    @classmethod
+    def of(cls, factory: DataSource | Callable[..., Dataset]) -> DataSource:
+        """The declaration of a registered data source (a bare factory declares only ``load``)."""
+        if isinstance(factory, DataSource):
+            return factory
+        # a ``download`` function attribute on the factory: how sources declared it before DataSource existed
+        return cls(load=factory, download=getattr(factory, "download", None))
+
+    @property
+    def can(self) -> list[str]:
+        """What it declares, e.g. ``["load", "download", "split_audio"]``."""
+        return ["load"] + [name for name in ("download", "split_audio") if getattr(self, name) is not None]
+
+
 # The ``register`` callables each hook receives (tox style: ``register: ArchitectureRegister``).
 ArchitectureRegister: TypeAlias = Callable[[str, ArchitectureFactory], None]
 LossRegister: TypeAlias = Callable[[str, LossFactory], None]
 MetricRegister: TypeAlias = Callable[[str, MetricFactory], None]
-DataSourceRegister: TypeAlias = Callable[[str, DataSourceFactory], None]
+DataSourceRegister: TypeAlias = Callable[[str, "DataSource | DataSourceFactory"], None]

@@ -78,5 +78,10 @@ def nrstream_register_data_sources(register: DataSourceRegister) -> None:
     ``factory(**config) -> nrstream.Dataset`` (:class:`nrstream.plugin.contracts.DataSourceFactory`)
     builds the train / validation / test sample banks (on the CPU; the caller moves them).
     A source whose data is missing raises ``nrstream.DataNotFoundError`` with every place
-    it looked and how to get the data.
+    it looked and how to get the data. A source that can do more registers a
+    :class:`nrstream.plugin.contracts.DataSource` instead of the bare factory: ``load`` (the
+    factory), and optionally ``download(dest=None, **options)`` (``nrstream data download``)
+    and ``split_audio(dataset, split) -> SplitAudio`` (the audio files of a split and its
+    noise recordings, for ``nrstream data make-recording``). ``nrstream.testing.check_data_source``
+    checks what it declares.
     """

@@ -29,6 +29,7 @@ import pluggy
 
 from nrstream.errors import NrstreamError, OptionError, PluginError
 from nrstream.plugin import hookspecs
+from nrstream.plugin.contracts import DataSource
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -65,6 +66,8 @@ class Registration:
     name: str
     factory: Callable[..., Any]
     plugin: str
+    #: a data source's declaration (:class:`nrstream.plugin.contracts.DataSource`); ``None`` for other kinds
+    declared: DataSource | None = None
 
 
 def close_matches(name: str, valid: list[str] | tuple[str, ...]) -> list[str]:
@@ -191,10 +194,22 @@ class Registry:
                 f"{kind} {name!r} is registered by both plugin {taken.plugin!r} and plugin {plugin!r}; "
                 f"disable one with NRSTREAM_DISABLE_PLUGINS={plugin}"
             )
+        if kind == "data_source":
+            declared = DataSource.of(factory)
+            if not callable(declared.load):
+                raise PluginError(f"plugin {plugin!r} registered data source {name!r} whose load is not callable")
+            self._items[kind][name] = Registration(kind, name, declared.load, plugin, declared)
+            return
         self._items[kind][name] = Registration(kind, name, factory, plugin)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._items[kind])
+
+    def data_source(self, name: str) -> DataSource:
+        """What data source ``name`` declares it can do (load; download and split_audio if it has them)."""
+        declared = self.get("data_source", name).declared
+        assert declared is not None
+        return declared
 
     def get(self, kind: str, name: str) -> Registration:
         """Look a component up; a miss names the closest registered names."""

@@ -37,6 +37,7 @@ from nrstream import DataNotFoundError, hookimpl
 from nrstream.data.cache import cache_dir
 from nrstream.data.datafiles import already_downloaded, data_root, download, download_root, missing_data_message
 from nrstream.errors import DataFileError, DownloadError
+from nrstream.plugin.contracts import DataSource
 from nrstream.stream.bank import Dataset, SampleBank
 
 __all__ = ["load_fashion_mnist", "download_fashion_mnist", "read_idx", "CLASS_NAMES", "SkippedImagesWarning"]
@@ -283,9 +284,8 @@ def download_fashion_mnist(
     return dest
 
 
-load_fashion_mnist.download = download_fashion_mnist  # type: ignore[attr-defined]
 
 
 @hookimpl
 def nrstream_register_data_sources(register):
-    register("fashion_mnist", load_fashion_mnist)
+    register("fashion_mnist", DataSource(load=load_fashion_mnist, download=download_fashion_mnist))

@@ -58,6 +58,7 @@ from nrstream.data.datafiles import (
     written_by_download,
 )
 from nrstream.errors import DownloadError
+from nrstream.plugin.contracts import DataSource, SplitAudio
 from nrstream.stream.bank import SPLITS, Dataset, SampleBank
 
 __all__ = [
@@ -374,6 +375,7 @@ def build_dataset(
         "skipped": len(payload["skipped"]),
         "frontend": fe.params(),
         "clip_seconds": clip_seconds,
+        "noise_split": list(noise_split),
         "normalized": normalize,
         "normalization": normalization,
         "cache": {"key": key, "hit": hit},
@@ -482,9 +484,38 @@ def download_speech_commands(
     return folder
 
 
-load_speech_commands.download = download_speech_commands  # type: ignore[attr-defined]
+def split_audio(dataset: Dataset, split: str) -> SplitAudio:
+    """The clip files of ``split`` and the background recordings, for a data set in this layout.
+
+    What ``nrstream data make-recording`` mixes: clips by the official lists, the
+    ``_background_noise_`` recordings with the split's share (``noise_split``) of each.
+    Also serves ``synth_speech``, which writes the same layout.
+    """
+    info = dataset.info
+    root = Path(info["root"])
+    validation, testing = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
+    words = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    clips = []
+    for word in words:
+        for path in sorted((root / word).glob("*.wav")):
+            rel = f"{word}/{path.name}"
+            if ("validation" if rel in validation else "test" if rel in testing else "train") == split:
+                clips.append((word, path))
+    bounds = [0.0]
+    for share in info.get("noise_split") or (0.8, 0.1, 0.1):
+        bounds.append(bounds[-1] + float(share))
+    index = SPLITS.index(split)
+    folder = root / NOISE_FOLDER
+    noise = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    frontend = dict(info["frontend"])
+    share = (bounds[index], bounds[index + 1])
+    rate = int(frontend.get("sample_rate", 16000))
+    return SplitAudio(split, rate, clips, noise, share, frontend, float(info.get("clip_seconds", 1.0)), root)
+
+
+SOURCE = DataSource(load=load_speech_commands, download=download_speech_commands, split_audio=split_audio)
 
 
 @hookimpl
 def nrstream_register_data_sources(register):
-    register("speech_commands", load_speech_commands)
+    register("speech_commands", SOURCE)

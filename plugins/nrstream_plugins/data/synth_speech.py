@@ -66,9 +66,10 @@ from nrstream import DataNotFoundError, NrstreamError, hookimpl
 from nrstream.atomic import atomic_folder
 from nrstream.data.audio import read_wav
 from nrstream.data.cache import cache_dir
+from nrstream.plugin.contracts import DataSource
 from nrstream.stream.bank import Dataset
 from nrstream_plugins.data import _speech_variation as _variation
-from nrstream_plugins.data.speech_commands import NOISE_FOLDER, WORDS_V2, build_dataset
+from nrstream_plugins.data.speech_commands import NOISE_FOLDER, WORDS_V2, build_dataset, split_audio
 
 __all__ = ["load_synth_speech", "synthesize_corpus", "corpus_config", "corpus_key", "VOICES", "VARIANTS"]
 
@@ -333,4 +334,5 @@ def load_synth_speech(
 
 @hookimpl
 def nrstream_register_data_sources(register):
-    register("synth_speech", load_synth_speech)
+    # the clips are written in the Speech Commands layout: its split_audio lists them
+    register("synth_speech", DataSource(load=load_synth_speech, split_audio=split_audio))
