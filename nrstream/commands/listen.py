@@ -51,8 +51,8 @@ def _line(fmt: str, label: str, d, many: bool) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from nrstream.artifacts.trained_agent import TrainedAgent
-    from nrstream.deploy.detector import DetectorSettings, det_curve, plot_det, score
-    from nrstream.deploy.listen import audio_blocks, listen
+    from nrstream.deploy.detector import DetectorSettings, plot_det
+    from nrstream.deploy.listen import audio_blocks, listen, score_listening
     from nrstream.deploy.recording import read_truth
 
     try:
@@ -80,11 +80,8 @@ def run(args: argparse.Namespace) -> int:
     result = listen(agents, blocks, settings, record=truth is not None, on_detection=show)
     if truth is None:
         return 0
-    curves, rows = {}, []
-    for a in agents:
-        s = score(result.detections[a.label], truth, result.seconds, a.class_names)
-        curves[a.label] = det_curve(result.records[a.label], a.class_names, result.frame_s[a.label], truth, settings)
-        rows.append((a.label, s))
+    scored = score_listening(agents, result, truth, settings)
+    curves, rows = {s.label: s.det for s in scored}, [(s.label, s.score) for s in scored]
     det = (
         Path(args.det)
         if args.det

@@ -28,11 +28,11 @@ import torch
 
 from nrstream.artifacts.trained_agent import TrainedAgent
 from nrstream.data.streaming_frontend import StreamingFrontend
-from nrstream.deploy.detector import Detection, Detector, DetectorSettings, FrameRecord
+from nrstream.deploy.detector import Detection, Detector, DetectorSettings, FrameRecord, Score, det_curve, score
 from nrstream.errors import DataFileError, NrstreamError
 from nrstream.log import line_logger
 
-__all__ = ["audio_blocks", "listen", "ListenResult", "ListenError", "BLOCK_SECONDS"]
+__all__ = ["audio_blocks", "listen", "ListenResult", "ListenError", "AgentScore", "score_listening", "BLOCK_SECONDS"]
 
 BLOCK_SECONDS = 1.0
 
@@ -218,3 +218,31 @@ def listen(
     records = {a.label: d.record for a, _, _, d in lanes if d.record is not None}
     frame_s = {a.label: d.frame_s for a, _, _, d in lanes}
     return ListenResult(found, samples / rate, frames, records, frame_s)
+
+
+@dataclass
+class AgentScore:
+    """One agent's detections scored against the truth: the score at the detector's threshold and its DET curve."""
+
+    label: str
+    score: Score
+    det: list[dict]
+
+
+def score_listening(
+    agents: list[TrainedAgent], result: ListenResult, truth: list, settings: DetectorSettings
+) -> list[AgentScore]:
+    """Score every agent's detections of a :func:`listen` run (made with ``record=True``) against ``truth``.
+
+    ``truth`` as :func:`nrstream.deploy.recording.read_truth` reads it. Hits, misses and false
+    alarms at ``settings.threshold`` (:func:`nrstream.deploy.detector.score`), and the DET curve
+    over thresholds (:func:`nrstream.deploy.detector.det_curve`), one :class:`AgentScore` per agent.
+    """
+    return [
+        AgentScore(
+            a.label,
+            score(result.detections[a.label], truth, result.seconds, a.class_names),
+            det_curve(result.records[a.label], a.class_names, result.frame_s[a.label], truth, settings),
+        )
+        for a in agents
+    ]
