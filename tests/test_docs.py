@@ -76,7 +76,7 @@ def test_every_config_key_is_documented():
     keys = _key_paths(Config)
     assert "run.seeds" in keys and "run.resources.num_gpus" in keys and "data.stream.noise_scale" in keys
     missing = [key for key in keys if key not in _documented_rows()]
-    assert not missing, f"undocumented config keys (describe them with key() in nrstream/lab/config/schema.py): {missing}"
+    assert not missing, f"undocumented config keys (give them key(doc=...) in nrstream/lab/config/schema.py): {missing}"
 
 
 def test_the_table_documents_no_key_that_does_not_exist():
