@@ -14,6 +14,7 @@ import pytest
 import soundfile
 import torch
 
+from nrstream.agent import Agent
 from nrstream.artifacts.checkpoints import CheckpointError
 from nrstream.artifacts.trained_agent import AgentError, TrainedAgent
 from nrstream.cli import main
@@ -21,6 +22,7 @@ from nrstream.deploy.detector import Detection, Detector, DetectorSettings, det_
 from nrstream.deploy.listen import _Resampler, audio_blocks
 from nrstream.deploy.recording import TruthEvent
 from nrstream.errors import DataFileError
+from nrstream.stream.settings import StreamSettings
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -240,6 +242,31 @@ def test_training_writes_agent_json(trained, checkpoint):
     assert record["data"]["class_names"] == sorted(WORDS) and record["data"]["sample_rate"] == 16000
     assert len(record["data"]["normalization"]["mean"]) == record["data"]["feature_size"] == 40
     assert not list(checkpoint.glob(".*.tmp"))
+
+
+def test_a_trained_agent_round_trips_from_each_path_form(trained, checkpoint):
+    """TrainedAgent.load: a run folder, a checkpoint folder and a .pt give the same agent, stream and protocol."""
+    run, _, _ = trained
+    forms = [TrainedAgent.load(run), TrainedAgent.load(run / "results.json"), TrainedAgent.load(checkpoint),
+             TrainedAgent.load(checkpoint / "best.pt")]  # fmt: skip
+    want = StreamSettings(gap_min=20, gap_max=100, noise="recorded", background="recorded", snr_db=[5, 25])
+    for agent in forms:
+        assert (agent.label, agent.protocol, agent.source) == ("gru/ce_kl", "continual", "synth_speech")
+        assert agent.stream == want
+        assert agent.data["options"]["words"] == ["yes", "no", "up", "down"]
+        state = agent.model.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in forms[0].model.state_dict().items())
+    assert isinstance(forms[0].agent(), Agent) and forms[0].agent().reset_policy == "never"
+
+
+def test_make_recording_like_an_agent_takes_its_source_and_stream(trained, checkpoint, tmp_path, capsys):
+    """--like-agent: the agent's source, options and training stream are the recording's defaults; flags win."""
+    _, rec, truth = trained
+    out = tmp_path / "like.wav"
+    args = ["data", "make-recording", "--like-agent", str(checkpoint), "--minutes", "0.2", "--seed", "5"]
+    assert main([*args, "--out", str(out), "--truth", str(tmp_path / "like.csv"), "--snr-db", "10", "20"]) == 0
+    printed = capsys.readouterr().out
+    assert "of synth_speech" in printed and "gap_min 20, gap_max 100, snr_db [10, 20]" in printed, printed
 
 
 def listen_lines(capsys, *args) -> list[dict]:

@@ -224,6 +224,6 @@ def test_cli_and_bad_input(tmp_path, sample_options, capsys):
     assert main(["data", "make-recording", "toy", "--minutes", "1", "--out", str(o2), "--truth", str(t2)]) == 2
     assert "data source 'toy' declares no audio files (DataSource.split_audio)" in capsys.readouterr().err
     assert main(["data", "make-recording", "--minutes", "1", "--out", str(o2), "--truth", str(t2)]) == 2
-    assert "needs a data SOURCE or --config CONFIG" in capsys.readouterr().err
+    assert "needs a data SOURCE, --config CONFIG or --like-agent RUN" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--gap-min"):
         record(tmp_path, sample_options, settings=recording_settings(gap_min=-1))

@@ -62,9 +62,9 @@ class TrainedAgent:
         """Load a trained agent onto the CPU (see :func:`load_trained_agent`)."""
         return load_trained_agent(path, label)
 
-    def agent(self, reset: str = "never") -> Agent:
-        """The model as an :class:`nrstream.Agent` (state carried, reset policy ``reset``)."""
-        return Agent(self.model, reset=reset)
+    def agent(self, reset_policy: str = "never") -> Agent:
+        """The model as an :class:`nrstream.Agent` (its state carried; ``never`` reset, or ``oracle``)."""
+        return Agent(self.model, reset_policy)
 
     @property
     def feature_size(self) -> int:

@@ -46,6 +46,12 @@ def add_parser(sub) -> None:
         metavar="CONFIG",
         help="experiment config (file or bundled name): its data source, options and data.stream settings",
     )
+    p.add_argument(
+        "--like-agent",
+        metavar="RUN",
+        help="a trained agent (checkpoint folder, its best.pt/last.pt, or a run folder with one agent): its data "
+        "source, options and the stream settings it was trained on (agent.json)",
+    )
     p.add_argument("--split", default="test", help="train, validation or test (default test)")
     p.add_argument("--minutes", type=float, required=True, help="length of the recording")
     p.add_argument("--out", required=True, help="the WAV file to write (mono, the source's rate, 32-bit float)")
@@ -82,9 +88,19 @@ def add_parser(sub) -> None:
 
 def _source(args: argparse.Namespace, options: dict):
     """``(source, options, dataset or None, settings or None)`` from SOURCE / -o and ``--config``."""
+    if args.like_agent is not None:
+        if args.config is not None:
+            raise ConfigError("make-recording: give --config or --like-agent, not both")
+        from nrstream.artifacts.trained_agent import TrainedAgent
+
+        agent = TrainedAgent.load(args.like_agent)
+        settings = agent.stream.replace(background="recorded") if agent.stream is not None else None
+        if args.source is not None:
+            return args.source, options, None, settings
+        return agent.source, {**dict(agent.data.get("options") or {}), **options}, None, settings
     if args.config is None:
         if args.source is None:
-            raise ConfigError("make-recording needs a data SOURCE or --config CONFIG")
+            raise ConfigError("make-recording needs a data SOURCE, --config CONFIG or --like-agent RUN")
         return args.source, options, None, None
     from nrstream.lab.config import load_config
     from nrstream.lab.loading import load_data
