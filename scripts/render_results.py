@@ -25,6 +25,7 @@ import math
 import re
 import sys
 from collections.abc import Callable, Iterable
+from decimal import ROUND_HALF_UP, Decimal
 from functools import cache
 from pathlib import Path
 
@@ -71,6 +72,11 @@ def signed(points: float) -> str:
     if text in ("+0.0", "-0.0"):
         return "0.0"
     return text.replace("-", "−")
+
+
+def half_up(x: float) -> str:
+    """An integer with thousands separators, halves rounded up (274.5 -> 275), as a person rounds."""
+    return f"{int(Decimal(str(x)).quantize(Decimal(1), rounding=ROUND_HALF_UP)):,}"
 
 
 def half(interval) -> float:
@@ -412,13 +418,13 @@ def t_latency() -> str:
     def cell(d: dict) -> str:
         if "error" in d:
             return "cannot export: " + d["error"].split(": ", 1)[1].split(";")[0]
-        return f"{d['p50_us']:,.0f} / {d['p99_us']:,.0f}"
+        return f"{half_up(d['p50_us'])} / {half_up(d['p99_us'])}"
 
     hidden = data["settings"]["hidden"]
     for arch, d in data["architectures"].items():
         rows.append([f"`{arch}`-{hidden}", cell(d["eager"]), cell(d["torchscript"]), cell(d["onnx"])])
     fe = data["frontend_per_hop"]
-    rows.append([f"streaming front end (one {fe['hop_samples']}-sample hop per call)", cell(fe), "", ""])
+    rows.append([f"streaming front end (40 log-mel, one {fe['hop_samples']}-sample hop per call)", cell(fe), "", ""])
     m = data["machine"]
     note = (
         f"*Data:* `docs/results/latency.json` ({m['cpus']}-core {m['cpu']} CPU, torch {m['torch']}, onnxruntime "
