@@ -42,7 +42,9 @@ def blocks(path: Path) -> list[dict]:
         j = i + 1
         while j < len(lines) and lines[j].strip() != "```":
             j += 1
-        code = textwrap.dedent("\n".join(line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : j]))
+        code = textwrap.dedent(
+            "\n".join(line[len(indent) :] if line.startswith(indent) else line for line in lines[i + 1 : j])
+        )
         previous = next((lines[k] for k in range(i - 1, -1, -1) if lines[k].strip()), "")
         skip = SKIP.match(previous)
         if lang in RUN and not code.lstrip().startswith("--8<--"):  # a snippet include is the file it names
@@ -76,7 +78,9 @@ def test_every_skip_names_its_reason_and_every_page_is_seen():
     assert "README.md" in found and "docs/tutorials/plugin.md" in found
     for page, items in found.items():
         text = (ROOT / page).read_text(encoding="utf-8")
-        assert text.count("<!-- skip:") == len(re.findall(r"<!-- skip: \S.*? -->", text)), f"{page}: a skip without a reason"
+        assert text.count("<!-- skip:") == len(re.findall(r"<!-- skip: \S.*? -->", text)), (
+            f"{page}: a skip without a reason"
+        )
         assert all(b["skip"] is None or len(b["skip"]) > 10 for b in items), page
 
 

@@ -44,9 +44,7 @@ def test_every_committed_run_is_on_the_all_runs_page():
 def test_the_headline_table_is_computed_from_the_aggregate():
     """A number checked by hand: the GRU ce_kl across 3 seeds at n = 1, from the run's per-seed accuracies."""
     renderer = _renderer()
-    entry = next(
-        e for e in renderer.run("paper_fmnist_gru_all_seeds")["aggregate"]["entries"] if e["loss"] == "ce_kl"
-    )
+    entry = next(e for e in renderer.run("paper_fmnist_gru_all_seeds")["aggregate"]["entries"] if e["loss"] == "ce_kl")
     by_seed = entry["accuracy_by_seed"]["1"]
     mean = sum(by_seed) / len(by_seed)
     assert f"{100 * mean:.1f}" == "88.2"
