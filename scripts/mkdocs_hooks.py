@@ -4,7 +4,9 @@ A page holds a marker comment, and the hook replaces it with text built from the
 reference cannot drift from what the program does:
 
 - ``<!-- generated: cli -->``: every ``nrstream`` command's ``--help``, from :func:`nrstream.cli.build_parser`;
-- ``<!-- generated: config-keys -->``: the key table of :mod:`nrstream.config`'s docstring (the one a test
+- ``<!-- generated: api -->``: one mkdocstrings block per name ``nrstream`` exports, at the module that defines it
+  (read from ``nrstream._LAZY``), so the page follows a module that moves and shows every public name;
+- ``<!-- generated: config-keys -->``: the key table of :mod:`nrstream.lab.config`'s docstring (the one a test
   keeps complete), as a Markdown table.
 """
 
@@ -14,7 +16,25 @@ import argparse
 import os
 import re
 
-__all__ = ["on_page_markdown", "cli_reference", "config_reference"]
+__all__ = ["on_page_markdown", "cli_reference", "config_reference", "api_reference"]
+
+#: the order of the API page: what a newcomer reaches for first
+_API_ORDER = (
+    "create",
+    "load_dataset",
+    "make_stream",
+    "StreamSettings",
+    "Stream",
+    "Chunk",
+    "Agent",
+    "load_config",
+    "run_experiment",
+    "Results",
+    "TrainedAgent",
+    "get_registry",
+    "hookimpl",
+    "register_envs",
+)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
@@ -48,8 +68,8 @@ def _escape(cell: str) -> str:
 
 
 def config_reference() -> str:
-    """Markdown: the key table of :mod:`nrstream.config`'s docstring, then the prose that follows it."""
-    from nrstream import config
+    """Markdown: the key table of :mod:`nrstream.lab.config`'s docstring, then the prose that follows it."""
+    from nrstream.lab import config
 
     lines = config.__doc__.splitlines()
     rules = [i for i, line in enumerate(lines) if re.fullmatch(r"=+( +=+)+", line.strip())]
@@ -88,7 +108,22 @@ def config_reference() -> str:
     return "\n".join(table) + "\n\n" + prose + "\n"
 
 
-_GENERATORS = {"cli": cli_reference, "config-keys": config_reference}
+def api_reference() -> str:
+    """Markdown: a section per public name of ``nrstream``, documented where it is defined."""
+    import nrstream
+
+    names = [n for n in nrstream.__all__ if n != "__version__"]
+    names.sort(key=lambda n: (_API_ORDER.index(n) if n in _API_ORDER else len(_API_ORDER), n))
+    out = []
+    for name in names:
+        module = nrstream._LAZY.get(name, "nrstream")  # the others are imported into nrstream statically
+        where = f"Defined in `{module}`." if module != "nrstream" else ""
+        out += [f"### `nrstream.{name}`", "", where, "", f"::: {module}.{name}", ""]
+        out += ["    options:", "      show_root_heading: false", ""]
+    return "\n".join(out)
+
+
+_GENERATORS = {"cli": cli_reference, "config-keys": config_reference, "api": api_reference}
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001 (MkDocs' signature)
