@@ -1,6 +1,7 @@
 """Every Python and shell block of README.md and of the docs site runs (issue 25).
 
-Each page's blocks run in order, as a pip user would run them, in a fresh interpreter and an empty folder: Python
+Each page's blocks run in order, as a pip user would run them, in a fresh interpreter, in a folder of their own
+(shared by the pages, so that the toy checkpoints one page trains are reused by the next): Python
 blocks share one namespace per page, shell blocks run under ``bash -e`` with this environment's ``nrstream`` on the
 ``PATH``. A block that cannot run here (hours of training, a cluster, an install into your environment) is marked
 by the line ``<!-- skip: REASON -->`` just before it; the reason is required.
@@ -84,8 +85,14 @@ def test_every_skip_names_its_reason_and_every_page_is_seen():
         assert all(b["skip"] is None or len(b["skip"]) > 10 for b in items), page
 
 
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """One folder for every page, as one user's: a later page reuses the toy checkpoints an earlier one trained."""
+    return tmp_path_factory.mktemp("docs-user")
+
+
 @pytest.mark.parametrize("page", runnable_pages(), ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_code_blocks_run(page: Path, tmp_path: Path):
+def test_code_blocks_run(page: Path, tmp_path: Path, work: Path):
     todo = [dict(b, page=page.relative_to(ROOT).as_posix()) for b in blocks(page) if b["skip"] is None]
     code = "\n".join(b["code"] for b in todo)
     for module in ("torchrl", "stable_baselines3"):
@@ -93,9 +100,7 @@ def test_code_blocks_run(page: Path, tmp_path: Path):
             pytest.importorskip(module, reason=f"{page.name} needs {module} (pip install 'nrstream[compat]')")
     (tmp_path / "blocks.json").write_text(json.dumps(todo), encoding="utf-8")
     (tmp_path / "driver.py").write_text(DRIVER, encoding="utf-8")
-    work = tmp_path / "work"
-    work.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg", NRSTREAM_CACHE=str(tmp_path / "cache"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg", NRSTREAM_CACHE=str(work / ".cache"))
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.pop("PYTHONPATH", None)  # as a pip user: nothing from the repository on the path but the installed package
     done = subprocess.run(
