@@ -4,6 +4,7 @@
 #   bash scripts/dev.sh run [nrstream evaluate options]   # the quick-start experiment
 #   bash scripts/dev.sh test [pytest options]             # the test suite
 #   bash scripts/dev.sh lint                              # ruff
+#   bash scripts/dev.sh docs [serve]                      # the docs site into site/ (mkdocs --strict), or a preview
 #   bash scripts/dev.sh setup                             # only install
 #
 # Set-up: Debian packages espeak-ng and dataset-fashion-mnist (through apt-get when run
@@ -60,5 +61,9 @@ case "$task" in
   run)   setup; exec "$VENV/bin/nrstream" evaluate configs/quickstart.yaml "$@" ;;
   test)  setup; exec "$VENV/bin/python" -m pytest "$@" ;;
   lint)  setup; exec "$VENV/bin/ruff" check . ;;
-  *) echo "usage: bash scripts/dev.sh {run|test|lint|setup} [args]" >&2; exit 2 ;;
+  docs)  python_setup  # no Debian packages: building the site runs no experiment
+         if [ "${1:-build}" = serve ]; then shift; exec "$VENV/bin/python" -m mkdocs serve "$@"; fi
+         [ "${1:-}" = build ] && shift
+         exec "$VENV/bin/python" -m mkdocs build --strict --site-dir site "$@" ;;
+  *) echo "usage: bash scripts/dev.sh {run|test|lint|docs|setup} [args]" >&2; exit 2 ;;
 esac
