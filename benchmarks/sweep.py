@@ -38,7 +38,7 @@ from _common import machine, print_table, write_json
 
 from nrstream.lab.config import load_config
 from nrstream.lab.executors import JobFailure, JobRunner, LocalExecutor, RayExecutor
-from nrstream.lab.experiment import plan_jobs
+from nrstream.lab.experiment import plan_jobs, run_job
 from nrstream.lab.loading import load_data
 
 CONFIG = """
@@ -97,7 +97,7 @@ def run_local(root: Path, args) -> tuple[float, list]:
     began = time.perf_counter()
     data = load_data(config)
     outcomes = JobRunner(LocalExecutor(progress=True))(
-        config, plan_jobs(config), device=torch.device("cpu"), data=data, progress=False
+        config, plan_jobs(config), device=torch.device("cpu"), data=data, progress=False, job_fn=run_job
     )
     return time.perf_counter() - began, outcomes
 
@@ -116,7 +116,9 @@ def run_ray(root: Path, args) -> tuple[float, list, dict]:
     try:
         executor = RayExecutor(num_cpus=1, progress=True)
         began = time.perf_counter()
-        outcomes = JobRunner(executor)(config, plan_jobs(config), device=None, data=None, progress=False)
+        outcomes = JobRunner(executor)(
+            config, plan_jobs(config), device=None, data=None, progress=False, job_fn=run_job
+        )
         wall = time.perf_counter() - began
         timings = list(executor.timings.values())
         first_end = min(t.finished for t in timings if t.finished is not None)

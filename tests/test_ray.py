@@ -79,7 +79,7 @@ def ray_session():
 @pytest.fixture(scope="module")
 def local_reference(tmp_path_factory, one_torch_thread):
     """The 2 x 2 x 2 toy experiment run by the local executor (one thread, as each Ray task has)."""
-    from nrstream.lab.experiment import plan_jobs
+    from nrstream.lab.experiment import plan_jobs, run_job
     from nrstream.lab.loading import load_data
 
     config = toy_config(tmp_path_factory.mktemp("local"), "local")
@@ -87,7 +87,7 @@ def local_reference(tmp_path_factory, one_torch_thread):
     import torch
 
     outcomes = JobRunner(LocalExecutor(progress=False))(
-        config, jobs, device=torch.device("cpu"), data=load_data(config), progress=False
+        config, jobs, device=torch.device("cpu"), data=load_data(config), progress=False, job_fn=run_job
     )
     return jobs, outcomes
 
@@ -129,11 +129,12 @@ def test_same_numbers_as_local_bit_for_bit_and_a_failing_plugin_fails_alone(ray_
 def test_job_runner_returns_outcomes_in_job_order(ray_session, local_reference, tmp_path):
     """The adapter run_experiment uses: Ray ends jobs in any order, the runner returns them in plan order."""
     jobs, local = local_reference
-    from nrstream.lab.experiment import plan_jobs
+    from nrstream.lab.experiment import plan_jobs, run_job
 
     config = toy_config(tmp_path, "order")
     mine = plan_jobs(config)[:2]
-    out = JobRunner(RayExecutor(num_cpus=1, progress=False))(config, mine, device=None, data=None, progress=False)
+    runner = JobRunner(RayExecutor(num_cpus=1, progress=False))
+    out = runner(config, mine, device=None, data=None, progress=False, job_fn=run_job)
     assert [(o.job.arch, o.job.loss, o.job.seed) for o in out] == [(j.arch, j.loss, j.seed) for j in mine]
     assert accuracies(out) == {
         k: v for k, v in accuracies(local).items() if k[:3] in {("gru", "ce", 0), ("gru", "ce", 1)}
@@ -213,8 +214,10 @@ def _register_explode() -> None:
 
 def with_explode(config, job):
     """run_job_in_worker, with the test's loss plugin registered in the worker first."""
+    from nrstream.lab.experiment import run_job
+
     _register_explode()  # the worker's own registry does not know the test's plugin
-    return run_job_in_worker(config, False, job)
+    return run_job_in_worker(config, False, job, run_job)
 
 
 def test_resources_no_node_has_are_one_line(ray_session):
