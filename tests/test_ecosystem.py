@@ -196,13 +196,75 @@ def test_sb3_ppo_trains_a_few_hundred_steps(one_torch_thread):
     assert set(np.unique(buffer.rewards)) <= {0.0, 1.0} and not buffer.episode_starts.any()
 
 
+def test_sb3_make_vec_env_two_envs_trains_ppo(one_torch_thread):
+    # issue 26 (1): make_vec_env asks for render_mode="rgb_array" and retries without it on TypeError only
+    pytest.importorskip("stable_baselines3", reason="stable-baselines3 not installed (pip install '.[compat]')")
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # gymnasium: "rgb_array not in the possible render_modes"
+        envs = make_vec_env("nrstream/Toy-v1", n_envs=2, seed=0)
+    assert envs.num_envs == 2 and envs.reset().shape == (2, 8)
+    model = PPO("MlpPolicy", envs, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=256)
+    assert model.num_timesteps == 256 and model.rollout_buffer.observations.shape == (128, 8)  # 64 steps x 2 envs
+    # rendering itself is still refused, in one line naming the argument
+    with pytest.raises(TypeError, match="nrstream envs do not render .* got render_mode='rgb_array'"):
+        gymnasium.make_vec("nrstream/Toy-v1", num_envs=2, render_mode="rgb_array")
+
+
+def test_torchrl_gymwrapper_over_the_torch_vector_env_rolls_out(one_torch_thread):
+    # issue 26 (2): GymWrapper needs an autoreset_mode attribute, SAME_STEP or DISABLED
+    pytest.importorskip("torchrl", reason="torchrl not installed (pip install '.[compat]')")
+    from gymnasium.vector import AutoresetMode
+    from torchrl.envs import GymWrapper
+
+    vec = gymnasium.make_vec("nrstream/Toy-v1", num_envs=4)
+    assert vec.autoreset_mode is AutoresetMode.DISABLED and vec.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+    env = GymWrapper(vec)
+    env.set_seed(0)
+    td = env.rollout(20)
+    assert td["next", "observation"].shape == (4, 20, 8) and td["action"].shape == (4, 20, 4)  # one-hot Discrete(4)
+    assert set(td["next", "reward"].flatten().tolist()) <= {0.0, 1.0} and not td["next", "done"].any()
+    # with a step limit: truncated on every 5th step, on all lanes; TorchRL resets them (reset_mask) and
+    # the rollout carries on, in either mode TorchRL takes
+    for mode in ("Disabled", "SameStep"):
+        limited = GymWrapper(
+            gymnasium.make_vec("nrstream/Toy-v1", num_envs=4, max_episode_steps=5, autoreset_mode=mode)
+        )
+        td = limited.rollout(12, break_when_any_done=False)
+        truncated = td["next", "truncated"].squeeze(-1)  # [4, 12]
+        assert truncated.all(0).nonzero().flatten().tolist() == [4, 9], mode
+        assert torch.equal(truncated.all(0), truncated.any(0)), mode
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_sync_and_async_info_arrays_have_numpy_dtypes_and_make_chunks(mode):
+    # issue 26 (3): the single env's info values are arrays of shape (), not numpy.bool_ (-> object arrays)
+    envs = gymnasium.make_vec("nrstream/Toy-v1", num_envs=2, vectorization_mode=mode)
+    try:
+        obs, info = envs.reset(seed=0)
+        obs, _, _, _, info = envs.step(np.zeros(2, dtype=np.int64))
+    finally:
+        envs.close()
+    dtypes = {key: info[key].dtype for key in ("label", "mask", "start", "end", "sample_index")}
+    assert dtypes == {"label": np.int64, "mask": np.bool_, "start": np.bool_, "end": np.bool_, "sample_index": np.int64}
+    assert all(info[key].shape == (2,) for key in dtypes)
+    chunk = Chunk.from_info(obs, info)
+    assert chunk.x.shape == (2, 1, 8) and chunk.mask.dtype == torch.bool and chunk.label.dtype == torch.int64
+    assert torch.equal(chunk.mask, chunk.label >= 0)
+
+
 # --- Gymnasium's vector wrappers ------------------------------------------------------------
 
 
 def test_record_episode_statistics_needs_numpy_as_documented():
     from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
-    envs = RecordEpisodeStatistics(gymnasium.make_vec("nrstream/Toy-v1", num_envs=3, max_episode_steps=3))
+    envs = RecordEpisodeStatistics(
+        gymnasium.make_vec("nrstream/Toy-v1", num_envs=3, max_episode_steps=3, autoreset_mode="SameStep")
+    )
     envs.reset(seed=0)
     with pytest.raises(TypeError):  # numpy statistics += torch rewards (see StreamVectorEnv's docstring)
         envs.step(torch.zeros(3, dtype=torch.long))
@@ -230,12 +292,14 @@ def test_record_episode_statistics_through_array_conversion():
     pytest.importorskip("array_api_compat", reason="array-api-compat not installed (pip install '.[compat]')")
     from gymnasium.wrappers.vector import ArrayConversion, RecordEpisodeStatistics
 
-    base = gymnasium.make_vec("nrstream/Toy-v1", num_envs=3, max_episode_steps=3, frames_per_step=1)
+    base = gymnasium.make_vec(
+        "nrstream/Toy-v1", num_envs=3, max_episode_steps=3, frames_per_step=1, autoreset_mode="SameStep"
+    )
     envs = RecordEpisodeStatistics(ArrayConversion(base, env_xp=torch, target_xp=np))
     obs, info = envs.reset(seed=0)
     assert isinstance(obs, np.ndarray) and obs.shape == (3, 8)
     returns, episodes = np.zeros(3), []
-    for _ in range(9):  # NEXT_STEP autoreset: steps 3 and 7 are resets (ignored, reward 0); truncations at 2, 6
+    for _ in range(9):  # SAME_STEP autoreset: truncations at 2, 5, 8, no step lost
         perfect = np.where(info["label"] >= 0, info["label"], 0)
         obs, reward, terminated, truncated, info = envs.step(perfect)
         assert isinstance(reward, np.ndarray)
@@ -243,7 +307,7 @@ def test_record_episode_statistics_through_array_conversion():
         if truncated.any():
             episodes.append((info["episode"]["r"].copy(), info["episode"]["l"].copy(), returns.copy()))
             returns[:] = 0
-    assert len(episodes) == 2
+    assert len(episodes) == 3
     for r, length, expected in episodes:
         assert np.array_equal(length, [3, 3, 3]) and np.array_equal(r, expected)
 

@@ -164,12 +164,40 @@ def test_vector_env_truncation_and_autoreset():
     )
     envs.reset(seed=0)
     actions = torch.zeros(2, 1, dtype=torch.long)
-    flags = [bool(envs.step(actions)[3].all()) for _ in range(8)]
-    # as Gymnasium's SyncVectorEnv of TimeLimit(2) envs: the step after a truncation is the reset
-    assert flags == [False, True, False, False, True, False, False, True]
-    sync = gymnasium.make_vec("nrstream/Toy-v0", num_envs=2, max_episode_steps=2, vectorization_mode="sync")
-    sync.reset(seed=0)
-    assert [bool(sync.step(np.zeros((2, 1), dtype=np.int64))[3].all()) for _ in range(8)] == flags
+    steps = [envs.step(actions) for _ in range(4)]
+    # DISABLED (the default): truncated from the 2nd step on, until the lanes are reset
+    assert [bool(step[3].all()) for step in steps] == [False, True, True, True]
+    for mode, expected in [
+        # SAME_STEP: the truncating step starts the next episode; the stream goes on
+        ("SameStep", [False, True, False, True, False, True, False, True]),
+        # NEXT_STEP: the step after a truncation is the reset
+        ("NextStep", [False, True, False, False, True, False, False, True]),
+    ]:
+        ours = gymnasium.make_vec("nrstream/Toy-v0", num_envs=2, max_episode_steps=2, autoreset_mode=mode)
+        ours.reset(seed=0)
+        steps = [ours.step(actions) for _ in range(8)]
+        assert [bool(step[3].all()) for step in steps] == expected, mode
+        if mode == "SameStep":
+            assert torch.equal(steps[1][4]["final_obs"], steps[1][0]) and steps[1][4]["_final_obs"].all()
+            assert "final_obs" not in steps[0][4]
+        # as Gymnasium's SyncVectorEnv of TimeLimit(2) envs in that mode
+        sync = gymnasium.make_vec(
+            "nrstream/Toy-v0", num_envs=2, max_episode_steps=2, vectorization_mode="sync",
+            vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode(mode)},
+        )  # fmt: skip
+        sync.reset(seed=0)
+        assert [bool(sync.step(np.zeros((2, 1), dtype=np.int64))[3].all()) for _ in range(8)] == expected, mode
+    # DISABLED: truncated until reset(options={"reset_mask": ...}), which keeps the stream
+    off = gymnasium.make_vec("nrstream/Toy-v0", num_envs=2, max_episode_steps=2, autoreset_mode="Disabled")
+    off.reset(seed=0)
+    assert [bool(off.step(actions)[3].all()) for _ in range(3)] == [False, True, True]
+    pending = off.step(actions)[0]
+    obs, _ = off.reset(options={"reset_mask": np.array([True, True])})
+    assert torch.equal(obs, pending) and not off.step(actions)[3].any()
+    with pytest.raises(ValueError, match="all lanes or none"):
+        off.reset(options={"reset_mask": np.array([True, False])})
+    with pytest.raises(ValueError, match="autoreset_mode must be one of 'NextStep', 'SameStep', 'Disabled', got 'x'"):
+        gymnasium.make_vec("nrstream/Toy-v0", num_envs=2, autoreset_mode="x")
 
 
 def test_bad_env_arguments():
@@ -197,7 +225,7 @@ def test_render_mode_is_refused_with_one_clear_line(env_id):
 def test_vector_env_is_the_default_of_make_vec_and_sync_is_numpy():
     envs = gymnasium.make_vec("nrstream/Toy-v1", num_envs=3)
     assert type(envs.unwrapped).__name__ == "StreamVectorEnv"
-    assert envs.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.NEXT_STEP
+    assert envs.metadata["autoreset_mode"] == envs.autoreset_mode == gymnasium.vector.AutoresetMode.DISABLED
     obs, info = envs.reset(seed=0)
     assert isinstance(obs, torch.Tensor) and obs.shape == (3, 8)
     sync = gymnasium.make_vec("nrstream/Toy-v1", num_envs=3, vectorization_mode="sync")

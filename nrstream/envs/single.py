@@ -16,7 +16,7 @@ from nrstream.stream.bank import Dataset
 from nrstream.stream.settings import SettingError, StreamSettings
 from nrstream.stream.stream import Chunk
 
-__all__ = ["StreamEnv", "chunk_info", "lane_spaces", "check_render_mode"]
+__all__ = ["StreamEnv", "chunk_info", "lane_spaces", "check_render_mode", "RenderModeError"]
 
 
 def env_settings(stream: StreamSettings | Mapping[str, Any] | None, **flat: Any) -> StreamSettings:
@@ -32,10 +32,19 @@ def env_settings(stream: StreamSettings | Mapping[str, Any] | None, **flat: Any)
     return StreamSettings.coerce(base, **stream)
 
 
+class RenderModeError(TypeError, ValueError):
+    """A ``render_mode`` the envs do not have (they have none).
+
+    A ``TypeError`` as for an env whose constructor takes no ``render_mode``: that is the
+    handshake Stable-Baselines3's ``make_vec_env`` uses (it asks for ``rgb_array`` and, on a
+    ``TypeError``, makes the env without it). Also a ``ValueError`` (what it was before).
+    """
+
+
 def check_render_mode(render_mode: str | None) -> None:
     """The envs draw nothing: ``render_mode=None`` is accepted, anything else is a clear error."""
     if render_mode is not None:
-        raise ValueError(
+        raise RenderModeError(
             f"nrstream envs do not render (metadata render_modes is []), got render_mode={render_mode!r}: "
             "leave render_mode out; plot the observations or info['label'] yourself"
         )
@@ -105,7 +114,8 @@ class StreamEnv(gym.Env):
 
     ## Info
     For the frames of the returned observation, numpy arrays of shape
-    ``(frames_per_step,)`` (numpy scalars when the spaces are squeezed): ``label``
+    ``(frames_per_step,)`` (shape ``()`` when the spaces are squeezed, so that Gymnasium's
+    ``SyncVectorEnv``/``AsyncVectorEnv`` stack them into ``bool``/``int64`` arrays): ``label``
     (class, ``-1`` on noise), ``mask`` (sample frame), ``start`` (first frame of a
     sample), ``end`` (decision frame), ``sample_index`` (samples started so far).
     ``label`` is for scoring and analysis: an honest agent does not read it.
@@ -120,7 +130,9 @@ class StreamEnv(gym.Env):
     frames between samples), ``noise`` (``gaussian``/``silence``/``recorded``) and
     ``noise_scale`` (kept from v0: the same as those fields of ``stream``; unset ones keep
     StreamSettings' defaults), ``frames_per_step``, ``squeeze`` (drop the frame axis when
-    ``frames_per_step`` is 1), ``render_mode`` (only ``None``: nothing is drawn). Invalid
+    ``frames_per_step`` is 1), ``render_mode`` (only ``None``: nothing is drawn; any other
+    value raises :class:`RenderModeError`, a ``TypeError``, as an env without the argument
+    would: Stable-Baselines3's ``make_vec_env`` then makes the env without it). Invalid
     settings raise ``ValueError`` at ``make`` time, naming the setting.
 
     ## Version History
@@ -179,5 +191,6 @@ class StreamEnv(gym.Env):
 
     def _observation(self):
         chunk = self._chunk[0, 0] if self.squeezed else self._chunk[0]
-        info = {key: value.numpy()[()] for key, value in chunk_info(chunk).items()}
+        # arrays, shape () when squeezed: a numpy.bool_ scalar would become an object array in SyncVectorEnv
+        info = {key: value.numpy().copy() for key, value in chunk_info(chunk).items()}
         return chunk.x.numpy().astype(np.float32, copy=True), info

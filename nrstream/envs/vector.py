@@ -41,9 +41,24 @@ class StreamVectorEnv(VectorEnv):
     With ``frames_per_step=1`` on a ``-v1`` id: observations ``(num_envs, F)``, actions
     and info values ``(num_envs,)``.
 
-    Gymnasium's vector wrappers: ``metadata["autoreset_mode"]`` is ``NEXT_STEP`` (after a
-    truncation, the next step's action is ignored and earns nothing; the stream goes
-    on). Wrappers that only call functions you give (``TransformObservation``,
+    Autoreset (only with ``max_episode_steps``: the stream itself never ends). The mode is
+    ``self.autoreset_mode`` and ``metadata["autoreset_mode"]``, as on Gymnasium's vector envs,
+    chosen by the ``autoreset_mode`` argument (an ``AutoresetMode`` or its value):
+
+    * ``DISABLED`` (the default: what TorchRL's ``GymWrapper`` prefers, and what Gymnasium's
+      observation wrappers accept): lanes stay truncated until
+      ``reset(options={"reset_mask": mask})`` (all lanes or none: they are one stream) starts
+      new episodes on the stream as it is (TorchRL does this itself); a plain ``reset()``
+      starts a new stream;
+    * ``SAME_STEP`` (TorchRL also takes it; Gymnasium's observation wrappers refuse it): the
+      step that truncates also starts the next episode; the stream goes on, so its
+      observation is both the new episode's first and ``info["final_obs"]`` (with
+      ``info["final_info"]`` and the masks ``info["_final_obs"]``, ``info["_final_info"]``);
+    * ``NEXT_STEP`` (Gymnasium's ``SyncVectorEnv`` default, and this env's before issue 26;
+      TorchRL refuses it): the step after a truncation is the reset: its action is ignored
+      and earns nothing.
+
+    Gymnasium's vector wrappers: those that only call functions you give (``TransformObservation``,
     ``TransformReward``, ``TransformAction``) work on the tensors as they are. Those that
     keep statistics in numpy (``RecordEpisodeStatistics``, ``NormalizeObservation``,
     ``NormalizeReward``) need numpy arrays: wrapped directly they fail on the first
@@ -60,7 +75,7 @@ class StreamVectorEnv(VectorEnv):
     single-frame spaces; v0: a frame axis always).
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    metadata = {"autoreset_mode": AutoresetMode.DISABLED, "render_modes": []}
 
     def __init__(
         self,
@@ -78,9 +93,16 @@ class StreamVectorEnv(VectorEnv):
         max_episode_steps: int | None = None,
         squeeze: bool = False,
         render_mode: str | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.DISABLED,
     ) -> None:
         check_render_mode(render_mode)
         self.render_mode = render_mode
+        try:
+            self.autoreset_mode = AutoresetMode(autoreset_mode)
+        except ValueError:
+            modes = ", ".join(repr(m.value) for m in AutoresetMode)
+            raise ValueError(f"autoreset_mode must be one of {modes}, got {autoreset_mode!r}") from None
+        self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.dataset, self.single_observation_space, self.single_action_space = lane_spaces(
             source, source_options, frames_per_step, squeeze
         )
@@ -112,6 +134,9 @@ class StreamVectorEnv(VectorEnv):
         ``seeds[b]``); ``None`` or a list of ``None``: the next stream seed from the env's
         generator (random at first, the next in the sequence after a seeded reset).
         """
+        mask = (options or {}).get("reset_mask")
+        if mask is not None and self._chunk is not None and seed is None:
+            return self._reset_lanes(mask)
         super().reset(seed=self._one_seed(seed))
         stream_seed = int(self.np_random.integers(2**31))
         self.stream = make_stream(
@@ -121,6 +146,18 @@ class StreamVectorEnv(VectorEnv):
         self._chunk = self._reader.take(self.frames_per_step)
         self._steps = 0
         self._needs_reset = False
+        return self._observation()
+
+    def _reset_lanes(self, mask) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``reset(options={"reset_mask": mask [num_envs] bool})``: new episodes, the stream goes on."""
+        mask = torch.as_tensor(np.asarray(mask, dtype=bool) if not isinstance(mask, torch.Tensor) else mask)
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"reset_mask must have shape ({self.num_envs},), got {tuple(mask.shape)}")
+        if bool(mask.any()) and not bool(mask.all()):
+            raise ValueError("reset_mask must reset all lanes or none: the lanes are one stream, truncated together")
+        if bool(mask.any()):
+            self._steps = 0
+            self._needs_reset = False
         return self._observation()
 
     def _one_seed(self, seed) -> int | None:
@@ -159,8 +196,14 @@ class StreamVectorEnv(VectorEnv):
         self._chunk = self._reader.take(self.frames_per_step)
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         truncated = terminated.clone()
+        obs, info = self._observation()
         if self.max_episode_steps is not None and self._steps >= self.max_episode_steps:
             truncated.fill_(True)
-            self._needs_reset = True
-        obs, info = self._observation()
+            if self.autoreset_mode is AutoresetMode.NEXT_STEP:
+                self._needs_reset = True
+            elif self.autoreset_mode is AutoresetMode.SAME_STEP:
+                # the stream goes on: the next episode starts with this very observation
+                self._steps = 0
+                info = {**info, "final_obs": obs, "final_info": dict(info), "_final_obs": truncated.clone(),
+                        "_final_info": truncated.clone()}  # fmt: skip
         return obs, reward, terminated, truncated, info
