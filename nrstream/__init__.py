@@ -9,6 +9,7 @@ gymnasium is imported, else the moment it is (:mod:`nrstream.envs.registration`)
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from nrstream.envs.registration import register_envs, register_on_gymnasium_import
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError, PluginError
@@ -38,6 +39,25 @@ _LAZY = {
     "TrainedAgent": "nrstream.artifacts.trained_agent",
 }
 
+if TYPE_CHECKING:  # the lazy names, typed for type checkers (PEP 561: py.typed), exported by __all__
+    from nrstream.agent import Agent
+    from nrstream.artifacts.results import Results
+    from nrstream.artifacts.trained_agent import TrainedAgent
+    from nrstream.data.datasets import load_dataset, make_stream
+    from nrstream.lab.config import load_config
+    from nrstream.lab.experiment import run_experiment
+    from nrstream.plugin.registry import get_registry
+    from nrstream.stream.bank import Dataset, SampleBank
+    from nrstream.stream.noise import (
+        GaussianNoise,
+        NoiseSource,
+        RecordedNoise,
+        SilenceNoise,
+        make_noise,
+    )
+    from nrstream.stream.settings import StreamSettings
+    from nrstream.stream.stream import Chunk, GapLengths, Stream
+
 __all__ = [
     "__version__",
     "hookimpl",
@@ -47,11 +67,30 @@ __all__ = [
     "DataNotFoundError",
     "register_envs",
     "create",
-    *_LAZY,
+    # the lazy names (a literal list: type checkers do not read *_LAZY)
+    "SampleBank",
+    "Dataset",
+    "Chunk",
+    "Stream",
+    "GapLengths",
+    "NoiseSource",
+    "GaussianNoise",
+    "SilenceNoise",
+    "RecordedNoise",
+    "make_noise",
+    "Agent",
+    "get_registry",
+    "load_dataset",
+    "make_stream",
+    "load_config",
+    "StreamSettings",
+    "run_experiment",
+    "Results",
+    "TrainedAgent",
 ]
 
 
-def create(kind: str, name: str, /, **options):
+def create(kind: str, name: str, /, **options: Any) -> Any:
     """Build a registered component by kind and name, e.g. ``nrstream.create("loss", "ce_kl")``.
 
     ``kind`` is ``architecture``, ``loss``, ``metric`` or ``data_source``; ``options`` go to the
@@ -62,7 +101,7 @@ def create(kind: str, name: str, /, **options):
     return get_registry().create(kind, name, **options)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'nrstream' has no attribute {name!r}")

@@ -75,6 +75,14 @@ def test_the_wheel_is_what_runs_and_carries_its_metadata(installed):
     assert {"dev", "compat"} <= set(info["extras"])
 
 
+def test_the_wheel_carries_py_typed_for_both_packages(installed):
+    # issue 26 (4): PEP 561, so a type checker reads nrstream's and nrstream_plugins' annotations
+    import zipfile
+
+    names = set(zipfile.ZipFile(installed["wheel"]).namelist())
+    assert {"nrstream/py.typed", "nrstream_plugins/py.typed"} <= names
+
+
 def test_ids_register_from_the_wheels_pth_without_import_nrstream(installed):
     code = (
         "import sys, gymnasium\n"
