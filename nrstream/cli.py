@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -18,10 +19,44 @@ from nrstream import __version__
 from nrstream.errors import NrstreamError
 from nrstream.log import configure as configure_logging
 
-__all__ = ["main", "build_parser", "COMMANDS"]
+__all__ = ["main", "build_parser", "add_global_flags", "COMMANDS"]
+
+log = logging.getLogger("nrstream.cli")
 
 #: sub-command modules, in the order ``--help`` lists them
 COMMANDS = ("train", "evaluate", "data", "plugins", "configs", "listen", "export")
+
+
+def add_global_flags(parser: argparse.ArgumentParser, default: object = False) -> None:
+    """``--debug``, ``-v``/``-q`` and ``--strict``: on ``nrstream`` itself and on every sub-command.
+
+    On the sub-commands their default is ``argparse.SUPPRESS``, so a flag given before the
+    sub-command (``nrstream -v evaluate toy``) is not reset by the sub-parser, and one given
+    after it (``nrstream evaluate toy -v``) works too.
+    """
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks for errors")
+    # issue 15 (J): verbosity of the nrstream.* loggers (nrstream.log)
+    loud = parser.add_mutually_exclusive_group()
+    loud.add_argument("-v", "--verbose", action="store_true", default=default, help="also log details (DEBUG)")
+    loud.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="only notices and errors: no progress lines"
+    )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        default=default,
+        help="a plugin that fails to load is an error (NRSTREAM_STRICT_PLUGINS=1)",
+    )
+
+
+def _sub_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """Every sub-command's parser, nested ones (``data info``) included."""
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
+                found += [sub, *_sub_parsers(sub)]
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,14 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nrstream", description="Continual (reset-free) inference in recurrent networks."
     )
     parser.add_argument("--version", action="version", version=f"nrstream {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    # issue 15 (J): verbosity of the nrstream.* loggers (nrstream.log)
-    loud = parser.add_mutually_exclusive_group()
-    loud.add_argument("-v", "--verbose", action="store_true", help="also log details (DEBUG)")
-    loud.add_argument("-q", "--quiet", action="store_true", help="only notices and errors: no progress lines")
-    parser.add_argument(
-        "--strict", action="store_true", help="a plugin that fails to load is an error (NRSTREAM_STRICT_PLUGINS=1)"
-    )
+    add_global_flags(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -46,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a command not built yet
         module.add_parser(subparsers)
+    for sub in _sub_parsers(parser):  # issue 26: the global flags after the sub-command as well
+        add_global_flags(sub, default=argparse.SUPPRESS)
     return parser
 
 
@@ -60,11 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nrstream: interrupted", file=sys.stderr)
         return 130
+    if args.verbose and args.quiet:  # one before the sub-command, the other after it
+        parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     if args.strict:
         os.environ["NRSTREAM_STRICT_PLUGINS"] = "1"
     if not args.debug:
         warnings.showwarning = _one_line_warnings
     configure_logging(1 if args.verbose else -1 if args.quiet else 0)  # issue 15 (J)
+    log.debug("nrstream %s, Python %s, command line: %s", __version__, sys.version.split()[0], argv or sys.argv[1:])
     if args.command is None:
         parser.print_help()
         return 2

@@ -7,6 +7,9 @@ handler on the ``nrstream`` logger that writes the CLI's one-line style to the *
 nrstream adds no handler: configure ``logging`` as you like (without any configuration,
 Python shows notices and hides progress lines).
 
+Progress bars (:func:`progress_bar`) are drawn on a terminal only: redirected to a log file or a
+pipe, stderr gets no ``\\r`` frames.
+
 Some functions take a ``notify``/``log`` callable of whole lines (``"nrstream: ..."``, used
 by tests and embedding code); :func:`line_logger` turns a logger into such a callable.
 """
@@ -17,8 +20,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["configure", "configure_worker", "line_logger", "CliFormatter", "StderrHandler"]
+__all__ = ["configure", "configure_worker", "line_logger", "progress_bar", "CliFormatter", "StderrHandler"]
 
 _PREFIX = "nrstream: "
 _NOTICE = "nrstream: notice: "
@@ -93,3 +97,17 @@ def line_logger(logger: logging.Logger) -> Callable[[str], None]:
             logger.info(line.removeprefix(_PREFIX))
 
     return emit
+
+
+def progress_bar(iterable: Any = None, *, enabled: bool = True, **options: Any) -> Any:
+    """A ``tqdm`` progress bar on stderr when it is a terminal, else a silent one (the one rule for bars).
+
+    ``disable=None`` is tqdm's own terminal check: in a log file (``> log 2>&1``), a pipe, CI or
+    a test, no ``\\r`` frames are written. ``enabled=False`` turns the bar off everywhere.
+    ``iterable`` and ``options`` (``total``, ``desc``, ``unit``, ...) go to ``tqdm``.
+    """
+    from tqdm.auto import tqdm
+
+    options.setdefault("file", sys.stderr)
+    options.setdefault("leave", False)
+    return tqdm(iterable, disable=None if enabled else True, **options)

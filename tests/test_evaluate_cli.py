@@ -91,7 +91,9 @@ def test_csv_and_resolved_config(run_folder):
     rows = list(csv.DictReader((run_folder / "results.csv").open()))
     results = json.loads((run_folder / "results.json").read_text())
     assert len(rows) == sum(len(r["accuracy_by_length"]) for r in results["runs"])
-    assert math.isclose(float(rows[0]["accuracy"]), results["runs"][0]["accuracy_by_length"]["1"], abs_tol=1e-6)
+    assert math.isclose(
+        float(rows[0]["accuracy_by_length"]), results["runs"][0]["accuracy_by_length"]["1"], abs_tol=1e-6
+    )
     entropy = results["runs"][0]["metrics"]["noise_entropy"]["noise_entropy"]
     assert math.isclose(float(rows[0]["noise_entropy"]), entropy, abs_tol=1e-6)  # a metric scalar is a column
     assert yaml.safe_load((run_folder / "config.yaml").read_text()) == results["config"]

@@ -263,7 +263,8 @@ def test_seeds_flag_gives_per_seed_entries_and_the_aggregate(tmp_path, capsys):
     # the run folder, the console and the figure show the aggregate
     rows = (tmp_path / "run" / "aggregate.csv").read_text().splitlines()
     assert rows[0] == (
-        "arch,loss,reset,length,n_seeds,accuracy_mean,ci95_low,ci95_high,accuracy.mean,accuracy.ci95_low,"
+        "arch,loss,reset,length,n_seeds,accuracy_by_length.mean,accuracy_by_length.ci95_low,"
+        "accuracy_by_length.ci95_high,accuracy.mean,accuracy.ci95_low,"
         "accuracy.ci95_high,noise_entropy.mean,noise_entropy.ci95_low,noise_entropy.ci95_high"
     )
     assert [r.split(",")[:5] for r in rows[1:]] == [["gru", "ce", "never", "1", "2"], ["gru", "ce", "never", "2", "2"]]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nrstream.artifacts.results import Results
+from nrstream.artifacts.results import Results, read_csv
 from nrstream.lab.report import console_table, markdown_table, scalar_columns, write_run_folder
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,8 +138,12 @@ def test_results_json_is_strict_json_and_names_never_collide(tmp_path):
         {"accuracy": {"accuracy": nan, "total": 3.0}, "wobble": {"wobble": float("inf"), "curve": curve}},
         {"accuracy": {"accuracy": "scalar", "total": "scalar"}, "wobble": {"wobble": "scalar", "curve": "curve"}},
     )
-    # a metric key equal to a fixed column ("accuracy") keeps its metric prefix
-    assert list(scalar_columns(results)) == ["accuracy.accuracy", "accuracy.total", "wobble"]
+    # issue 26: the fixed columns are named as in results.json, so the accuracy metric's scalar is plain
+    # "accuracy"; a metric key equal to a fixed column would keep its metric prefix
+    assert list(scalar_columns(results)) == ["accuracy", "accuracy.total", "wobble"]
+    assert list(scalar_columns(_results({"length": {"length": 1.0}}, {"length": {"length": "scalar"}}))) == [
+        "length.length"
+    ]
     names = write_run_folder(tmp_path / "run", results)
     assert names == ["results.json", "results.csv", "config.yaml", "accuracy_vs_length.png", "wobble_curve.png"]
 
@@ -151,7 +155,13 @@ def test_results_json_is_strict_json_and_names_never_collide(tmp_path):
     assert metrics["accuracy"]["accuracy"] is None and metrics["wobble"]["wobble"] is None
     assert metrics["wobble"]["curve"]["y"] == [0.5, None]
     rows = list(csv.DictReader((tmp_path / "run" / "results.csv").open()))
+    assert list(rows[0]) == [
+        "arch", "loss", "seed", "reset", "length", "accuracy_by_length", "accuracy_by_length.ci95_low",
+        "accuracy_by_length.ci95_high", "decisions_by_length", "accuracy", "accuracy.total", "wobble",
+    ]  # fmt: skip
     assert [r["accuracy.total"] for r in rows] == ["3", "3"] and rows[0]["wobble"] == ""
+    assert rows[1]["accuracy_by_length"] == "0.250000" and rows[1]["accuracy_by_length.ci95_high"] == "0.300000"
+    assert read_csv(tmp_path / "run" / "results.csv") == rows
     assert console_table(written).splitlines()[0].split()[-1] == "wobble"
     assert markdown_table(written).splitlines()[0].endswith("| wobble |")
 
@@ -167,3 +177,29 @@ def test_format_1_results_still_load():
     assert results.format == 1 and results.runs[0].seed == 3 and results.produces == {}
     assert results.runs[0].accuracy_by_length == {"1": 0.5, "2": 0.25}
     assert results.runs[0].metrics["noise_entropy"]["noise_entropy"] == 0.9
+
+
+def test_read_csv_gives_old_files_todays_column_names(tmp_path):
+    # issue 26: results.csv and aggregate.csv as nrstream wrote them before the columns were renamed
+    old_results = tmp_path / "results.csv"
+    old_results.write_text(
+        "arch,loss,seed,reset,length,accuracy,ci95_low,ci95_high,decisions,accuracy.accuracy,noise_entropy\n"
+        "gru,ce,0,never,1,0.500000,0.400000,0.600000,100,0.450000,0.900000\n"
+    )
+    (row,) = read_csv(old_results)
+    assert row == {
+        "arch": "gru", "loss": "ce", "seed": "0", "reset": "never", "length": "1", "accuracy_by_length": "0.500000",
+        "accuracy_by_length.ci95_low": "0.400000", "accuracy_by_length.ci95_high": "0.600000",
+        "decisions_by_length": "100", "accuracy": "0.450000", "noise_entropy": "0.900000",
+    }  # fmt: skip
+    old_aggregate = tmp_path / "aggregate.csv"
+    old_aggregate.write_text(
+        "arch,loss,reset,length,n_seeds,accuracy_mean,ci95_low,ci95_high,accuracy.mean,accuracy.ci95_low,"
+        "accuracy.ci95_high\ngru,ce,never,1,2,0.5,0.4,0.6,0.45,0.4,0.5\n"
+    )
+    (row,) = read_csv(old_aggregate)
+    assert list(row) == [
+        "arch", "loss", "reset", "length", "n_seeds", "accuracy_by_length.mean", "accuracy_by_length.ci95_low",
+        "accuracy_by_length.ci95_high", "accuracy.mean", "accuracy.ci95_low", "accuracy.ci95_high",
+    ]  # fmt: skip
+    assert row["accuracy_by_length.mean"] == "0.5" and row["accuracy.mean"] == "0.45"

@@ -18,7 +18,7 @@ from typing import Any
 
 from nrstream.artifacts.aggregation import CI_METHOD, aggregate_runs
 
-__all__ = ["RESULTS_FORMAT", "json_safe", "Results", "RunResult"]
+__all__ = ["read_csv", "FORMER_CSV_COLUMNS", "RESULTS_FORMAT", "json_safe", "Results", "RunResult"]
 
 #: the version of ``results.json`` this nrstream writes (1: one seed, no ``produces``; 2: seeds, ``aggregate``)
 RESULTS_FORMAT = 2
@@ -128,3 +128,44 @@ class Results:
         results = cls.from_json(json.loads(file.read_text()))
         results.folder = file.parent
         return results
+
+
+#: results.csv and aggregate.csv column names before issue 26 -> now (one name per quantity)
+FORMER_CSV_COLUMNS = {
+    "results.csv": {
+        "accuracy": "accuracy_by_length",
+        "ci95_low": "accuracy_by_length.ci95_low",
+        "ci95_high": "accuracy_by_length.ci95_high",
+        "decisions": "decisions_by_length",
+    },
+    "aggregate.csv": {
+        "accuracy_mean": "accuracy_by_length.mean",
+        "ci95_low": "accuracy_by_length.ci95_low",
+        "ci95_high": "accuracy_by_length.ci95_high",
+    },
+}
+
+
+def read_csv(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a run folder's ``results.csv`` or ``aggregate.csv``, old or new, in today's column names.
+
+    Files written before issue 26 are recognised by their old fixed columns (``decisions`` in
+    results.csv, ``accuracy_mean`` in aggregate.csv) and renamed by :data:`FORMER_CSV_COLUMNS`; a
+    metric column that the old collision rule had prefixed (``accuracy.accuracy``) gets its plain
+    name (``accuracy``). Values stay strings, as ``csv.DictReader`` gives them.
+    """
+    import csv
+
+    path = Path(path)
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+        header = list(rows[0]) if rows else []
+    old = "decisions" in header or "accuracy_mean" in header
+    if not old:
+        return rows
+    renames = dict(FORMER_CSV_COLUMNS["results.csv" if "decisions" in header else "aggregate.csv"])
+    for column in header:
+        metric, _, key = column.partition(".")
+        if key == metric and metric in renames:  # accuracy.accuracy: the accuracy metric's own scalar
+            renames[column] = metric
+    return [{renames.get(k, k): v for k, v in row.items()} for row in rows]

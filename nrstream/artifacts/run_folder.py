@@ -10,6 +10,9 @@ fails in a second with one line instead of after all the training:
   with a format marker. ``force=True`` (``--force``) also replaces a folder of nrstream
   output files without a valid ``results.json``; a folder holding anything else (the
   runs folder itself, ``checkpoints/``, your own files) is never replaced;
+* the run folder may not be, or hold, the checkpoint folder (``--out .``, ``--out runs`` with
+  the default ``runs/checkpoints``, ``--out res --checkpoints res/ckpt``): replacing it at the
+  end would take the checkpoints with it;
 * a file (or a link) where a folder should be is refused;
 * each folder must be writable (a temporary folder is created and removed there).
 """
@@ -23,7 +26,15 @@ from pathlib import Path
 
 from nrstream.errors import NrstreamError
 
-__all__ = ["OutputError", "OUTPUT_FILES", "is_run_folder", "check_run_folder", "check_writable_folder", "write_problem"]
+__all__ = [
+    "OutputError",
+    "OUTPUT_FILES",
+    "is_run_folder",
+    "check_run_folder",
+    "check_apart",
+    "check_writable_folder",
+    "write_problem",
+]
 
 #: the files nrstream writes into a run folder, besides its figures (``*.png``, named after metrics)
 OUTPUT_FILES = frozenset({"results.json", "results.csv", "aggregate.csv", "config.yaml"})
@@ -109,3 +120,20 @@ def check_run_folder(path: str | os.PathLike, *, force: bool = False) -> None:
             )
     # the folder is built beside itself and renamed into place: its parent must be writable
     check_writable_folder(path.parent if path.parent != path else path, "run folder parent", "--out")
+
+
+def check_apart(run_folder: str | os.PathLike, checkpoint_folder: str | os.PathLike) -> None:
+    """Refuse a run folder that is, or holds, the checkpoint folder (paths resolved, links followed).
+
+    The run folder is replaced as a whole when the run ends, so checkpoints inside it would be
+    lost (and nrstream refuses to replace a folder holding what it did not put there): this is
+    checked before any training, not found out after it.
+    """
+    run, checkpoints = Path(run_folder).resolve(), Path(checkpoint_folder).resolve()
+    if checkpoints == run or checkpoints.is_relative_to(run):
+        where = "is" if checkpoints == run else "holds"
+        raise OutputError(
+            f"run folder {run_folder} {where} the checkpoint folder {checkpoint_folder}; the run folder is replaced "
+            "as a whole at the end: pass --out a folder of its own (e.g. runs/NAME) or --checkpoints a folder "
+            "outside it"
+        )

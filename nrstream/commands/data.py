@@ -3,7 +3,8 @@
 - ``nrstream data download NAME [--dest DIR] [--version V]``: calls the ``download`` the data
   source declares (:class:`nrstream.plugin.contracts.DataSource`), if it has one. The
   data lands in its own sub-folder of ``DIR``; nothing already in ``DIR`` is deleted.
-- ``nrstream data info SOURCE [-o KEY=VALUE ...] [--json]``: loads the source and prints
+- ``nrstream data info SOURCE [--set KEY=VALUE ...] [--json]``: loads the source (``KEY`` or
+  ``data.options.KEY``: a source option; ``-o KEY=VALUE`` is the same) and prints
   where it loaded from, its sizes, classes and noise banks. Features that are not all
   finite (NaN/Inf) are an error: statistics or results computed from them would be too.
 """
@@ -13,8 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import yaml
-
+from nrstream.commands.overrides import add_set_arguments, data_sets
 from nrstream.errors import ConfigError, DataFileError, NrstreamError
 
 
@@ -36,9 +36,7 @@ def add_parser(subparsers) -> None:
 
     info = sub.add_parser("info", help="load a data source and print its sizes and where it came from")
     info.add_argument("source", help="data source name")
-    info.add_argument(
-        "-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="source option (YAML value)"
-    )
+    add_set_arguments(info, "options", "--set num_classes=3")
     info.add_argument("--json", action="store_true", help="print Dataset.info as JSON")
     info.set_defaults(func=run_info)
 
@@ -60,16 +58,6 @@ def run_download(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot download {args.name!r}: {exc}") from exc
     print(f"{args.name}: data in {path}")
     return 0
-
-
-def _options(pairs: list[str]) -> dict:
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"option must be KEY=VALUE, got {pair!r}")
-        options[key.strip()] = yaml.safe_load(value)
-    return options
 
 
 def _check_finite(source: str, dataset) -> None:
@@ -94,7 +82,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     get_registry().get("data_source", args.source)  # an unknown name fails here, with suggestions
     try:
-        dataset = load_dataset(args.source, **_options(args.option))
+        dataset = load_dataset(args.source, **data_sets(args.sets, "data info", "options", ("options",))["options"])
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"data source {args.source!r}: {exc}") from exc
     _check_finite(args.source, dataset)

@@ -34,11 +34,24 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--truth", help="truth CSV (start_s,end_s,word): score the detections and draw a DET figure")
     p.add_argument("--det", help="where the DET figure goes (default: AUDIO with .det.png; det.png for stdin)")
-    p.add_argument("--format", choices=("table", "jsonl"), default="table")
-    p.add_argument("--threshold", type=float, default=0.7, help="smoothed top posterior needed to fire")
-    p.add_argument("--smooth-frames", type=int, default=10, help="posterior moving-average window (frames)")
-    p.add_argument("--max-entropy", type=float, default=0.5, help="normalised entropy above which: don't know")
-    p.add_argument("--refractory", type=float, default=0.5, help="seconds after a detection with no other")
+    p.add_argument(
+        "--format", choices=("table", "jsonl"), default="table", help="one line per detection (default: %(default)s)"
+    )
+    p.add_argument(
+        "--threshold", type=float, default=0.7, help="smoothed top posterior needed to fire (default: %(default)s)"
+    )
+    p.add_argument(
+        "--smooth-frames", type=int, default=10, help="posterior moving-average window, frames (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-entropy",
+        type=float,
+        default=0.5,
+        help="normalised entropy above which: don't know (default: %(default)s)",
+    )
+    p.add_argument(
+        "--refractory", type=float, default=0.5, help="seconds after a detection with no other (default: %(default)s)"
+    )
     p.set_defaults(func=run)
 
 

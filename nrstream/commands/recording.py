@@ -14,8 +14,7 @@ import argparse
 import dataclasses
 import logging
 
-import yaml
-
+from nrstream.commands.overrides import add_set_arguments, data_sets
 from nrstream.errors import ConfigError
 from nrstream.stream.settings import StreamSettings
 
@@ -71,18 +70,14 @@ def add_parser(sub) -> None:
         help=f"voiced: frames within this of the loudest; none: whole clip (default {d.trim_db})",
     )
     p.add_argument("--tail", type=int, help=f"frames kept after each word's voiced part (default {d.tail})")
-    p.add_argument(
-        "--set",
-        dest="stream_set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any stream setting, VALUE in YAML, as data.stream takes it: --set snr_db=[0,10] --set tail=5 "
-        f"(repeatable; names: {', '.join(StreamSettings.field_names())}); the flags above are the same settings",
+    add_set_arguments(
+        p,
+        "stream",
+        f"--set snr_db=[0,10] --set tail=5 (names: {', '.join(StreamSettings.field_names())}; "
+        "the flags above are the same settings)",
     )
     p.add_argument("--pcm16", action="store_true", help="16-bit PCM instead of 32-bit float (clips beyond full scale)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE", help="source option (YAML)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the words, gaps and mix (default: %(default)s)")
     p.set_defaults(func=run_make_recording)
 
 
@@ -114,19 +109,10 @@ def _source(args: argparse.Namespace, options: dict):
     return loaded.source, loaded.options, loaded.dataset, settings
 
 
-def _with_sets(settings: StreamSettings, pairs: list[str]) -> StreamSettings:
-    """``--set KEY=VALUE`` pairs on top of ``settings``; a one-line error names the pair."""
+def _with_sets(settings: StreamSettings, changes: dict) -> StreamSettings:
+    """``--set KEY=VALUE`` stream settings on top of ``settings``; a one-line error names the setting."""
     from nrstream.stream.settings import SettingError
 
-    changes = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"make-recording --set: expected KEY=VALUE, got {pair!r}")
-        try:
-            changes[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"make-recording --set {pair}: VALUE is not YAML ({str(exc).splitlines()[0]})") from None
     try:
         return settings.replace(**changes)
     except SettingError as exc:
@@ -137,17 +123,12 @@ def run_make_recording(args: argparse.Namespace) -> int:
     from nrstream.deploy.recording import make_recording, recording_settings
     from nrstream.log import line_logger
 
-    options = {}
-    for pair in args.option:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"option must be KEY=VALUE, got {pair!r}")
-        options[key.strip()] = yaml.safe_load(value)
-    source, options, dataset, settings = _source(args, options)
+    sets = data_sets(args.sets, "make-recording", "stream", ("options", "stream"))
+    source, options, dataset, settings = _source(args, sets["options"])
     flags = {"gap_min": args.gap_min, "gap_max": args.gap_max, "snr_db": args.snr_db, "level_db": args.level_db}
     settings = recording_settings(settings, trim_db=args.trim_db, tail=args.tail, **flags)
-    if args.stream_set:
-        settings = _with_sets(settings, args.stream_set)
+    if sets["stream"]:
+        settings = _with_sets(settings, sets["stream"])
     s = make_recording(
         source,
         minutes=args.minutes,

@@ -19,7 +19,6 @@ import errno
 import hashlib
 import json
 import os
-import sys
 import tarfile
 import urllib.request
 import zlib
@@ -133,10 +132,10 @@ def already_downloaded(dest: Path, checksum: str) -> bool:
 
 
 def _progress(total: int, name: str):
-    from tqdm.auto import tqdm
+    from nrstream.log import progress_bar
 
-    # disable=None: a bar on a terminal only; in a log or a pipe it would be lines of noise
-    return tqdm(total=total or None, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False, disable=None)
+    # a bar on a terminal only; in a log or a pipe it would be lines of noise
+    return progress_bar(total=total or None, unit="B", unit_scale=True, desc=name)
 
 
 def written_by_download(folder: Path) -> dict | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,19 +18,24 @@ from nrstream.stream.stream import GapLengths, Stream
 
 __all__ = ["load_dataset", "make_stream", "clear_dataset_cache"]
 
+log = logging.getLogger("nrstream.data.datasets")
+
 _loaded: dict[str, Dataset] = {}
 
 
 def load_dataset(source: str, /, **config: Any) -> Dataset:
     """Build (once per process and config) the data set of a registered data source."""
     key = json.dumps([source, config], sort_keys=True, default=str)
-    if key not in _loaded:
+    if key in _loaded:
+        log.debug("data source %s %s: already loaded in this process", source, config)
+    else:
         dataset = get_registry().create("data_source", source, **config)
         if not isinstance(dataset, Dataset):
             raise TypeError(f"data source {source!r} returned {type(dataset).__name__}, not nrstream.Dataset")
         dataset.info.setdefault("source", source)
         dataset.info.setdefault("sizes", dataset.sizes())
         _loaded[key] = dataset
+        log.debug("data source %s %s: %s", source, config, dataset.info.get("sizes"))
     return _loaded[key]
 
 

@@ -64,9 +64,20 @@ def headline_metrics(aggregate: Sequence[dict]) -> list[str]:
 
 # ---------------------------------------------------------------------------- rendering helpers for report.py
 
-#: the fixed columns of :func:`aggregate_csv_rows` (``ci95_*`` empty with one seed); each headline
-#: metric adds ``<metric>.mean``, ``<metric>.ci95_low``, ``<metric>.ci95_high`` (never a fixed name)
-AGGREGATE_CSV_HEADER = ["arch", "loss", "reset", "length", "n_seeds", "accuracy_mean", "ci95_low", "ci95_high"]
+#: the fixed columns of :func:`aggregate_csv_rows` (``ci95_*`` empty with one seed): a results.csv
+#: quantity ``X`` across seeds is ``X.mean``, ``X.ci95_low``, ``X.ci95_high``; each headline metric adds
+#: its three the same way (never a fixed name). Before issue 26: accuracy_mean, ci95_low, ci95_high
+#: (nrstream.artifacts.results.read_csv reads both).
+AGGREGATE_CSV_HEADER = [
+    "arch",
+    "loss",
+    "reset",
+    "length",
+    "n_seeds",
+    "accuracy_by_length.mean",
+    "accuracy_by_length.ci95_low",
+    "accuracy_by_length.ci95_high",
+]
 
 
 def _f(value: float | None) -> str:

@@ -9,6 +9,7 @@ A local file always wins over a bundled name. Torch-free.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 from nrstream.errors import ConfigError
@@ -43,14 +44,26 @@ def list_configs() -> dict[str, Path]:
 
 
 def config_summary(path: Path) -> str:
-    """The config's first comment line (what it is for), or ``""``."""
+    """The first sentence of the config's leading comment (what it is for), or ``""``.
+
+    The comment's first paragraph is read as one text (its lines are wrapped), so a sentence
+    that runs over several lines is never cut; it ends at ``.``, ``!`` or ``?`` before a space
+    (``v0.02`` and ``configs/quickstart.yaml`` do not end it), else with the paragraph.
+    """
+    words: list[str] = []
     for line in path.read_text().splitlines():
         line = line.strip()
-        if line.startswith("#"):
-            return line.lstrip("#").strip()
-        if line:
+        if not line.startswith("#"):
             break
-    return ""
+        text = line.lstrip("#").strip()
+        if not text:
+            if words:
+                break
+            continue
+        words.append(text)
+    paragraph = " ".join(words)
+    end = re.search(r"(?<!e\.g)(?<!i\.e)[.!?](?=\s|$)", paragraph)
+    return paragraph[: end.end()] if end else paragraph
 
 
 def _is_bare_name(text: str) -> bool:

@@ -445,7 +445,7 @@ def _track_epoch(tracker: Tracker, record: dict) -> None:
 def _progress(enabled: bool, total: int, initial: int, label: str):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from nrstream.log import progress_bar
 
-    # disable=None: no bar when stderr is not a terminal (logs, CI, tests)
-    return tqdm(total=total, initial=initial, desc=label, unit="step", disable=None, leave=False, dynamic_ncols=True)
+    # no bar when stderr is not a terminal (logs, CI, tests)
+    return progress_bar(total=total, initial=initial, desc=label, unit="step", dynamic_ncols=True)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from nrstream.artifacts.results import Results, RunResult
-from nrstream.artifacts.run_folder import check_run_folder, check_writable_folder
+from nrstream.artifacts.run_folder import check_apart, check_run_folder, check_writable_folder
 from nrstream.atomic import atomic_file
 from nrstream.lab.config import AgentConfig, Config, config_to_dict, load_config
 from nrstream.lab.engine import resolve_device, train_agent
@@ -286,10 +286,15 @@ def train_only(
 
 
 def check_outputs(config: Config, folder: str | Path | None = None, *, force: bool = False) -> None:
-    """Before any work: the run folder (if ``folder``) may be written, the checkpoint folder is writable."""
+    """Before any work: the run folder (if ``folder``) may be written and does not hold the
+    checkpoint folder, the checkpoint folder is writable."""
     if folder is not None:
         check_run_folder(folder, force=force)
+        check_apart(folder, config.checkpoint_dir)
     check_writable_folder(config.checkpoint_dir, "checkpoint folder", "--checkpoints (run.checkpoint_dir)")
+    logging.getLogger("nrstream.lab.experiment").debug(
+        "run folder %s, checkpoint folder %s", folder if folder is not None else "(none)", config.checkpoint_dir
+    )
 
 
 def _failure_entry(job: Job, failure) -> dict:

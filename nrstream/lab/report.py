@@ -77,8 +77,21 @@ __all__ = [
 ]
 
 
-#: the fixed columns of results.csv; a metric column never takes one of these names
-CSV_COLUMNS = ("arch", "loss", "seed", "reset", "length", "accuracy", "ci95_low", "ci95_high", "decisions")
+#: the fixed columns of results.csv, named as in results.json (one row per length n: the value at n;
+#: the interval is Wilson's, per seed); a metric column never takes one of these names. Before
+#: issue 26 they were accuracy, ci95_low, ci95_high, decisions (and the accuracy metric's column
+#: was accuracy.accuracy): nrstream.artifacts.results.read_csv reads both.
+CSV_COLUMNS = (
+    "arch",
+    "loss",
+    "seed",
+    "reset",
+    "length",
+    "accuracy_by_length",
+    "accuracy_by_length.ci95_low",
+    "accuracy_by_length.ci95_high",
+    "decisions_by_length",
+)
 
 
 def _git_commit() -> str | None:

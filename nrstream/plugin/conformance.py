@@ -32,6 +32,7 @@ import torch
 
 from nrstream.plugin.contracts import CURVE_KEYS, METRIC_KINDS, Architecture
 from nrstream.plugin.protocols import PROTOCOLS
+from nrstream.plugin.registry import Registration
 from nrstream.stream.stream import Chunk
 
 __all__ = [
@@ -54,6 +55,8 @@ def _fail(name: str, message: str) -> None:
 
 
 def _name(component: Any) -> str:
+    if isinstance(component, Registration):
+        return f"{component.kind} {component.name!r} (plugin {component.plugin})"
     return getattr(component, "__name__", None) or type(component).__name__
 
 
@@ -226,6 +229,8 @@ def check_architecture(
     :class:`ConformanceError` naming the factory and what broke.
     """
     name = name or _name(factory)
+    if isinstance(factory, Registration):  # get_registry().get("architecture", name) works as well
+        factory = factory.factory
     options = dict(options or {})
     device = torch.device(device)
     rtol = _default_tolerance(dtype) if rtol is None else rtol
@@ -426,7 +431,10 @@ def known_protocols() -> tuple[str, ...]:
 
 
 def _build(component: Any, options: dict[str, Any] | None, marker: str) -> Any:
-    """An instance: ``component`` itself, or ``component(**options)`` for a class or factory."""
+    """An instance: ``component`` itself, or ``component(**options)`` for a class, a factory or a
+    registry entry (``get_registry().get(kind, name)``: its factory)."""
+    if isinstance(component, Registration):
+        component = component.factory
     if isinstance(component, type) or not hasattr(component, marker):
         return component(**(options or {}))
     if options:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import math
 import os
 import sys
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "nrstream"
+
+log = logging.getLogger("nrstream.plugin.registry")
 
 #: kind -> the hook that registers it
 KINDS = {
@@ -202,8 +205,16 @@ class Registry:
             return
         self._items[kind][name] = Registration(kind, name, factory, plugin)
 
+    def _kind(self, kind: str) -> dict[str, Registration]:
+        """One kind's components; an unknown kind (``"architectures"``) is a one-line error with did-you-mean."""
+        try:
+            return self._items[kind]
+        except (KeyError, TypeError):
+            hint = did_you_mean(kind, list(KINDS), "kind")
+            raise PluginError(f"unknown component kind {quote(kind)}; {hint}") from None
+
     def names(self, kind: str) -> list[str]:
-        return sorted(self._items[kind])
+        return sorted(self._kind(kind))
 
     def data_source(self, name: str) -> DataSource:
         """What data source ``name`` declares it can do (load; download and split_audio if it has them)."""
@@ -214,7 +225,7 @@ class Registry:
     def get(self, kind: str, name: str) -> Registration:
         """Look a component up; a miss names the closest registered names."""
         try:
-            return self._items[kind][name]
+            return self._kind(kind)[name]
         except KeyError:
             raise PluginError(_unknown_message(kind, name, self.names(kind))) from None
 
@@ -353,6 +364,9 @@ def get_registry(strict: bool | None = None) -> Registry:
             except BaseException as exc:  # SystemExit too: a hook must not end the CLI silently
                 reason = f"{type(exc).__name__}: {_first_line(exc)}"
                 _fail(f"nrstream plugin {plugin!r} failed in {hook_name}: {reason}", _strict(strict))
+    for plugin in sorted({r.plugin for items in registry._items.values() for r in items.values()}):
+        parts = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in registry.by_plugin(plugin).items())
+        log.debug("plugin %s registered %s", plugin, parts)
     _registry = registry
     return registry
 

@@ -58,6 +58,7 @@ from nrstream.data.datafiles import (
     written_by_download,
 )
 from nrstream.errors import DownloadError
+from nrstream.log import progress_bar
 from nrstream.plugin.contracts import DataSource, SplitAudio
 from nrstream.stream.bank import SPLITS, Dataset, SampleBank
 
@@ -163,7 +164,6 @@ def extract_features(
     Returns:
         ``(features [K, frames, F], kept indices into paths, skipped paths with reasons)``.
     """
-    from tqdm.auto import tqdm
 
     def read(path: Path) -> torch.Tensor | str:
         try:
@@ -176,7 +176,7 @@ def extract_features(
     feats, kept, skipped = [], [], []
     with ThreadPoolExecutor(max_workers=4) as pool, torch.no_grad():
         starts = range(0, len(paths), _BATCH)
-        for start in tqdm(starts, desc="features", unit="batch", leave=False, disable=len(starts) < 4):
+        for start in progress_bar(starts, enabled=len(starts) >= 4, desc="features", unit="batch"):
             waves, index = [], []
             for i, wave in enumerate(pool.map(read, paths[start : start + _BATCH]), start):
                 if isinstance(wave, str):

@@ -66,6 +66,7 @@ from nrstream import DataNotFoundError, NrstreamError, hookimpl
 from nrstream.atomic import atomic_folder
 from nrstream.data.audio import read_wav
 from nrstream.data.cache import cache_dir
+from nrstream.log import progress_bar
 from nrstream.plugin.contracts import DataSource
 from nrstream.stream.bank import Dataset
 from nrstream_plugins.data import _speech_variation as _variation
@@ -233,7 +234,6 @@ def synthesize_corpus(
     mapping of :mod:`~nrstream_plugins.data._speech_variation` options.
     """
     import soundfile
-    from tqdm.auto import tqdm
 
     exe = _espeak()
     options = _variation.parse_variation(variation)
@@ -248,11 +248,11 @@ def synthesize_corpus(
         with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
             if options is None:
                 jobs = pool.map(lambda item: _render(exe, item, tmp), plan)
-                for _ in tqdm(jobs, total=len(plan), desc="espeak-ng", unit="clip", disable=not progress):
+                for _ in progress_bar(jobs, enabled=progress, total=len(plan), desc="espeak-ng", unit="clip"):
                     pass
             else:
                 jobs = pool.map(lambda item: _speak(exe, item, tmp), plan)
-                dry = list(tqdm(jobs, total=len(plan), desc="espeak-ng", unit="clip", disable=not progress))
+                dry = list(progress_bar(jobs, enabled=progress, total=len(plan), desc="espeak-ng", unit="clip"))
                 # babble is made of other renderings of the same split: no speaker crosses splits
                 pools = {
                     split: [w for w, it in zip(dry, plan, strict=True) if it["split"] == split] for split in _SPLITS
@@ -299,7 +299,7 @@ def load_synth_speech(
             module docstring), ``"none"`` (plain clips: the corpus and cache key of earlier
             versions) or a mapping overriding some of the hard options.
         labels, frontend, silence_fraction, normalize: as for ``speech_commands``.
-        progress: show a progress bar while synthesising.
+        progress: show a progress bar while synthesising (on a terminal only: none in a log file).
 
     Returns:
         A :class:`Dataset` like ``speech_commands`` gives, with ``info["source"] == "synth_speech"``.
