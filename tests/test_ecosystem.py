@@ -366,3 +366,54 @@ def test_readme_own_loop_snippet_trains_a_gru_on_the_vector_env(one_torch_thread
     accuracy = namespace["correct"] / namespace["decisions"]
     assert namespace["decisions"] > 500 and accuracy > 0.9  # chance is 0.25 on the toy task
     assert f"{accuracy:.3f}" in capsys.readouterr().out
+
+
+def test_create_with_an_unknown_kind_is_one_line_with_did_you_mean():
+    # issue 26 (8): was a bare KeyError
+    import nrstream
+
+    with pytest.raises(nrstream.PluginError) as raised:
+        nrstream.create("architectures", "gru")
+    assert str(raised.value) == "unknown component kind 'architectures'; did you mean 'architecture'?"
+    with pytest.raises(nrstream.PluginError, match="unknown component kind 'widget'; valid kinds: architecture, loss"):
+        nrstream.get_registry().names("widget")
+
+
+def test_conformance_checks_take_registry_entries():
+    # issue 26 (8): check_loss(get_registry().get(...)) without .factory
+    from nrstream import get_registry
+    from nrstream.testing import check_architecture, check_loss, check_metric
+
+    registry = get_registry()
+    check_loss(registry.get("loss", "ce_kl"))
+    check_metric(registry.get("metric", "accuracy"))
+    check_architecture(registry.get("architecture", "gru"), options={"hidden_size": 8})
+    check_loss(registry.get("loss", "ce_kl"), options={"kl_weight": 0.5})  # options go to its factory
+
+
+def test_agent_acts_on_the_single_envs_numpy_observations(one_torch_thread):
+    # issue 26 (8): the agent takes (F,) and (T, F) numpy frames and answers in the action space's shape
+    import nrstream
+    from nrstream import Agent
+
+    torch.manual_seed(0)
+    model = nrstream.create("architecture", "gru", input_size=8, num_classes=4, hidden_size=16)
+    env = gymnasium.make("nrstream/Toy-v1")
+    obs, info = env.reset(seed=0)
+    single, batched = Agent(model), Agent(model)
+    frames = []
+    for _ in range(6):
+        action = single.act(obs, info["start"])
+        assert isinstance(action, np.ndarray) and action.shape == () and action.dtype == np.int64
+        assert env.action_space.contains(action)
+        frames.append(obs)
+        obs, _, _, _, info = env.step(action)
+    # the same frames as one [1, T, F] tensor give the same actions
+    expected = batched.act(torch.as_tensor(np.stack(frames))[None])
+    assert expected.shape == (1, 6)
+    wide = gymnasium.make("nrstream/Toy-v0", frames_per_step=5, disable_env_checker=True)
+    obs, _ = wide.reset(seed=0)
+    action = Agent(model).act(obs)
+    assert action.shape == (5,) and wide.action_space.contains(action)
+    with pytest.raises(ValueError, match=r"must be \(F,\) or \(T, F\)"):
+        Agent(model).act(np.zeros((1, 2, 8), dtype=np.float32))

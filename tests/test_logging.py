@@ -74,3 +74,31 @@ def test_a_worker_follows_the_cli_verbosity(monkeypatch, capsys):
     configure(0)
     configure_worker()  # already configured: left alone
     assert logger.level == logging.INFO
+
+
+def test_a_synthesis_logged_to_a_file_writes_no_progress_bar_frames(tmp_path):
+    # issue 26 (5): `nrstream ... > log 2>&1` gets lines, not tqdm's \r frames (bars on a terminal only)
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed (apt-get install espeak-ng)")
+    env = {
+        **os.environ,
+        "NRSTREAM_CACHE": str(tmp_path / "cache"),
+        "NRSTREAM_DATA": str(tmp_path),
+        "OMP_NUM_THREADS": "1",
+    }
+    log = tmp_path / "log"
+    with log.open("w") as handle:
+        proc = subprocess.run(
+            [sys.executable, "-m", "nrstream.cli", "data", "info", "synth_speech", "-o", "words=[up, down, left]",
+             "-o", "renderings_per_word=3", "-o", "variation=none"],
+            stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=tmp_path, timeout=600,
+        )  # fmt: skip
+    text = log.read_text()
+    assert proc.returncode == 0, text
+    assert "classes:" in text and any((tmp_path / "cache" / "synth_speech").iterdir())  # it did synthesise
+    assert "\r" not in text and "espeak-ng:" not in text
