@@ -137,5 +137,5 @@ def test_help_shows_every_default(command):
     for name in command:
         parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
     for action in parser._actions:
-        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS) and action.help:
-            assert "default" in action.help % {"default": action.default}, action.option_strings
+        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS):
+            assert "default" in (action.help or "") % {"default": action.default}, action.option_strings
