@@ -11,6 +11,7 @@ __all__ = [
     "DataNotFoundError",
     "DataFileError",
     "DownloadError",
+    "NonFiniteError",
 ]
 
 
@@ -54,3 +55,15 @@ class DataFileError(NrstreamError):
 
 class DownloadError(NrstreamError):
     """A download failed or its checksum did not match."""
+
+
+class NonFiniteError(NrstreamError):
+    """A loss, logit or recurrent state became NaN or infinite during training or evaluation.
+
+    ``where`` says which step or chunk; callers that know the agent prefix its label with
+    :meth:`for_agent`, so the one line names the agent, the step and the likely cause.
+    """
+
+    def for_agent(self, label: str) -> NonFiniteError:
+        text = str(self)
+        return self if text.startswith(label + ":") else NonFiniteError(f"{label}: {text}")

@@ -2,36 +2,63 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 
+from nrstream.errors import DataFileError
 from nrstream.plugin.registry import get_registry
-from nrstream.stream.bank import Dataset
+from nrstream.stream.bank import Dataset, SampleBank
 from nrstream.stream.noise import make_noise
 from nrstream.stream.scene import Scene, linear_view
 from nrstream.stream.settings import StreamSettings
 from nrstream.stream.stream import GapLengths, Stream
 
-__all__ = ["load_dataset", "make_stream", "clear_dataset_cache"]
+__all__ = [
+    "load_dataset",
+    "make_stream",
+    "clear_dataset_cache",
+    "check_finite",
+    "source_options",
+    "NonFiniteSamplesWarning",
+]
 
 log = logging.getLogger("nrstream.data.datasets")
 
 _loaded: dict[str, Dataset] = {}
 
 
+class NonFiniteSamplesWarning(UserWarning):
+    """Samples holding NaN or infinite features were left out of a bank (``on_error: skip``)."""
+
+
 def load_dataset(source: str, /, **config: Any) -> Dataset:
-    """Build (once per process and config) the data set of a registered data source."""
+    """Build (once per process and config) the data set of a registered data source.
+
+    Whatever plugin built it, every sample bank and noise bank is then checked for NaN and
+    infinite features (:func:`check_finite`): a bad sample is refused with one line naming the
+    source, split and sample index, or, with the option ``on_error: skip``, left out and counted
+    (a warning, and ``info["non_finite_skipped"]``). ``on_error`` is a core option: it is passed on
+    only to a source that takes it (the audio loaders apply the same rule to their files).
+    """
     key = json.dumps([source, config], sort_keys=True, default=str)
     if key in _loaded:
         log.debug("data source %s %s: already loaded in this process", source, config)
     else:
-        dataset = get_registry().create("data_source", source, **config)
+        on_error = config.get("on_error", "raise")
+        if on_error not in ("raise", "skip"):
+            raise DataFileError(f"data source {source!r}: on_error must be 'raise' or 'skip', got {on_error!r}")
+        registry = get_registry()
+        options = source_options(registry.get("data_source", source).factory, config)
+        dataset = registry.create("data_source", source, **options)
         if not isinstance(dataset, Dataset):
             raise TypeError(f"data source {source!r} returned {type(dataset).__name__}, not nrstream.Dataset")
+        dataset = check_finite(dataset, source, on_error)
         dataset.info.setdefault("source", source)
         dataset.info.setdefault("sizes", dataset.sizes())
         _loaded[key] = dataset
@@ -41,6 +68,59 @@ def load_dataset(source: str, /, **config: Any) -> Dataset:
 
 def clear_dataset_cache() -> None:
     _loaded.clear()
+
+
+def source_options(factory: Any, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` less the core's own ``on_error`` when the source's ``factory`` does not take it."""
+    options = dict(options)
+    if "on_error" not in options:
+        return options
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return options
+    if not any(p.name == "on_error" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        del options["on_error"]
+    return options
+
+
+def check_finite(dataset: Dataset, source: str, on_error: str = "raise") -> Dataset:
+    """Refuse (``"raise"``) or leave out and count (``"skip"``) samples with NaN or infinite features.
+
+    Checks every split and every noise bank in one ``isfinite`` pass each. A split left empty
+    by skipping is refused all the same. Returns ``dataset`` itself when nothing was bad.
+
+    Raises:
+        DataFileError: one line naming the source, the split, how many samples and the first index.
+    """
+    banks = {("split", name): bank for name, bank in dataset.splits.items()}
+    banks.update({("noise", name): bank for name, bank in dataset.noise.items()})
+    kept: dict[tuple[str, str], SampleBank] = {}
+    skipped: dict[str, int] = {}
+    for (kind, name), bank in banks.items():
+        bad = bank.non_finite()
+        count = int(bad.sum())
+        if count == 0:
+            continue
+        what = f"the {name} split" if kind == "split" else f"the {name} noise recordings"
+        first = int(bad.nonzero()[0])
+        message = (
+            f"data source {source!r}: {count} of {len(bank)} samples of {what} hold NaN or infinite features "
+            f"(first: sample {first})"
+        )
+        if on_error != "skip" or count == len(bank):
+            fix = "fix the data (or set on_error: skip)" if on_error != "skip" else "nothing is left to use"
+            raise DataFileError(f"{message}; {fix}")
+        kept[(kind, name)] = bank.select(~bad)
+        skipped[name if kind == "split" else f"noise {name}"] = count
+        warnings.warn(f"{message}; skipped them (on_error: skip)", NonFiniteSamplesWarning, stacklevel=3)
+    if not kept:
+        return dataset
+    splits = {n: kept.get(("split", n), b) for n, b in dataset.splits.items()}
+    noise = {n: kept.get(("noise", n), b) for n, b in dataset.noise.items()}
+    info = {**dataset.info, "non_finite_skipped": skipped}
+    info.pop("sizes", None)
+    return Dataset(splits, noise, info)
 
 
 def make_stream(

@@ -43,7 +43,7 @@ from nrstream.artifacts.checkpoints import (
     set_rng_state,
 )
 from nrstream.data.datasets import make_stream
-from nrstream.errors import NrstreamError
+from nrstream.errors import NonFiniteError, NrstreamError
 from nrstream.lab.config import AgentConfig, Config, TrainConfig, agent_key
 from nrstream.lab.loading import LoadedData
 from nrstream.lab.scoring import decision_accuracy
@@ -189,7 +189,8 @@ def validate(
         device=device,
     )
     per_lane = math.ceil(len(dataset.splits["validation"]) / lanes)
-    return decision_accuracy(model, stream, protocol.train_reset, per_lane, config.evaluate.chunk_length).accuracy
+    chunk = config.evaluate.chunk_length
+    return decision_accuracy(model, stream, protocol.train_reset, per_lane, chunk, what="validation").accuracy
 
 
 # ---------------------------------------------------------------------------- a training run
@@ -310,7 +311,10 @@ def _end_epoch(run: _Run, log: Callable[[str], None]) -> None:
     record = {"epoch": epoch, "step": run.step, "loss": run.epoch_loss[0] / max(1, run.epoch_loss[1])}
     run.epoch_loss = [0.0, 0]
     if run.config.train.validate:
-        record["val_accuracy"] = validate(run.model, run.dataset, run.config, run.protocol, run.device)
+        try:
+            record["val_accuracy"] = validate(run.model, run.dataset, run.config, run.protocol, run.device)
+        except NonFiniteError as exc:
+            raise NonFiniteError(f"{run.label}: after step {run.step}, {exc}") from None
     score = record.get("val_accuracy", float(epoch))
     if score > run.best:
         run.best = score
@@ -342,7 +346,7 @@ def _stalled(history: list[dict], train: TrainConfig) -> bool:
 
 def _check_finite(run: _Run, value: float) -> None:
     if not math.isfinite(value):
-        raise NrstreamError(
+        raise NonFiniteError(
             f"{run.label}: the loss became {value} at step {run.step}; likely causes: non-finite values in the "
             f"data, a too large data.stream.noise_scale ({run.config.data.stream.noise_scale}), or a too high "
             f"train.lr ({run.config.train.lr})"

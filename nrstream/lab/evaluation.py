@@ -30,7 +30,7 @@ from torch import nn
 from nrstream.agent import Agent
 from nrstream.data.datasets import make_stream
 from nrstream.lab.config import Config, MetricConfig
-from nrstream.lab.scoring import FRAME_BUDGET, LengthResult, decision_accuracy, lanes_for_length
+from nrstream.lab.scoring import FRAME_BUDGET, LengthResult, decision_accuracy, lanes_for_length, non_finite_error
 from nrstream.plugin.protocols import evaluation_settings
 from nrstream.plugin.registry import get_registry
 from nrstream.seeds import derive_seed
@@ -93,7 +93,11 @@ def endless_run(
     frames_per_lane: int,
     chunk_length: int = 1024,
 ) -> dict[str, dict]:
-    """Feed ``frames_per_lane`` frames of every lane to each metric; return their ``compute()``."""
+    """Feed ``frames_per_lane`` frames of every lane to each metric; return their ``compute()``.
+
+    Raises :class:`~nrstream.errors.NonFiniteError` when the logits became NaN or infinite: one
+    ``isfinite`` reduction per chunk, gathered on the device and read once at the end (no sync per chunk).
+    """
     was_training = model.training
     model.eval()
     agent = Agent(model, reset_policy)
@@ -101,16 +105,26 @@ def endless_run(
     needs_hidden = any(getattr(m, "needs_hidden", False) for m in metrics.values())
     for metric in metrics.values():
         metric.reset()
-    done = 0
+    done, index = 0, 0
+    finite: list[torch.Tensor] = []
+    starts: list[tuple[int, int]] = []
     while done < frames_per_lane:
         length = min(chunk_length, frames_per_lane - done, max(1, FRAME_BUDGET // stream.num_lanes))
         chunk = stream.next_chunk(length)
         aux = {} if needs_hidden else None
         logits = agent.observe(chunk, aux=aux)
+        finite.append(torch.isfinite(logits).all())
+        starts.append((done, done + length - 1))
         for metric in metrics.values():
             metric.update(chunk, logits, aux)
         done += length
+        index += 1
     model.train(was_training)
+    if finite:
+        flags = torch.stack(finite).tolist()
+        if not all(flags):
+            first = flags.index(False)
+            raise non_finite_error("endless test", first, starts[first])
     return {name: metric.compute() for name, metric in metrics.items()}
 
 

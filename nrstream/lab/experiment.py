@@ -39,6 +39,7 @@ from torch import nn
 from nrstream.artifacts.results import Results, RunResult
 from nrstream.artifacts.run_folder import check_apart, check_run_folder, check_writable_folder
 from nrstream.atomic import atomic_file
+from nrstream.errors import NonFiniteError
 from nrstream.lab.config import AgentConfig, Config, config_to_dict, load_config
 from nrstream.lab.engine import resolve_device, train_agent
 from nrstream.lab.evaluation import evaluate_agent
@@ -240,7 +241,10 @@ def evaluate_job(
         def report(n, result, _label=f"{job.agent.label}/{policy}"):
             say(f"nrstream: {_label} n={n}: accuracy {result.accuracy:.4f} ({result.total} decisions)")
 
-        evaluated = evaluate_agent(trained.model, data.dataset, job_config, policy, device, progress=report)
+        try:
+            evaluated = evaluate_agent(trained.model, data.dataset, job_config, policy, device, progress=report)
+        except NonFiniteError as exc:
+            raise exc.for_agent(f"{job.agent.label}/{policy}") from None
         produces = evaluated["produces"]
         runs.append(_run_result(job, policy, trained, evaluated, time.perf_counter() - began))
     result = JobResult(job, runs, produces)

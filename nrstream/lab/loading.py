@@ -63,6 +63,11 @@ def load_data(config: Config, notify: Callable[[str], None] | None = None) -> Lo
             f"{config.path}: data.stream.noise: 'recorded' needs noise recordings, and data source "
             f"{loaded.source!r} provides none; use 'gaussian' or 'silence'"
         )
+    if data.stream.background == "recorded" and not loaded.dataset.noise:
+        raise ConfigError(
+            f"{config.path}: data.stream.background: 'recorded' needs noise recordings, and data source "
+            f"{loaded.source!r} provides none; use 'gaussian' or 'none'"
+        )
     return loaded
 
 

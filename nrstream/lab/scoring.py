@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 from nrstream.agent import Agent
+from nrstream.errors import NonFiniteError
 from nrstream.stats import wilson_interval
 from nrstream.stream.stream import Stream
 
-__all__ = ["FRAME_BUDGET", "LengthResult", "lanes_for_length", "decision_accuracy"]
+__all__ = ["FRAME_BUDGET", "LengthResult", "lanes_for_length", "decision_accuracy", "non_finite_error"]
 
 #: frames (lanes x time) per inference call: bounds memory for the many-lane short runs
 FRAME_BUDGET = 1 << 20
@@ -59,14 +60,32 @@ def _chunk_length(stream: Stream, n: int, cap: int) -> int:
     return max(1, min(cap, need, FRAME_BUDGET // stream.num_lanes))
 
 
+def non_finite_error(what: str, chunk: int, frames: tuple[int, int]) -> NonFiniteError:
+    """The one line for logits that became NaN or infinite in evaluation or validation."""
+    return NonFiniteError(
+        f"the logits became NaN or infinite on the {what} stream at chunk {chunk} (frames {frames[0]}..{frames[1]}); "
+        "likely causes: a diverged model (non-finite weights in its checkpoint: retrain it with a lower train.lr or "
+        "train.grad_clip) or a recurrent state that overflows on long streams (try reset: oracle to compare)"
+    )
+
+
 @torch.inference_mode()
 def decision_accuracy(
-    model: nn.Module, stream: Stream, reset_policy: str, decisions_per_lane: int, chunk_length: int = 1024
+    model: nn.Module,
+    stream: Stream,
+    reset_policy: str,
+    decisions_per_lane: int,
+    chunk_length: int = 1024,
+    what: str = "test",
 ) -> LengthResult:
     """Run every lane of ``stream`` until its ``decisions_per_lane``-th decision frame.
 
     The prediction at a decision frame is the argmax of the logits ``[B, T, C]`` there.
     Returns the correct count over exactly ``lanes * decisions_per_lane`` decisions.
+
+    Raises:
+        NonFiniteError: the logits held a NaN or infinite value (one ``isfinite`` reduction per
+            chunk, read with the same device sync as the stopping test); ``what`` names the stream.
     """
     began = time.perf_counter()
     was_training = model.training
@@ -78,6 +97,7 @@ def decision_accuracy(
     seen = torch.zeros(stream.num_lanes, dtype=torch.long, device=stream.device)
     correct = torch.zeros((), dtype=torch.long, device=stream.device)
     total = torch.zeros((), dtype=torch.long, device=stream.device)
+    index = 0
     while True:
         chunk = stream.next_chunk(length)
         logits = agent.observe(chunk)
@@ -85,7 +105,12 @@ def decision_accuracy(
         correct += ((logits.argmax(-1) == chunk.label) & scored).sum()
         total += scored.sum()
         seen += chunk.end.sum(1)
-        if bool((seen >= n).all()):
+        done, finite = torch.stack([(seen >= n).all(), torch.isfinite(logits).all()]).tolist()
+        if not finite:
+            model.train(was_training)
+            raise non_finite_error(what, index, (index * length, (index + 1) * length - 1))
+        if done:
             break
+        index += 1
     model.train(was_training)
     return LengthResult(int(correct), int(total), time.perf_counter() - began)

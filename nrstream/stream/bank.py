@@ -90,6 +90,19 @@ class SampleBank:
         rows = (sample * features.shape[1] + position).reshape(-1)
         return features.view(-1, features.shape[2]).index_select(0, rows).view(*sample.shape, features.shape[2])
 
+    def non_finite(self) -> torch.Tensor:
+        """``[N]`` bool: true for samples holding a NaN or infinite feature value.
+
+        One ``isfinite`` pass, in slices of 4096 samples to bound the temporary mask on large banks.
+        """
+        if self.features.is_floating_point() is False:
+            return torch.zeros(len(self), dtype=torch.bool, device=self.device)
+        return torch.cat([~torch.isfinite(part).flatten(1).all(1) for part in torch.split(self.features, 4096)])
+
+    def select(self, keep: torch.Tensor) -> SampleBank:
+        """The bank of the samples where ``keep [N]`` (bool) is true, in order."""
+        return SampleBank(self.features[keep], self.lengths[keep], self.labels[keep], self.class_names)
+
     def valid_mask(self) -> torch.Tensor:
         """``[N, L_max]`` bool, true on real (not padding) frames."""
         steps = torch.arange(self.features.shape[1], device=self.device)

@@ -40,6 +40,12 @@ def _resolve(ctx: Ctx, registry, kind: str, key: str, options_key: str, name: st
         registry.get(kind, name)
     except PluginError as exc:
         ctx.fail(key, str(exc))
+    if kind == "data_source":  # on_error is the core's too (non-finite samples), whether the source takes it or not
+        from nrstream.data.datasets import source_options
+
+        if options.get("on_error", "raise") not in ("raise", "skip"):
+            ctx.fail(f"{options_key}.on_error", f"must be 'raise' or 'skip', got {options['on_error']!r}")
+        options = source_options(registry.get(kind, name).factory, options)
     try:
         registry.check_options(kind, name, options, skip)
     except OptionError as exc:
