@@ -57,9 +57,20 @@ def add_parser(subparsers) -> None:
 
 def _line(fmt: str, label: str, d, many: bool) -> str:
     if fmt == "jsonl":
-        return json.dumps({"agent": label, "time_s": d.time_s, "word": d.word, "confidence": round(d.confidence, 4)})
+        line = {"agent": label, "time_s": d.time_s, "word": d.word, "confidence": round(d.confidence, 4)}
+        if d.after_reset:
+            line["after_reset"] = True
+        return _json(line)
     who = f"{label:<14} " if many else ""
-    return f"{who}{d.time_s:10.2f} s  {d.word:<12} {d.confidence:.3f}"
+    note = "  (after a state reset)" if d.after_reset else ""
+    return f"{who}{d.time_s:10.2f} s  {d.word:<12} {d.confidence:.3f}{note}"
+
+
+def _json(value) -> str:
+    """Strict JSON, one line: NaN and infinities become ``null``, as in ``results.json``."""
+    from nrstream.artifacts.results import json_safe
+
+    return json.dumps(json_safe(value), allow_nan=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ConfigError(f"listen: {exc}") from None
-    truth = read_truth(args.truth) if args.truth else None
     agents = [TrainedAgent.load(args.run, label) for label in dict.fromkeys(args.agent or [None])]
+    truth = read_truth(args.truth, [w for a in agents for w in a.class_names]) if args.truth else None
     rates = {a.frontend.get("sample_rate", 16000) for a in agents}
     if len(rates) != 1:
         raise ConfigError(f"the agents expect different sample rates {sorted(rates)}; listen to them one at a time")
@@ -103,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
     plot_det(curves, det, title=f"{Path(args.audio).name if args.audio != '-' else 'stdin'}: DET")
     if args.format == "jsonl":
         for label, s in rows:
-            print(json.dumps({"agent": label, "score": s.to_dict(), "threshold": settings.threshold}))
+            line = {"agent": label, "score": s.to_dict(), "threshold": settings.threshold}
+            line.update(unusable_s=round(result.unusable_s, 4), state_resets=len(result.resets.get(label, [])))
+            print(_json(line))
     else:
         print(
             f"\nscore at threshold {settings.threshold} over {result.seconds / 60:.1f} min "
@@ -117,6 +130,12 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"{label:<14} {s.hits:>5} {s.misses:>6} {s.false_alarms:>12} {s.recall:>7.3f} {s.precision:>9.3f} "
                 f"{s.false_alarms_per_hour:>8.1f}"
+            )
+        if result.unusable_s or any(result.resets.values()):
+            resets = sum(len(v) for v in result.resets.values())
+            print(
+                f"unusable audio: {result.unusable_s:.2f} s of {result.seconds:.1f} s replaced by silence; "
+                f"state resets: {resets}"
             )
     print(f"nrstream: DET figure: {det}", file=sys.stderr)
     return 0

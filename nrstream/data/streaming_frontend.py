@@ -44,7 +44,7 @@ import torch
 
 from nrstream.data.audio import FeatureFrontend
 
-__all__ = ["StreamingFrontend"]
+__all__ = ["StreamingFrontend", "unusable_mask", "MAX_ABS"]
 
 _DELTA_HALF = 2  # torchaudio ComputeDeltas(win_length=5): two frames on each side
 _DELTA_DENOM = 10.0  # n (n + 1) (2n + 1) / 3 for n = 2
@@ -87,6 +87,19 @@ class _DeltaStage:
         if self.buf is None:
             return torch.zeros(0, width + self.channels)
         return self._emit(final=True)
+
+
+#: samples beyond this magnitude are not audio (a float WAV's full scale is 1.0): treated as unusable
+MAX_ABS = 1e4
+
+
+def unusable_mask(block: torch.Tensor) -> torch.Tensor | None:
+    """``[samples]`` bool, true on usable samples (finite, within ``±MAX_ABS``); ``None`` when all are.
+
+    One vectorised pass: ``abs(x) <= MAX_ABS`` is false for NaN and for both infinities.
+    """
+    usable = block.abs() <= MAX_ABS
+    return None if bool(usable.all()) else usable
 
 
 class StreamingFrontend:
@@ -166,11 +179,21 @@ class StreamingFrontend:
         self._deltas = [_DeltaStage(self._base) for _ in range(self.offline.deltas)]
         self.samples_seen = 0
         self.frames_emitted = 0
+        self.unusable_samples = 0
 
     @torch.no_grad()
     def push(self, block: torch.Tensor) -> torch.Tensor:
-        """Feed ``block [samples]`` (float, any length, 0 allowed); returns the frames now complete."""
+        """Feed ``block [samples]`` (float, any length, 0 allowed); returns the frames now complete.
+
+        NaN or infinite samples (and any beyond ``±MAX_ABS``, far outside audio's ``[-1, 1]``) become
+        silence and are counted in :attr:`unusable_samples`: one bad sample would otherwise make every
+        frame it touches, and a never-reset agent's state, NaN for good.
+        """
         block = torch.as_tensor(block, dtype=torch.float32).reshape(-1)
+        usable = unusable_mask(block)
+        if usable is not None:
+            self.unusable_samples += int((~usable).sum())
+            block = torch.where(usable, block, torch.zeros((), dtype=block.dtype))
         self.samples_seen += block.numel()
         if block.numel():
             self._tail = torch.cat([self._tail, block])[-(self.pad + 1) :]

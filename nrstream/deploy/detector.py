@@ -84,6 +84,8 @@ class Detection:
     word: str
     confidence: float
     frame: int
+    #: the agent's state was reset (it had become non-finite) before this detection
+    after_reset: bool = False
 
 
 @dataclass

@@ -20,14 +20,14 @@ import logging
 import math
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from nrstream.artifacts.trained_agent import TrainedAgent
-from nrstream.data.streaming_frontend import StreamingFrontend
+from nrstream.data.streaming_frontend import MAX_ABS, StreamingFrontend
 from nrstream.deploy.detector import Detection, Detector, DetectorSettings, FrameRecord, Score, det_curve, score
 from nrstream.errors import DataFileError, NrstreamError
 from nrstream.log import line_logger
@@ -164,6 +164,67 @@ class ListenResult:
     frames: int
     records: dict[str, FrameRecord] = field(default_factory=dict)
     frame_s: dict[str, float] = field(default_factory=dict)  # seconds per frame, per agent
+    #: seconds of input that were NaN, infinite or far beyond full scale, replaced by silence
+    unusable_s: float = 0.0
+    #: per agent, the times (s) at which its state became non-finite and was reset
+    resets: dict[str, list[float]] = field(default_factory=dict)
+
+
+#: at most this many "unusable audio" notices; further stretches are only counted
+MAX_NOTICES = 5
+
+
+class _Unusable:
+    """Stretches of unusable samples (NaN, infinite, beyond ±MAX_ABS): one notice per stretch, a total.
+
+    A stretch is reported when it ends (its time range and how many samples), so a long bad
+    stretch spread over many blocks is one line, not one per block.
+    """
+
+    def __init__(self, rate: int, notify: Callable[[str], None]) -> None:
+        self.rate, self.notify = rate, notify
+        self.total = self.stretches = 0
+        self.open: list[int] | None = None  # [first bad sample, last bad sample + 1, count]
+
+    def block(self, block: np.ndarray, offset: int) -> np.ndarray:
+        """``block`` with its unusable samples replaced by 0.0 (silence); ``offset``: its first sample."""
+        usable = np.abs(block) <= MAX_ABS  # false for NaN and both infinities
+        if usable.all():
+            if self.open is not None and len(block):
+                self.close()
+            return block
+        bad = np.flatnonzero(~usable)
+        first, last, count = offset + int(bad[0]), offset + int(bad[-1]) + 1, len(bad)
+        if self.open is not None and int(bad[0]) > 0 and usable[: bad[0]].all():
+            self.close()  # good samples came between the open stretch and this one
+        if self.open is None:
+            self.open = [first, last, 0]
+        self.open[1], self.open[2] = last, self.open[2] + count
+        self.total += count
+        if last < offset + len(block) and usable[int(bad[-1]) + 1 :].all():
+            self.close()
+        return np.where(usable, block, np.float32(0.0)).astype(np.float32)
+
+    def close(self) -> None:
+        if self.open is None:
+            return
+        first, last, count = self.open
+        self.open = None
+        self.stretches += 1
+        if self.stretches <= MAX_NOTICES:
+            more = " (further stretches are only counted)" if self.stretches == MAX_NOTICES else ""
+            self.notify(
+                f"nrstream: warning: audio {first / self.rate:.3f}-{last / self.rate:.3f} s: {count} NaN, infinite "
+                f"or out-of-range samples replaced by silence{more}"
+            )
+
+
+def _finite_state(state) -> bool:
+    if state is None:
+        return True
+    if isinstance(state, torch.Tensor):
+        return bool(torch.isfinite(state).all())
+    return all(_finite_state(s) for s in state)
 
 
 def listen(
@@ -173,12 +234,21 @@ def listen(
     *,
     record: bool = False,
     on_detection: Callable[[str, Detection], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> ListenResult:
     """Feed ``blocks`` (mono float32 at the agents' rate) through every agent; see the module docstring.
 
     ``on_detection(label, detection)`` is called as soon as a detection fires.
+
+    Bad input never poisons the carried state: NaN, infinite or out-of-range samples become
+    silence (one ``notify`` line per stretch: time range and count; the total is
+    :attr:`ListenResult.unusable_s`). Should an architecture still produce a non-finite logit or
+    state (one ``isfinite`` reduction per block), its state is reset with a notice, the block's
+    frames count as "don't know", and the detections after it carry ``after_reset=True``.
     """
     from nrstream.agent import Agent
+
+    notify = notify or line_logger(logging.getLogger("nrstream.deploy.listen"))
 
     settings = settings or DetectorSettings()
     lanes = []
@@ -193,31 +263,48 @@ def listen(
         agent.reset(1, "cpu")
         lanes.append((a, fe, agent, detector))
     found: dict[str, list[Detection]] = {a.label: [] for a in agents}
+    resets: dict[str, list[float]] = {a.label: [] for a in agents}
     samples = 0
+    rate = lanes[0][1].sample_rate if lanes else 16000
+    unusable = _Unusable(rate, notify)
 
     def feed(a, agent, detector, feats):
         if feats.shape[0] == 0:
             return
         with torch.no_grad():
             logits = agent(feats[None])[0]
+        if not (bool(torch.isfinite(logits).all()) and _finite_state(agent.state)):
+            at = detector._state["offset"] * detector.frame_s
+            resets[a.label].append(at)
+            notify(
+                f"nrstream: warning: agent {a.label}: its state became NaN or infinite near {at:.2f} s; reset it "
+                "(detections after this point say after_reset)"
+            )
+            agent.reset(1, "cpu")
+            logits = torch.zeros_like(logits)  # uniform: "don't know" for this block
         for d in detector.update(logits):
+            if resets[a.label]:
+                d = replace(d, after_reset=True)
             found[a.label].append(d)
             if on_detection is not None:
                 on_detection(a.label, d)
 
     for block in blocks:
-        block = torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+        block = unusable.block(np.ascontiguousarray(block, dtype=np.float32), samples)
+        block = torch.from_numpy(block)
         samples += block.numel()
         for a, fe, agent, detector in lanes:
             feed(a, agent, detector, fe.push(block))
+    unusable.close()
     frames = 0
     for a, fe, agent, detector in lanes:
         feed(a, agent, detector, fe.flush())
         frames = detector._state["offset"]
-    rate = lanes[0][1].sample_rate if lanes else 16000
     records = {a.label: d.record for a, _, _, d in lanes if d.record is not None}
     frame_s = {a.label: d.frame_s for a, _, _, d in lanes}
-    return ListenResult(found, samples / rate, frames, records, frame_s)
+    if unusable.stretches > MAX_NOTICES:
+        notify(f"nrstream: warning: {unusable.stretches} stretches of unusable audio in all")
+    return ListenResult(found, samples / rate, frames, records, frame_s, unusable.total / rate, resets)
 
 
 @dataclass

@@ -433,21 +433,45 @@ class TruthEvent:
     word: str
 
 
-def read_truth(path: str | Path) -> list[TruthEvent]:
+def read_truth(path: str | Path, words: Sequence[str] | None = None) -> list[TruthEvent]:
     """The rows of a truth CSV (``start_s, end_s, word`` and optional extra columns), by start time.
 
+    Every row must have finite times with ``0 <= start_s < end_s`` and, when ``words`` is given
+    (the agents' classes), a word among them: a truth file that cannot be scored is refused, not
+    silently miscounted.
+
     Raises:
-        DataFileError-like NrstreamError: the file is missing or lacks the columns; names it.
+        DataFileError-like NrstreamError: the file is missing or lacks the columns, or a row is bad
+        (names the file and the row's line).
     """
     path = Path(path)
+    known = set(words) if words is not None else None
+    events = []
     try:
         with open(path, newline="") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or not {"start_s", "end_s", "word"} <= set(reader.fieldnames):
                 raise NrstreamError(f"{path}: a truth CSV needs the columns start_s, end_s, word")
-            events = [TruthEvent(float(r["start_s"]), float(r["end_s"]), r["word"]) for r in reader]
+            for row in reader:
+                line = reader.line_num
+                event = TruthEvent(float(row["start_s"]), float(row["end_s"]), row["word"])
+                if not (math.isfinite(event.start_s) and math.isfinite(event.end_s)):
+                    raise NrstreamError(
+                        f"{path}: line {line}: times must be finite numbers, got {event.start_s}, {event.end_s}"
+                    )
+                if event.start_s < 0 or event.end_s <= event.start_s:
+                    raise NrstreamError(
+                        f"{path}: line {line}: need 0 <= start_s < end_s, got start_s={event.start_s}, "
+                        f"end_s={event.end_s}"
+                    )
+                if known is not None and event.word not in known:
+                    raise NrstreamError(
+                        f"{path}: line {line}: word {event.word!r} is not one the agents know "
+                        f"({', '.join(sorted(known)[:12])})"
+                    )
+                events.append(event)
     except OSError as exc:
         raise NrstreamError(f"cannot read truth file {path}: {exc.strerror or exc}") from exc
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise NrstreamError(f"{path}: a truth row is not start_s,end_s,word with numbers: {exc}") from exc
     return sorted(events, key=lambda e: e.start_s)
