@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 
 from nrstream.data.datasets import load_dataset, make_stream
+from nrstream.envs.checks import check_actions, check_split
 from nrstream.envs.reader import ReadAhead
 from nrstream.stream.bank import Dataset
 from nrstream.stream.settings import SettingError, StreamSettings
@@ -164,7 +165,7 @@ class StreamEnv(gym.Env):
         self.dataset, self.observation_space, self.action_space = lane_spaces(
             source, source_options, frames_per_step, squeeze
         )
-        self.split = split
+        self.split = check_split(self.dataset, split)
         self.settings = env_settings(stream, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
         self.frames_per_step = frames_per_step
         self.squeezed = isinstance(self.action_space, spaces.Discrete)
@@ -182,7 +183,8 @@ class StreamEnv(gym.Env):
     def step(self, action):
         if self._chunk is None:
             raise RuntimeError("call reset() before step()")
-        predicted = torch.as_tensor(np.asarray(action, dtype=np.int64)).reshape(-1)
+        shape = tuple(self.action_space.shape)
+        predicted = check_actions(action, shape, self.dataset.num_classes, "cpu", "StreamEnv.step").reshape(-1)
         scored = self._chunk
         reward = float(((predicted == scored.label[0]) & scored.end[0]).sum())
         self._chunk = self._reader.take(self.frames_per_step)

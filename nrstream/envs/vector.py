@@ -12,6 +12,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from nrstream.data.datasets import make_stream
+from nrstream.envs.checks import check_actions, check_count, check_split
 from nrstream.envs.reader import ReadAhead
 from nrstream.envs.single import check_render_mode, chunk_info, env_settings, lane_spaces
 from nrstream.stream.settings import StreamSettings
@@ -107,12 +108,12 @@ class StreamVectorEnv(VectorEnv):
             source, source_options, frames_per_step, squeeze
         )
         self.squeezed = isinstance(self.single_action_space, spaces.Discrete)
-        self.split = split
+        self.split = check_split(self.dataset, split)
         self.settings = env_settings(stream, gap_min=gap_min, gap_max=gap_max, noise=noise, noise_scale=noise_scale)
-        self.num_envs = int(num_envs)
+        self.num_envs = check_count("num_envs", num_envs)
         self.frames_per_step = int(frames_per_step)
         self.device = torch.device(device)
-        self.max_episode_steps = max_episode_steps
+        self.max_episode_steps = check_count("max_episode_steps", max_episode_steps, allow_none=True)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.stream = None
@@ -182,7 +183,10 @@ class StreamVectorEnv(VectorEnv):
         """``actions``: predicted classes ``(num_envs, frames_per_step)`` (or ``(num_envs,)``)."""
         if self._chunk is None:
             raise RuntimeError("call reset() before step()")
-        predicted = torch.as_tensor(actions, device=self.device).long().reshape(self.num_envs, -1)
+        classes = self.dataset.num_classes
+        shape = tuple(self.action_space.shape)
+        predicted = check_actions(actions, shape, classes, self.device, "StreamVectorEnv.step")
+        predicted = predicted.reshape(self.num_envs, -1)
         scored = self._chunk
         reward = ((predicted == scored.label) & scored.end).sum(1).float()
         if self._needs_reset:
