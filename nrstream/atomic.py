@@ -17,17 +17,28 @@ or missing folder, a folder where a file should go), become one-line
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import fcntl
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from nrstream.errors import NrstreamError
 
-__all__ = ["atomic_file", "atomic_folder", "WriteError", "TEMP_PATTERN"]
+__all__ = [
+    "atomic_file",
+    "atomic_folder",
+    "clean_leftovers",
+    "exclusive_lock",
+    "LockedError",
+    "WriteError",
+    "TEMP_PATTERN",
+]
 
 #: glob pattern of the temporary files and folders left by a process killed mid-write
 TEMP_PATTERN = ".*.tmp"
@@ -151,6 +162,69 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_renameat2: Callable | None | bool = False  # False: not looked up yet; None: not available
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the entries ``a`` and ``b`` in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    ``False`` where the kernel, C library or file system cannot (the caller falls back to two renames).
+    """
+    global _renameat2
+    if _renameat2 is False:
+        try:
+            _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+        except (OSError, AttributeError):
+            _renameat2 = None
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EPERM):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _leftover_names(path: Path) -> re.Pattern[str]:
+    # exactly the names atomic_file / atomic_folder give: "." + name + "." + 8 tempfile characters (+ ".old") + ".tmp"
+    return re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}(\.old)?\.tmp")
+
+
+def clean_leftovers(path: str | os.PathLike) -> list[str]:
+    """Undo what an interrupted :func:`atomic_folder` (or :func:`atomic_file`) of ``path`` left beside it.
+
+    If ``path`` is missing while a previous version waits under ``.<name>.<random>.old.tmp`` (a
+    kill between the two renames of the fallback swap), that version is put back first; then
+    every other temporary of ``path`` is removed. Call it only while no other process writes
+    ``path`` (under :func:`exclusive_lock`). Returns the names removed or restored.
+    """
+    path = Path(path)
+    folder = path.parent
+    pattern = _leftover_names(path)
+    try:
+        found = sorted(e for e in folder.iterdir() if pattern.fullmatch(e.name))
+    except OSError:
+        return []
+    done = []
+    if not (path.exists() or path.is_symlink()):
+        olds = [e for e in found if e.name.endswith(".old.tmp") and e.is_dir() and not e.is_symlink()]
+        if olds:
+            newest = max(olds, key=lambda e: e.stat().st_mtime_ns)
+            os.replace(newest, path)
+            found.remove(newest)
+            done.append(f"{newest.name} -> {path.name}")
+    for entry in found:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        done.append(entry.name)
+    return done
+
+
 @contextmanager
 def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``path``; it replaces the folder ``path`` if the block succeeds.
@@ -158,6 +232,13 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     A folder already at ``path`` is kept until the new one is in place, and restored if
     the swap fails. Deciding whether an existing folder may be replaced is the caller's
     job; a *file* (or a link) at ``path`` is never replaced.
+
+    Crash safety: the new folder and the old one are swapped in one atomic step
+    (``renameat2(RENAME_EXCHANGE)``), so a kill at any moment leaves the old or the new folder
+    under ``path``, and at most ``.<name>.<random>.tmp`` leftovers beside it. Where the swap is
+    not available, the old folder is first renamed to ``.<name>.<random>.old.tmp``: a kill
+    between the two renames leaves ``path`` missing, and :func:`clean_leftovers` puts the old
+    folder back. Either way :func:`clean_leftovers` removes the leftovers.
 
     Raises:
         WriteError: ``path`` is a file or a link, the disk is full, or the folder is read-only.
@@ -176,6 +257,9 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         with _full_disk_as_write_error(path, folder):
             yield tmp
         try:
+            if path.is_dir() and _exchange(tmp, path):
+                shutil.rmtree(tmp, ignore_errors=True)  # tmp now holds the old folder
+                return
             if path.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old.tmp", dir=folder))
                 os.replace(path, old)  # a folder onto an empty folder: allowed, atomic
@@ -191,3 +275,82 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- locks
+
+
+class LockedError(NrstreamError):
+    """Another process holds the lock of a folder this run must write; names the holder's pid."""
+
+
+_held: dict[str, int] = {}  # lock paths this process holds -> how many times (re-entrant)
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return "?"
+    return text if text.isdigit() else "?"
+
+
+@contextmanager
+def exclusive_lock(
+    path: str | os.PathLike, what: str, *, wait: bool = False, notify: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Hold the advisory lock file ``path`` (``fcntl.flock``) for the block; re-entrant in one process.
+
+    The lock file holds the holder's pid. The kernel releases the lock when the holder exits,
+    however it exits (``kill -9`` included), so a crashed run never blocks the next one; the
+    file is removed on a clean release (and a stale one is simply reused).
+
+    Args:
+        what: the folder it protects, for the message (``run folder runs/toy``).
+        wait: block until the holder is done (``notify`` gets one line saying who is awaited);
+            else raise :class:`LockedError` at once, naming the holder's pid.
+    """
+    path = Path(path)
+    key = os.path.abspath(path)
+    if key in _held:
+        _held[key] += 1
+        try:
+            yield
+        finally:
+            _held[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, _MODE_FILE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(path)
+            if not wait:
+                os.close(fd)
+                raise LockedError(
+                    f"{what} is in use by another nrstream process (pid {holder}); wait for it to finish or write "
+                    "elsewhere"
+                ) from None
+            if notify is not None:
+                notify(f"nrstream: waiting for pid {holder}, which is writing {what}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path, follow_symlinks=False).st_ino
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file after we opened it: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _held[key] = 1
+        yield
+    finally:
+        _held.pop(key, None)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.close(fd)

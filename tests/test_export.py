@@ -124,14 +124,16 @@ def test_state_shapes_in_the_sidecar(tmp_path):
 
 
 def test_an_existing_file_is_replaced_only_by_a_successful_export(tmp_path):
+    """An earlier export (nrstream's, recorded in the folder's manifest) survives a failed one."""
     out, side = tmp_path / "m.pt", tmp_path / "m.pt.json"
-    out.write_bytes(b"an older export")
-    side.write_text("{}\n")
+    export_model(tiny("rnn"), "torchscript", out, label="rnn")
+    older, older_side = out.read_bytes(), side.read_text()
     with pytest.raises(ExportError, match="autograd.Function"):
         export_model(tiny("snn"), "torchscript", out, label="snn")
-    assert out.read_bytes() == b"an older export" and side.read_text() == "{}\n"
+    assert out.read_bytes() == older and side.read_text() == older_side
     export_model(tiny("gru"), "torchscript", out, label="gru")
     graph = torch.jit.load(str(out))  # the new model, whole
     assert graph(torch.zeros(1, 3, 6), torch.zeros(1, 1, 8))[0].shape == (1, 3, 5)
     assert json.loads(side.read_text())["inputs"]["frames"] == ["B", "T", 6]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt", "m.pt.json"]  # no temporary files left
+    # no temporary files left; the manifest records what nrstream wrote
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".nrstream-outputs.json", "m.pt", "m.pt.json"]

@@ -1,4 +1,12 @@
-"""Where a run writes, checked before any work: never replace what nrstream did not write.
+"""Where nrstream writes, checked before any work: never replace what nrstream did not write.
+
+One rule for every output flag (``--out``, ``--det``, ``--truth``, ``--checkpoints``, ``--dest``,
+export sidecars, TensorBoard folders): nrstream replaces only what it wrote, as recorded in a
+manifest (:data:`MANIFEST`: in a run folder, the names of its files; in any other folder, the
+names, sizes and modification times of the single files nrstream wrote there), never guessed from
+a name or an extension; anything else is refused with one line, ``--force`` included. Two flags
+naming the same path are refused. :func:`check_output_files` checks a command's files and
+:func:`output_file` writes one (atomically, then records it).
 
 A run writes two places: the run folder (``--out``, default ``<run.out_dir>/<run.name>``),
 replaced as a whole at the end, and the checkpoint folder (``run.checkpoint_dir``), where
@@ -19,25 +27,39 @@ fails in a second with one line instead of after all the training:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
+from nrstream.atomic import atomic_file, clean_leftovers, exclusive_lock
 from nrstream.errors import NrstreamError
 
 __all__ = [
     "OutputError",
     "OUTPUT_FILES",
+    "MANIFEST",
     "is_run_folder",
     "check_run_folder",
     "check_apart",
     "check_writable_folder",
+    "check_output_files",
+    "output_file",
+    "written_by_nrstream",
+    "write_manifest",
+    "run_folder_lock",
+    "lock_path",
     "write_problem",
 ]
 
 #: the files nrstream writes into a run folder, besides its figures (``*.png``, named after metrics)
 OUTPUT_FILES = frozenset({"results.json", "results.csv", "aggregate.csv", "config.yaml"})
+
+#: the manifest of what nrstream wrote in a folder (hidden; JSON)
+MANIFEST = ".nrstream-outputs.json"
 
 
 class OutputError(NrstreamError):
@@ -53,12 +75,34 @@ def is_run_folder(path: str | os.PathLike) -> bool:
     return isinstance(results, dict) and type(results.get("format")) is int and isinstance(results.get("runs"), list)
 
 
+def _manifest(folder: Path) -> dict | None:
+    try:
+        data = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("files"), dict) else None
+
+
+def write_manifest(folder: str | os.PathLike, names: list[str]) -> None:
+    """Record ``names`` as the files nrstream wrote into the run folder being built at ``folder``."""
+    record = {"format": 1, "run_folder": True, "files": {name: {} for name in names}}
+    (Path(folder) / MANIFEST).write_text(json.dumps(record, indent=1) + "\n")
+
+
 def _foreign(path: Path) -> list[str]:
-    """Entries of ``path`` that nrstream does not write into a run folder."""
+    """Entries of ``path`` that nrstream did not write into this run folder.
+
+    The folder's manifest lists them; a run folder written before manifests existed counts its
+    :data:`OUTPUT_FILES` and, only beside a valid ``results.json``, its ``*.png`` figures.
+    """
+    manifest = _manifest(path)
+    if manifest is not None:
+        ours = set(manifest["files"]) | {MANIFEST}
+    else:
+        figures = is_run_folder(path)
+        ours = {e.name for e in path.iterdir() if e.name in OUTPUT_FILES or (figures and e.suffix == ".png")}
     return sorted(
-        entry.name
-        for entry in path.iterdir()
-        if entry.is_symlink() or not entry.is_file() or not (entry.name in OUTPUT_FILES or entry.suffix == ".png")
+        entry.name for entry in path.iterdir() if entry.is_symlink() or not entry.is_file() or entry.name not in ours
     )
 
 
@@ -137,3 +181,111 @@ def check_apart(run_folder: str | os.PathLike, checkpoint_folder: str | os.PathL
             "as a whole at the end: pass --out a folder of its own (e.g. runs/NAME) or --checkpoints a folder "
             "outside it"
         )
+
+
+# ---------------------------------------------------------------------------- single files
+
+
+def _stamp(path: Path) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def written_by_nrstream(path: str | os.PathLike) -> bool:
+    """``path`` is a regular file that nrstream wrote and nobody changed since (its folder's manifest says so)."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    manifest = _manifest(path.parent)
+    entry = manifest["files"].get(path.name) if manifest is not None else None
+    return isinstance(entry, dict) and entry == _stamp(path)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
+def check_output_files(outputs: Mapping[str, str | os.PathLike], inputs: Mapping[str, str | os.PathLike] = ()) -> None:
+    """Before any work: each output file may be written, and no two flags name one path.
+
+    Args:
+        outputs: flag -> file the command will write (``{"--out": "rec.wav", "--truth": "rec.csv"}``).
+        inputs: flag -> file the command reads (``{"AUDIO": "rec.wav"}``): an output there is refused.
+
+    Raises:
+        OutputError: one line naming the flag and path: two flags on one path; a folder, a link or a
+        file nrstream did not write (or that changed since) in the way; an unwritable folder.
+    """
+    named = [(flag, Path(p)) for flag, p in outputs.items()]
+    read = [(flag, Path(p)) for flag, p in dict(inputs).items() if str(p) != "-"]
+    for i, (flag, path) in enumerate(named):
+        for other, there in named[:i] + read:
+            if _same(path, there):
+                raise OutputError(f"{other} and {flag} name the same file {path}; give each its own path")
+    for flag, path in named:
+        if path.is_symlink():
+            raise OutputError(f"{flag} {path} is a symbolic link; nrstream never writes through one: pass another path")
+        if path.is_dir():
+            raise OutputError(f"{flag} {path} is a folder; pass {flag} a file path")
+        if path.exists() and not written_by_nrstream(path):
+            raise OutputError(
+                f"{flag} {path} exists and nrstream did not write it (or it changed since); it is never replaced: "
+                f"pass {flag} another path, or move it away yourself"
+            )
+        parent = path.parent
+        if not parent.is_dir():
+            problem = "is a file" if parent.exists() else "does not exist"
+            raise OutputError(f"{flag} {path}: the folder {parent} {problem}; pass {flag} a path in an existing folder")
+        reason = write_problem(parent)
+        if reason:
+            raise OutputError(f"{flag} {path}: cannot write in {parent} ({reason}); pass {flag} a writable folder")
+
+
+def _record(path: Path) -> None:
+    """Add ``path`` (just written) to its folder's manifest, under a lock on the folder."""
+    folder = path.parent
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        manifest = _manifest(folder) or {"format": 1, "files": {}}
+        if manifest.get("run_folder"):
+            return  # inside a run folder, the run folder's own manifest is the record
+        files = {n: e for n, e in manifest["files"].items() if (folder / n).is_file()}
+        files[path.name] = _stamp(path)
+        with atomic_file(folder / MANIFEST) as tmp:
+            tmp.write_text(json.dumps({"format": 1, "files": files}, indent=1, sort_keys=True) + "\n")
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def output_file(path: str | os.PathLike) -> Iterator[Path]:
+    """:func:`nrstream.atomic.atomic_file`, then ``path`` recorded as nrstream's in its folder's manifest."""
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        yield tmp
+    _record(path)
+
+
+# ---------------------------------------------------------------------------- run-folder locks
+
+
+def lock_path(folder: str | os.PathLike) -> Path:
+    """The lock file of a run or checkpoint folder: ``.<name>.lock`` beside it (the folder itself is swapped)."""
+    folder = Path(os.path.abspath(folder))
+    return folder.parent / f".{folder.name}.lock"
+
+
+@contextmanager
+def run_folder_lock(folder: str | os.PathLike, what: str = "run folder", *, wait: bool = False, notify=None):
+    """Hold the run (or checkpoint) folder's lock, then clean what an interrupted write left beside it.
+
+    A second process exits with one line naming the holder's pid (or, with ``wait``, waits for it).
+    """
+    folder = Path(folder)
+    with exclusive_lock(lock_path(folder), f"{what} {folder}", wait=wait, notify=notify):
+        clean_leftovers(folder)
+        yield

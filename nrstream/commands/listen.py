@@ -74,6 +74,7 @@ def _json(value) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nrstream.artifacts.run_folder import check_output_files
     from nrstream.artifacts.trained_agent import TrainedAgent
     from nrstream.deploy.detector import DetectorSettings, plot_det
     from nrstream.deploy.listen import audio_blocks, listen, score_listening
@@ -90,6 +91,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"listen: {exc}") from None
     agents = [TrainedAgent.load(args.run, label) for label in dict.fromkeys(args.agent or [None])]
     truth = read_truth(args.truth, [w for a in agents for w in a.class_names]) if args.truth else None
+    det = (
+        Path(args.det)
+        if args.det
+        else (Path("det.png") if args.audio == "-" else Path(args.audio).with_suffix(".det.png"))
+    )
+    if truth is not None:  # the DET figure is written at the end: its path is checked now
+        check_output_files({"--det": det}, {"AUDIO": args.audio, "--truth": args.truth, "RUN": args.run})
     rates = {a.frontend.get("sample_rate", 16000) for a in agents}
     if len(rates) != 1:
         raise ConfigError(f"the agents expect different sample rates {sorted(rates)}; listen to them one at a time")
@@ -106,11 +114,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     scored = score_listening(agents, result, truth, settings)
     curves, rows = {s.label: s.det for s in scored}, [(s.label, s.score) for s in scored]
-    det = (
-        Path(args.det)
-        if args.det
-        else (Path("det.png") if args.audio == "-" else Path(args.audio).with_suffix(".det.png"))
-    )
     plot_det(curves, det, title=f"{Path(args.audio).name if args.audio != '-' else 'stdin'}: DET")
     if args.format == "jsonl":
         for label, s in rows:

@@ -299,7 +299,7 @@ def plot_det(curves: Mapping[str, list[dict]], path: str | Path, title: str = ""
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nrstream.atomic import atomic_file
+    from nrstream.artifacts.run_folder import output_file
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for label, points in curves.items():
@@ -315,7 +315,7 @@ def plot_det(curves: Mapping[str, list[dict]], path: str | Path, title: str = ""
     ax.set_title(title or "DET: miss rate vs false alarms per hour as the threshold moves")
     fig.tight_layout()
     path = Path(path)
-    with atomic_file(path) as tmp:
+    with output_file(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return path

@@ -48,8 +48,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nrstream.artifacts.run_folder import write_problem
-from nrstream.atomic import atomic_file
+from nrstream.artifacts.run_folder import check_output_files, output_file, write_problem
 from nrstream.errors import NrstreamError
 
 __all__ = [
@@ -302,12 +301,14 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def check_out(out: str | os.PathLike) -> Path:
+def check_out(out: str | os.PathLike, inputs: dict | None = None) -> Path:
     """``out`` as a path the export can write (checked before any work); else one line naming it.
 
     The folder must exist (it is not created: a mistyped folder is an error, not a new
     folder) and be writable; ``out`` and its sidecar ``out.json`` must not be folders. An
-    existing file is replaced, atomically, once the export has succeeded.
+    existing file is replaced, atomically, once the export has succeeded, and only if nrstream
+    wrote it (:func:`nrstream.artifacts.run_folder.check_output_files`); ``inputs`` (flag -> path)
+    may not be named as outputs.
     """
     out = Path(out)
     for path in (out, out.with_name(out.name + ".json")):
@@ -326,6 +327,8 @@ def check_out(out: str | os.PathLike) -> Path:
     reason = write_problem(folder)
     if reason:
         raise ExportError(f"cannot write {out}: {reason} in {folder}")
+    # the one output rule: replace only an export nrstream wrote (recorded in the folder's manifest)
+    check_output_files({"--out": out, "the sidecar (--out + .json)": out.with_name(out.name + ".json")}, inputs or {})
     return out
 
 
@@ -375,7 +378,7 @@ def export_model(
         **(sidecar or {}),
     }
     side_path = out.with_name(out.name + ".json")
-    with atomic_file(out) as tmp, atomic_file(side_path) as side_tmp:
+    with output_file(out) as tmp, output_file(side_path) as side_tmp:
         tmp.write_bytes(blob)
         side_tmp.write_text(json.dumps(side, indent=2) + "\n")
     return Exported(out, side_path, how, shapes, label)
@@ -394,7 +397,7 @@ def export_agent(run: str | Path, label: str | None, fmt: str, out: str | Path) 
     from nrstream.deploy.detector import DetectorSettings
 
     check_format(fmt)
-    check_out(out)
+    check_out(out, {"RUN": run})
     agent = TrainedAgent.load(run, label)
     sidecar = {
         "agent": agent.label,

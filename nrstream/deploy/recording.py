@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nrstream.atomic import atomic_file
+from nrstream.artifacts.run_folder import check_output_files, output_file
 from nrstream.errors import ConfigError, DataNotFoundError, NrstreamError
 from nrstream.plugin.contracts import SplitAudio
 from nrstream.seeds import derive_seed
@@ -315,6 +315,7 @@ def make_recording(
     chosen = settings if settings is not None else recording_settings()
     if subtype not in ("FLOAT", "PCM_16"):
         raise ConfigError(f"subtype must be FLOAT or PCM_16, got {subtype!r}")
+    check_output_files({"--out": out, "--truth": truth})  # never a user's file, never one path for both
     files = split_files(source, split, options, dataset)
     parts = _noise_parts(files)
     if not parts:
@@ -333,7 +334,7 @@ def make_recording(
     written, words, clipped = 0, 0, 0
     out, truth = Path(out), Path(truth)
     scene = events(files, parts, chosen, seed=seed)
-    with atomic_file(out) as wav_tmp, atomic_file(truth) as csv_tmp:
+    with output_file(out) as wav_tmp, output_file(truth) as csv_tmp:
         with (
             soundfile.SoundFile(str(wav_tmp), "w", rate, 1, subtype, format="WAV") as sink,
             open(csv_tmp, "w", newline="") as table,

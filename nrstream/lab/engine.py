@@ -42,6 +42,7 @@ from nrstream.artifacts.checkpoints import (
     save_atomic,
     set_rng_state,
 )
+from nrstream.artifacts.run_folder import run_folder_lock
 from nrstream.data.datasets import make_stream
 from nrstream.errors import NonFiniteError, NrstreamError
 from nrstream.lab.config import AgentConfig, Config, TrainConfig, agent_key
@@ -383,7 +384,15 @@ def train_agent(
 
     With ``run.tensorboard`` the curves also go to TensorBoard (:mod:`nrstream.lab.tracking`).
     """
-    log, t = log or _stderr, config.train
+    log = log or _stderr
+    folder = checkpoint_path(config, agent_config, loaded)
+    # one process trains a checkpoint folder at a time; a second one waits, then resumes or reuses it
+    with run_folder_lock(folder, "checkpoint folder", wait=True, notify=log):
+        return _train_agent(config, agent_config, loaded, device, on_step, log)
+
+
+def _train_agent(config, agent_config, loaded, device, on_step, log) -> TrainResult:
+    t = config.train
     run = _setup(config, agent_config, loaded, device)
     ckpt = _resume(run, log)
     if ckpt is not None and ckpt.finished:

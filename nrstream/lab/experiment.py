@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from nrstream.artifacts.results import Results, RunResult
-from nrstream.artifacts.run_folder import check_apart, check_run_folder, check_writable_folder
+from nrstream.artifacts.run_folder import check_apart, check_run_folder, check_writable_folder, run_folder_lock
 from nrstream.atomic import atomic_file
 from nrstream.errors import NonFiniteError
 from nrstream.lab.config import AgentConfig, Config, config_to_dict, load_config
@@ -46,6 +46,7 @@ from nrstream.lab.evaluation import evaluate_agent
 from nrstream.lab.executors import Executor, JobFailure, JobRunner, LocalExecutor, executor_from_config
 from nrstream.lab.loading import LoadedData, load_data
 from nrstream.lab.report import environment, write_run_folder
+from nrstream.lab.tracking import tracker_folder
 from nrstream.log import line_logger
 from nrstream.plugin.protocols import evaluation_settings, get_protocol
 
@@ -296,6 +297,8 @@ def check_outputs(config: Config, folder: str | Path | None = None, *, force: bo
         check_run_folder(folder, force=force)
         check_apart(folder, config.checkpoint_dir)
     check_writable_folder(config.checkpoint_dir, "checkpoint folder", "--checkpoints (run.checkpoint_dir)")
+    if config.run.tensorboard:
+        check_writable_folder(tracker_folder(config, "-").parent, "tensorboard folder", "run.out_dir")
     logging.getLogger("nrstream.lab.experiment").debug(
         "run folder %s, checkpoint folder %s", folder if folder is not None else "(none)", config.checkpoint_dir
     )
@@ -379,25 +382,27 @@ def run_experiment(
     began = time.perf_counter()
     folder = Path(out) if out is not None else config.run_dir
     check_outputs(config, folder, force=force)
-    device = _device(config, device)
-    data = load_data(config)
-    jobs = plan_jobs(config)
-    outcomes = _run_jobs(config, jobs, run_job, executor, device=device, data=data, progress=progress)
-    job_results = [o for o in outcomes if not isinstance(o, JobFailure)]
-    failed = [_failure_entry(job, o) for job, o in zip(jobs, outcomes, strict=True) if isinstance(o, JobFailure)]
-    produces: dict[str, dict[str, str]] = {}
-    for job_result in job_results:
-        produces.update(job_result.produces)
-    results = Results(
-        config=config_to_dict(config),
-        environment=environment(device, config.run.seed),
-        data={**data.describe(), "test_stream": evaluation_settings(config).stream_options()},
-        runs=[run for job_result in job_results for run in job_result.runs],
-        produces=produces,
-        timings={"total_seconds": time.perf_counter() - began},
-        failed=failed,
-    )
-    check_run_folder(folder, force=force)  # again: it may have changed while the jobs ran
-    write_run_folder(folder, results.to_json())
+    with run_folder_lock(folder):  # a second run on this folder exits naming this one's pid
+        check_run_folder(folder, force=force)  # an interrupted write's old folder may have been put back
+        device = _device(config, device)
+        data = load_data(config)
+        jobs = plan_jobs(config)
+        outcomes = _run_jobs(config, jobs, run_job, executor, device=device, data=data, progress=progress)
+        job_results = [o for o in outcomes if not isinstance(o, JobFailure)]
+        failed = [_failure_entry(job, o) for job, o in zip(jobs, outcomes, strict=True) if isinstance(o, JobFailure)]
+        produces: dict[str, dict[str, str]] = {}
+        for job_result in job_results:
+            produces.update(job_result.produces)
+        results = Results(
+            config=config_to_dict(config),
+            environment=environment(device, config.run.seed),
+            data={**data.describe(), "test_stream": evaluation_settings(config).stream_options()},
+            runs=[run for job_result in job_results for run in job_result.runs],
+            produces=produces,
+            timings={"total_seconds": time.perf_counter() - began},
+            failed=failed,
+        )
+        check_run_folder(folder, force=force)  # again: it may have changed while the jobs ran
+        write_run_folder(folder, results.to_json())
     results.folder = folder
     return results

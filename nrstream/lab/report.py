@@ -62,6 +62,7 @@ import yaml
 
 import nrstream
 from nrstream.artifacts.results import RESULTS_FORMAT, json_safe
+from nrstream.artifacts.run_folder import write_manifest
 from nrstream.atomic import atomic_folder
 from nrstream.lab.aggregate import aggregate_console, aggregate_csv, save_accuracy_figure, several_seeds
 
@@ -258,7 +259,9 @@ def write_run_folder(folder: Path, results: dict) -> list[str]:
         if "aggregate" in results:  # issue 10 (H): the across-seed aggregate, one row per agent and length
             (tmp / "aggregate.csv").write_text(aggregate_csv(results["aggregate"]["entries"]))
             extra.append("aggregate.csv")
-        return ["results.json", "results.csv", "config.yaml", *extra, *_figures(results, tmp)]
+        names = ["results.json", "results.csv", "config.yaml", *extra, *_figures(results, tmp)]
+        write_manifest(tmp, names)  # what nrstream wrote here: the only files a later run may replace
+        return names
 
 
 def _fmt_pct(value) -> str:
