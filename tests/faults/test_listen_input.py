@@ -262,3 +262,51 @@ def test_a_bad_truth_csv_is_refused(trained, main_in_process, fault_home, case):
     assert "line 3" in line or case == "not_a_number"
     assert result.stdout == ""
     assert_nothing_lost(before, fault_home, allow_new=False)
+
+
+# ---------------------------------------------------------------- --det: the one output rule, checked up front
+
+
+def test_det_onto_a_users_file_is_refused_before_listening(trained, main_in_process, fault_home):  # noqa: F811
+    """The issue's case: ``listen --det my_thesis.tex`` replaced the thesis with a PNG."""
+    run, rec, truth = trained
+    thesis = fault_home / "my_thesis.tex"
+    thesis.write_text("\\documentclass{article}\n")
+    before = snapshot(fault_home)
+    result = main_in_process("listen", run, rec, "--agent", "gru/ce_kl", "--truth", truth, "--det", thesis)
+    assert_one_line_error(result, "--det", "my_thesis.tex", "nrstream did not write it")
+    assert result.stdout == ""  # refused before any detection was printed
+    assert_nothing_lost(before, fault_home, allow_new=False)
+
+
+@pytest.mark.parametrize("target", ["audio", "truth"])
+def test_det_onto_an_input_is_refused(trained, main_in_process, fault_home, target):  # noqa: F811
+    run, rec, truth = trained
+    audio, csv = fault_home / "rec.wav", fault_home / "rec.csv"
+    audio.write_bytes(rec.read_bytes())
+    csv.write_text(truth.read_text())
+    before = snapshot(fault_home)
+    det = audio if target == "audio" else csv
+    result = main_in_process("listen", run, audio, "--agent", "gru/ce_kl", "--truth", csv, "--det", det)
+    assert_one_line_error(result, "name the same file", det.name)
+    assert_nothing_lost(before, fault_home, allow_new=False)
+
+
+def test_the_default_det_path_is_checked_too(trained, main_in_process, fault_home):  # noqa: F811
+    run, rec, truth = trained
+    audio = fault_home / "rec.wav"
+    audio.write_bytes(rec.read_bytes())
+    (fault_home / "rec.det.png").write_bytes(b"\x89PNG a figure I made myself")
+    before = snapshot(fault_home)
+    result = main_in_process("listen", run, audio, "--agent", "gru/ce_kl", "--truth", truth)
+    assert_one_line_error(result, "--det", "rec.det.png")
+    assert_nothing_lost(before, fault_home, allow_new=False)
+
+
+def test_listen_replaces_its_own_det_figure(trained, main_in_process, fault_home):  # noqa: F811
+    run, rec, truth = trained
+    det = fault_home / "det.png"
+    for _ in range(2):
+        result = main_in_process("listen", run, rec, "--agent", "gru/ce_kl", "--truth", truth, "--det", det)
+        assert result.returncode == 0, str(result)
+    assert det.read_bytes()[:4] == b"\x89PNG"
