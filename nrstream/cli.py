@@ -84,12 +84,20 @@ def _one_line_warnings(message, category, filename, lineno, file=None, line=None
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:  # the sub-command imports take a while: Ctrl-C there is an interrupt too, not a traceback
-        parser = build_parser()
-        args = parser.parse_args(argv)
+    """Run one command; Ctrl-C at any moment (the sub-command imports included) is one line and 130."""
+    try:
+        return _main(argv)
     except KeyboardInterrupt:
-        print("nrstream: interrupted", file=sys.stderr)
+        try:
+            print("nrstream: interrupted", file=sys.stderr)
+        except KeyboardInterrupt:  # a second Ctrl-C while saying so
+            pass
         return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = build_parser()  # the sub-command imports take a while
+    args = parser.parse_args(argv)
     if args.verbose and args.quiet:  # one before the sub-command, the other after it
         parser.error("argument -q/--quiet: not allowed with argument -v/--verbose")
     if args.strict:
@@ -108,9 +116,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"nrstream: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("nrstream: interrupted", file=sys.stderr)
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
