@@ -319,6 +319,11 @@ def exclusive_lock(
         finally:
             _held[key] -= 1
         return
+    created = []  # folders made for the lock file: removed again on release if still empty
+    missing = path.parent
+    while not missing.exists() and missing != missing.parent:
+        created.append(missing)
+        missing = missing.parent
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, _MODE_FILE)
@@ -354,3 +359,8 @@ def exclusive_lock(
         except OSError:
             pass
         os.close(fd)
+        for folder in created:  # innermost first
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
