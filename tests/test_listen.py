@@ -377,17 +377,23 @@ def test_bad_input_is_one_line(trained, tmp_path):
 def test_export_cli(trained, tmp_path):
     run, _, _ = trained
     out = tmp_path / "gru.onnx"
-    out.write_bytes(b"an older export")  # replaced, atomically, once the export has succeeded
-    done = run_cli("export", run, "--agent", "gru/ce_kl", "--format", "onnx", "--out", out)
-    if done.returncode != 0 and "onnxruntime" in done.stderr:
-        pytest.skip("pip install 'nrstream[export]'")
-    assert done.returncode == 0, done.stderr
+    (tmp_path / "gru.onnx.json").write_text("my notes")  # not nrstream's: refused, left as it was
+    refused = run_cli("export", run, "--agent", "gru/ce_kl", "--format", "onnx", "--out", out)
+    assert refused.returncode == 2 and "nrstream did not write it" in refused.stderr
+    assert (tmp_path / "gru.onnx.json").read_text() == "my notes" and not out.exists()
+    (tmp_path / "gru.onnx.json").unlink()
+    for _ in range(2):  # the second export replaces the first, nrstream's own files, atomically
+        done = run_cli("export", run, "--agent", "gru/ce_kl", "--format", "onnx", "--out", out)
+        if done.returncode != 0 and "onnxruntime" in done.stderr:
+            pytest.skip("pip install 'nrstream[export]'")
+        assert done.returncode == 0, done.stderr
     side = json.loads((tmp_path / "gru.onnx.json").read_text())
     assert side["class_names"] == sorted(WORDS) and side["frontend"]["n_mels"] == 40
     assert len(side["normalization"]["mean"]) == 40 and side["inputs"]["state_0"] == ["B", 1, 48]
     import onnx
 
-    onnx.checker.check_model(onnx.load(str(out)))  # a whole ONNX model, not the older bytes
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["gru.onnx", "gru.onnx.json"]  # no temporary files left
+    onnx.checker.check_model(onnx.load(str(out)))  # a whole ONNX model
+    # no temporary files left; the manifest records what nrstream wrote
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".nrstream-outputs.json", "gru.onnx", "gru.onnx.json"]
     bad = run_cli("export", run, "--agent", "gru/ce_kl", "--format", "tflite", "--out", tmp_path / "x")
     assert bad.returncode == 2 and not (tmp_path / "x").exists()

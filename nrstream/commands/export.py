@@ -22,7 +22,8 @@ def add_parser(subparsers) -> None:
         help="write an agent's streaming step as a standalone ONNX or TorchScript model, with a JSON sidecar",
         description="The streaming step (frames [B, T, F] and state in; logits and new state out; T dynamic) "
         "of one trained agent, checked against PyTorch before it is written. An existing OUT (and OUT.json) "
-        "is replaced atomically once the export has succeeded; a failed export leaves them as they were.",
+        "is replaced atomically once the export has succeeded, and only if an earlier nrstream export wrote it "
+        "(recorded in the folder's .nrstream-outputs.json); a failed export leaves them as they were.",
     )
     p.add_argument("run", metavar="RUN", help=RUN_HELP)
     p.add_argument(
@@ -32,8 +33,8 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--out",
         required=True,
-        help="the model file, in an existing folder; an existing file is replaced atomically; the sidecar goes "
-        "to OUT.json",
+        help="the model file, in an existing folder; an existing file is replaced atomically only if nrstream "
+        "wrote it; the sidecar goes to OUT.json",
     )
     p.set_defaults(func=run)
 
