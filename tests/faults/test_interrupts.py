@@ -88,13 +88,13 @@ def test_ctrl_c_inside_main_is_one_line(monkeypatch, capsys):
 
 # ---------------------------------------------------------------- malformed -o / --set values
 
-BAD_OPTIONS = {
-    "unclosed_list": ("num_classes=[1, 2", "-o num_classes", "invalid YAML"),
-    "unclosed_mapping": ("num_classes={a: 1", "-o num_classes", "invalid YAML"),
-    "unclosed_quote": ("num_classes='three", "-o num_classes", "invalid YAML"),
-    "tab_indent": ("num_classes=a:\n\t- b", "-o num_classes", "invalid YAML"),
-    "no_equals": ("num_classes", "-o 'num_classes'", "expected KEY=VALUE"),
-    "no_key": ("=3", "-o '=3'", "expected KEY=VALUE"),
+BAD_OPTIONS = {  # -o KEY=VALUE is --set data.options.KEY=VALUE (nrstream.commands.overrides)
+    "unclosed_list": ("num_classes=[1, 2", "--set data.options.num_classes", "not YAML"),
+    "unclosed_mapping": ("num_classes={a: 1", "--set data.options.num_classes", "not YAML"),
+    "unclosed_quote": ("num_classes='three", "--set data.options.num_classes", "not YAML"),
+    "tab_indent": ("num_classes=a:\n\t- b", "--set data.options.num_classes", "not YAML"),
+    "no_equals": ("num_classes", "--set: expected KEY=VALUE", "'num_classes'"),
+    "no_key": ("=3", "--set: expected KEY=VALUE", "'=3'"),
     "recursive_alias": ("x=&a [*a, *a]", "data source 'toy'", ""),
 }
 
@@ -111,10 +111,11 @@ def test_data_info_malformed_option_is_one_line(main_in_process, fault_home, cas
 
 @pytest.mark.parametrize("case", ["unclosed_list", "unclosed_mapping", "no_equals"])
 def test_make_recording_malformed_option_is_one_line(main_in_process, fault_home, case):
-    value, names, _ = BAD_OPTIONS[case]
+    value, names, words = BAD_OPTIONS[case]
     args = ["data", "make-recording", "synth_speech", "-o", value, "--minutes", "0.1"]
     result = main_in_process(*args, "--out", fault_home / "r.wav", "--truth", fault_home / "r.csv")
-    assert_one_line_error(result, names)
+    line = assert_one_line_error(result, "make-recording", names)
+    assert words in line
     assert not (fault_home / "r.wav").exists()
 
 

@@ -23,15 +23,7 @@ import yaml
 
 from nrstream.errors import ConfigError
 
-__all__ = [
-    "read_config_file",
-    "parse_override",
-    "key_parts",
-    "load_yaml",
-    "Ctx",
-    "MAX_CONFIG_BYTES",
-    "MAX_YAML_NODES",
-]
+__all__ = ["read_config_file", "parse_override", "key_parts", "load_yaml", "Ctx", "MAX_CONFIG_BYTES", "MAX_YAML_NODES"]
 
 #: a config file larger than this is refused before it is parsed
 MAX_CONFIG_BYTES = 1 << 20
