@@ -1,10 +1,16 @@
 """What the benchmark scripts share: options, timing, machine description, JSON output.
 
 Timing: a measurement calls ``step()`` (which returns the frames it processed) until
-``seconds`` have passed and reports frames / elapsed. Warm-up calls are not timed. Each
-figure is the median over ``repeats`` measurements; the measurements of the configurations
-being compared are interleaved (round robin), so a load spike on a shared machine hits
-them alike instead of one of them.
+``seconds`` have passed and reports frames / elapsed. Warm-up calls are not timed.
+
+Stable ratios (:func:`interleave`, :func:`ratio`, :func:`verdict`): on a shared machine a
+single timed block per case gives a ratio that moves by 20 % from run to run. So the
+compared cases run in short alternating blocks (A B, then B A, ...) for ``repeats``
+rounds; every round gives one ratio from two blocks measured seconds apart, the figure is
+the **median ratio over rounds** with its min-max spread, and a target counts as met only
+when the whole spread clears it (``met``), as missed when the whole spread is below it
+(``missed``), and as ``undecided`` otherwise. The 1-minute load average is sampled at
+every round and the torch thread counts are recorded beside every figure.
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ __all__ = [
     "sync",
     "measure_rate",
     "interleaved_medians",
+    "interleave",
+    "ratio",
+    "verdict",
+    "ratio_rows",
+    "loadavg_1min",
     "machine",
     "write_json",
     "print_table",
@@ -99,7 +110,7 @@ def measure_rate(step: Callable[[], int], device: torch.device, seconds: float, 
     """Call ``step`` (returns frames done) for ``seconds`` (at least ``min_calls`` times)."""
     sync(device)
     frames, calls = 0, 0
-    begin = time.perf_counter()
+    begin, cpu_begin = time.perf_counter(), time.process_time()
     while True:
         frames += step()
         calls += 1
@@ -108,7 +119,15 @@ def measure_rate(step: Callable[[], int], device: torch.device, seconds: float, 
             elapsed = time.perf_counter() - begin
             if elapsed >= seconds:
                 break
-    return {"fps": frames / elapsed, "frames": frames, "calls": calls, "seconds": elapsed}
+    cpu = time.process_time() - cpu_begin  # this process's CPU seconds, all threads
+    return {
+        "fps": frames / elapsed,
+        "cpu_fps": frames / cpu if cpu > 0 else float("inf"),
+        "frames": frames,
+        "calls": calls,
+        "seconds": elapsed,
+        "cpu_seconds": cpu,
+    }
 
 
 def interleaved_medians(
@@ -141,6 +160,125 @@ def interleaved_medians(
     }
 
 
+def loadavg_1min() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def threads() -> dict:
+    """torch's intra- and inter-op thread counts (every figure depends on them)."""
+    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
+
+def interleave(
+    cases: dict[str, Callable[[], int]],
+    device: torch.device,
+    *,
+    seconds: float,
+    repeats: int,
+    warmup_calls: int = 2,
+    min_calls: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Run every case for one short block per round, ``repeats`` rounds, the order reversed every other round.
+
+    ``cases`` maps a name to ``step() -> frames``; a block calls it for ``seconds`` (at
+    least ``min_calls`` times; ``seconds = 0`` makes a block one call).
+
+    Returns ``{"cases": {name: {"fps": median, "fps_runs": [per round], "calls_per_run"}},
+    "rounds": repeats, "load_1min": [per round], "threads": {...}}``; :func:`ratio` reads it.
+    """
+    for step in cases.values():
+        for _ in range(warmup_calls):
+            step()
+    sync(device)
+    names = list(cases)
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    loads = []
+    for r in range(repeats):
+        loads.append(loadavg_1min())
+        for name in names if r % 2 == 0 else reversed(names):  # A B, B A: a drift hits both alike
+            runs[name].append(measure_rate(cases[name], device, seconds, min_calls))
+            if progress is not None:
+                progress(f"  round {r + 1}/{repeats}  {name:<24s} {runs[name][-1]['fps']:>14,.0f} frames/s")
+    return {
+        "cases": {
+            name: {
+                "fps": statistics.median(m["fps"] for m in measured),
+                "fps_runs": [m["fps"] for m in measured],
+                "cpu_fps": statistics.median(m["cpu_fps"] for m in measured),
+                "cpu_fps_runs": [m["cpu_fps"] for m in measured],
+                "calls_per_run": [m["calls"] for m in measured],
+            }
+            for name, measured in runs.items()
+        },
+        "rounds": repeats,
+        "load_1min": loads,
+        "threads": threads(),
+    }
+
+
+def ratio(measured: dict, num: str, den: str) -> dict:
+    """``num / den`` per round (blocks of the same round), its median and min-max spread.
+
+    Wall-clock speed, and beside it (``cpu_*``) the same ratio of speeds per CPU second of this
+    process: on a shared machine the wall clock also counts the time the scheduler gave other
+    processes, while at one thread the CPU time is the work itself, so ``cpu_median`` scatters
+    far less. Targets are judged on the wall clock.
+    """
+    a, b = measured["cases"][num]["fps_runs"], measured["cases"][den]["fps_runs"]
+    per_round = [x / y for x, y in zip(a, b, strict=True)]
+    ca, cb = measured["cases"][num].get("cpu_fps_runs"), measured["cases"][den].get("cpu_fps_runs")
+    cpu_rounds = [x / y for x, y in zip(ca, cb, strict=True)] if ca and cb else []
+    return {
+        "median": statistics.median(per_round),
+        "min": min(per_round),
+        "max": max(per_round),
+        "rounds": per_round,
+        **(
+            {
+                "cpu_median": statistics.median(cpu_rounds),
+                "cpu_min": min(cpu_rounds),
+                "cpu_max": max(cpu_rounds),
+                "cpu_rounds": cpu_rounds,
+            }
+            if cpu_rounds
+            else {}
+        ),
+        "load_1min": [v for v in measured.get("load_1min", []) if v is not None],
+        "threads": measured.get("threads", threads()),
+    }
+
+
+def verdict(stats: dict, target: float) -> str:
+    """``met`` when the whole spread is at or above ``target``, ``missed`` when all below, else ``undecided``."""
+    if stats["min"] >= target:
+        return "met"
+    if stats["max"] < target:
+        return "missed"
+    return "undecided"
+
+
+def ratio_rows(ratios: dict[str, dict], targets: dict[str, float]) -> list[tuple[str, str]]:
+    """Printable rows: median [min - max], the target's verdict, and the load over the rounds."""
+    rows = []
+    for key, st in ratios.items():
+        target = targets.get(key)
+        loads = st.get("load_1min") or []
+        load = f"load {min(loads):.1f}-{max(loads):.1f}" if loads else "load n/a"
+        th = st.get("threads", {})
+        text = f"{st['median']:8.3f} [{st['min']:.3f} - {st['max']:.3f}]"
+        if target is not None:
+            text += f"  target >= {target:g}: {verdict(st, target)}"
+        if "cpu_median" in st:
+            text += f";  per CPU s {st['cpu_median']:.3f} [{st['cpu_min']:.3f} - {st['cpu_max']:.3f}]"
+        text += f"  ({len(st['rounds'])} rounds, {load}, {th.get('intra_op', '?')} threads)"
+        rows.append((key, text))
+    return rows
+
+
 def _loadavg() -> list[float] | None:
     try:
         return [round(v, 2) for v in os.getloadavg()]
@@ -159,6 +297,12 @@ def machine(device: torch.device) -> dict:
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        # OpenMP's wait policy decides whether idle torch threads spin (the default) or sleep;
+        # on a loaded machine spinning threads cost several times the CPU (benchmarks/threads.py)
+        "omp_env": {
+            k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ
+        },
         "device": str(device),
         # 1, 5 and 15 minute load averages: results are only comparable on a quiet machine
         "loadavg_start": _LOAD_AT_START,

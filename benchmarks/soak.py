@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     rolling_result = rolling.compute()
     payload = {
         "benchmark": "soak",
+        "command": "python benchmarks/soak.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "settings": {
             "env_id": args.env_id,
             "env_kwargs": env_kwargs(args),

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--seconds", "0.2", "--batch", "4", "--chunk", "10", "--hidden", "8", "--repeats", "1", "--threads", "1"]
+TINY = ["--seconds", "0.2", "--batch", "4", "--chunk", "10", "--hidden", "8", "--repeats", "2", "--threads", "1"]
+TOY = str(ROOT / "configs" / "toy.yaml")
 
 
-def run_script(name: str, args: list[str], tmp_path: Path) -> dict:
+def run_script(name: str, args: list[str], tmp_path: Path, *, tiny_shapes: bool = True) -> dict:
     out = tmp_path / f"{name}.json"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), *args, "--json", str(out)],
@@ -28,9 +29,22 @@ def run_script(name: str, args: list[str], tmp_path: Path) -> dict:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     payload = json.loads(out.read_text())
     assert payload["benchmark"] == name
-    assert {"settings", "machine"} <= set(payload)
-    assert payload["settings"]["batch"] == 4 and payload["settings"]["chunk"] == 10
+    assert {"settings", "machine", "command"} <= set(payload)
+    if tiny_shapes:
+        assert payload["settings"]["batch"] == 4 and payload["settings"]["chunk"] == 10
     return payload
+
+
+def _spread_ok(payload: dict) -> None:
+    """Every ratio has its per-round values, median and min-max; every target a verdict that agrees with them."""
+    for key, st in payload["ratio_spread"].items():
+        assert st["min"] <= st["median"] <= st["max"] and len(st["rounds"]) == payload["settings"]["repeats"], key
+        assert payload["ratios"][key] == st["median"] and st["threads"]["intra_op"] >= 1
+    for key, t in payload["targets"].items():
+        st = payload["ratio_spread"][key]
+        want = "met" if st["min"] >= t["target"] else "missed" if st["max"] < t["target"] else "undecided"
+        assert t["verdict"] == want and t["met"] is (want == "met"), key
+    assert len(payload["load_1min_per_round"]) == payload["settings"]["repeats"]
 
 
 def _positive(values) -> bool:
@@ -43,32 +57,78 @@ def test_throughput_smoke(tmp_path):
     stream_cases = {"stream", "gather", "stream_plain", "stream_scene"}  # the stream alone (issues 12, 16)
     assert set(payload["fps"]) == agent_cases | stream_cases
     assert _positive(payload["fps"].values())
-    agent_ratios = {"nrstream/raw", "nrstream_oracle/raw", "nrstream/gymnasium"}
+    agent_ratios = {"nrstream/raw", "nrstream_oracle/raw", "nrstream_oracle/raw_reset", "nrstream/gymnasium"}
     stream_ratios = {"stream/gather", "stream_scene/stream_plain"}
     assert agent_ratios | stream_ratios <= set(payload["ratios"])
     assert _positive(payload["ratios"].values())
     assert agent_ratios | stream_ratios <= set(payload["targets"])
+    _spread_ok(payload)
     # the decisions were scored and the metrics updated
     for case in ("nrstream", "nrstream_oracle", "gymnasium"):
         assert payload["cases"][case]["check"]["total"] > 0
 
 
 def test_training_smoke(tmp_path):
-    payload = run_script("training", TINY, tmp_path)
-    assert set(payload["fps"]) == {"reset", "ce", "ce_kl"}
+    payload = run_script("training", [*TINY, "--seconds", "0.05"], tmp_path)
+    keys = {f"{a}/{loss}" for a in ("rnn", "gru", "lstm", "ssm", "snn") for loss in ("reset", "ce", "ce_kl")}
+    assert set(payload["fps"]) == keys and set(payload["bare_fps"]) == keys  # every family, beside its bare loop
+    assert _positive(payload["fps"].values()) and _positive(payload["bare_fps"].values())
+    assert payload["cases"]["gru/reset"]["protocol"] == "segmented"
+    assert payload["cases"]["snn/ce_kl"]["protocol"] == "continual"
+    assert math.isfinite(payload["cases"]["gru/ce_kl"]["last_loss"])
+    assert {"gru/ce_kl/ce", "ssm/ce_kl/bare"} <= set(payload["targets"])
+    _spread_ok(payload)
+
+
+def test_evaluation_smoke(tmp_path):
+    args = ["--config", TOY, "--hidden", "8", "--min-decisions", "20", "--endless-samples", "5", "--repeats", "2"]
+    payload = run_script("evaluation", [*args, "--threads", "1"], tmp_path, tiny_shapes=False)
+    assert set(payload["fps"]) == {"evaluation", "raw", "evaluation_oracle", "raw_reset"}
     assert _positive(payload["fps"].values())
-    assert payload["cases"]["reset"]["protocol"] == "segmented"
-    assert payload["cases"]["ce_kl"]["protocol"] == "continual"
-    assert math.isfinite(payload["cases"]["ce_kl"]["last_loss"])
-    assert "ce_kl/ce" in payload["ratios"] and "ce_kl/ce" in payload["targets"]
-    # the bare PyTorch loop beside each loss, and the engine's ratio to it
-    assert set(payload["bare_fps"]) == {"reset", "ce", "ce_kl"} and _positive(payload["bare_fps"].values())
-    assert {"reset/bare", "ce/bare", "ce_kl/bare"} <= set(payload["ratios"]) & set(payload["targets"])
+    assert set(payload["targets"]) == {"evaluation/raw", "evaluation_oracle/raw_reset"}
+    assert payload["frames"]["never"] == payload["frames"]["oracle"] > 0
+    _spread_ok(payload)
+
+
+def test_latency_smoke(tmp_path):
+    args = ["--archs", "gru", "snn", "--ks", "1", "4", "--calls", "5", "--repeats", "2", "--warmup", "1"]
+    payload = run_script("latency", [*args, "--hidden", "8"], tmp_path, tiny_shapes=False)
+    gru = payload["architectures"]["gru"]
+    for fmt in ("eager", "torchscript") + (("onnx", "onnx_iobinding") if "onnxruntime" in payload["machine"] else ()):
+        for k in ("1", "4"):
+            cell = gru[fmt][k]
+            assert 0 < cell["p50_us"] <= cell["p99_us"] and len(cell["p99_us_rounds"]) == 2
+            assert cell["decision_delay_ms"] == (int(k) - 1) * 10
+    assert "error" in payload["architectures"]["snn"]["torchscript"]  # says why, does not stop the run
+    assert payload["frontend_per_hop"]["p50_us"] > 0
+    assert payload["targets"]["gru_k10_p99_us_per_frame"]["verdict"] == "not measured"  # k = 10 not asked for
+
+
+def test_threads_smoke(tmp_path):
+    payload = run_script("threads", [*TINY[:-2], "--seconds", "0.05"], tmp_path)
+    assert set(payload["threads"]) == {"1", "2"} and _positive(v["fps"] for v in payload["threads"].values())
+    assert payload["ratios"]["2t/1t"]["min"] <= payload["ratios"]["2t/1t"]["median"]
+
+
+def test_profile_evaluation_smoke(tmp_path):
+    out = tmp_path / "profile.txt"
+    args = ["--config", TOY, "--policies", "never", "--threads", "1", "--min-decisions", "20", "--top", "3"]
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "profile_evaluation.py"), *args, "--endless-samples", "5"]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = out.read_text()
+    assert "cProfile, by internal time" in text and "torch.profiler" in text and "evaluate_agent" in text
 
 
 @pytest.mark.parametrize("extra", [["--train-steps", "2"], ["--train-steps", "0", "--reset", "oracle"]])
 def test_soak_smoke(tmp_path, extra):
-    payload = run_script("soak", [*TINY, "--frames", "20000", *extra], tmp_path)
+    payload = run_script("soak", [*TINY, "--frames", "20000", *extra], tmp_path, tiny_shapes=True)
     assert payload["frames"] >= 20000 and payload["chunks"] == 500
     assert payload["nonfinite_chunks"] == 0
     memory = payload["memory"]

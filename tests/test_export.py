@@ -137,3 +137,64 @@ def test_an_existing_file_is_replaced_only_by_a_successful_export(tmp_path):
     assert json.loads(side.read_text())["inputs"]["frames"] == ["B", "T", 6]
     # no temporary files left; the manifest records what nrstream wrote
     assert sorted(p.name for p in tmp_path.iterdir()) == [".nrstream-outputs.json", "m.pt", "m.pt.json"]
+
+
+@pytest.mark.parametrize(("arch", "fmt"), EXPORTABLE)
+def test_blocks_of_k_frames_equal_frame_by_frame(tmp_path, arch, fmt):
+    """A device that calls the exported model on k = 4 or 10 frames at a time (the state carried) gets, frame
+    for frame, the logits and final state of one call per frame (k = 1, today's contract)."""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="pip install 'nrstream[export]'")
+    model = tiny(arch)
+    exported = export_model(model, fmt, tmp_path / f"{arch}.{fmt}", label=arch)
+    run = loader(fmt, exported.path)
+    x = torch.randn(1, 400, 6, generator=torch.Generator().manual_seed(2))
+
+    def feed(k: int):
+        state, got = [torch.zeros(1, *s[1:]) for s in exported.state_shapes], []
+        for i in range(0, x.shape[1], k):
+            logits, *state = run(x[:, i : i + k], state)
+            got.append(logits)
+        return torch.cat(got, 1), state
+
+    one, one_state = feed(1)
+    for k in (4, 10):
+        got, state = feed(k)
+        worst = max(
+            [float((got - one).abs().max())]
+            + [float((a - b).abs().max()) for a, b in zip(state, one_state, strict=True)]
+        )
+        assert got.shape == one.shape and worst <= 1e-5, (arch, fmt, k, worst)
+
+
+def test_onnx_io_binding_carries_the_state_like_run(tmp_path):
+    """onnxruntime's IO binding (inputs and outputs bound once, the state ping-ponged between two buffers, as
+    ``benchmarks/latency.py`` times it) gives what ``InferenceSession.run`` gives, block after block."""
+    onnxruntime = pytest.importorskip("onnxruntime", reason="pip install 'nrstream[export]'")
+    model = tiny("gru")
+    exported = export_model(model, "onnx", tmp_path / "gru.onnx", label="gru")
+    run = loader("onnx", exported.path)
+    session = onnxruntime.InferenceSession(str(exported.path), providers=["CPUExecutionProvider"])
+    k = 10
+    frames, logits = np.zeros((1, k, 6), np.float32), np.zeros((1, k, 5), np.float32)
+    sets = [[np.zeros((1, *s[1:]), np.float32) for s in exported.state_shapes] for _ in range(2)]
+    inputs, outputs = [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+
+    def binding(src, dst):
+        b = session.io_binding()
+        wrap = onnxruntime.OrtValue.ortvalue_from_numpy
+        for name, arr in zip(inputs, [frames, *src], strict=True):
+            b.bind_ortvalue_input(name, wrap(arr))
+        for name, arr in zip(outputs, [logits, *dst], strict=True):
+            b.bind_ortvalue_output(name, wrap(arr))
+        return b
+
+    bindings = [binding(sets[0], sets[1]), binding(sets[1], sets[0])]
+    x = torch.randn(1, 100, 6, generator=torch.Generator().manual_seed(3))
+    state = [torch.zeros(1, *s[1:]) for s in exported.state_shapes]
+    for i in range(0, 100, k):
+        want, *state = run(x[:, i : i + k], state)
+        frames[...] = x[:, i : i + k].numpy()  # the device writes its next k frames in place
+        session.run_with_iobinding(bindings[(i // k) % 2])
+        assert np.allclose(logits, want.numpy(), atol=1e-6)
+        assert all(np.allclose(a, b.numpy(), atol=1e-6) for a, b in zip(sets[(i // k + 1) % 2], state, strict=True))

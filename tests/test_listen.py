@@ -290,6 +290,23 @@ def test_listen_on_a_checkpoint_equals_listen_on_the_run(trained, checkpoint, ca
     assert all(torch.equal(last[k], want[k]) for k in want) and last.keys() == want.keys()
 
 
+def test_blocks_of_k_frames_give_the_frame_by_frame_detections(trained):
+    """``frames_per_call = k``: the model called on k frames at a time gives what k = 1 gives, frame for frame."""
+    from nrstream.deploy.listen import ListenError, listen
+
+    run, rec, _ = trained
+    agent = TrainedAgent.load(run, "gru/ce_kl")
+    key = lambda r: [(d.frame, d.word, round(d.confidence, 4)) for d in r.detections["gru/ce_kl"]]  # noqa: E731
+    results = {k: listen([agent], audio_blocks(rec, 16000), frames_per_call=k, record=True) for k in (1, 4, 10, None)}
+    assert len(key(results[1])) >= 10
+    for k in (4, 10, None):
+        assert key(results[k]) == key(results[1]) and results[k].frames == results[1].frames, k
+        a, b = results[k].records["gru/ce_kl"], results[1].records["gru/ce_kl"]
+        assert np.allclose(a.arrays()[1], b.arrays()[1], atol=1e-5), k  # the top posterior of every frame
+    with pytest.raises(ListenError, match="frames per call must be a positive integer, got 0"):
+        listen([agent], audio_blocks(rec, 16000), frames_per_call=0)
+
+
 def test_export_from_a_checkpoint_equals_export_from_the_run(trained, checkpoint, tmp_path):
     from nrstream.deploy.export import export_agent
 

@@ -47,6 +47,23 @@ def test_any_chunk_size_tiles_the_same_stream(toy, noise):
             assert torch.equal(getattr(tiled, name), getattr(whole, name)), (size, name)
 
 
+def test_block_frames_is_a_speed_setting_only(toy):
+    """``block_frames`` (events drawn per refill) changes nothing a reader sees, in any chunking."""
+
+    def stream(block_frames: int | None = None) -> Stream:
+        noise = make_noise("gaussian", toy.splits["train"], recordings(), seed=5)
+        s = Stream(toy.splits["train"], noise, num_lanes=6, gaps=GapLengths(0, 9), seed=2)
+        if block_frames is not None:
+            s.block_frames = block_frames
+        return s
+
+    whole = read(stream(), 900, 900)
+    for block_frames, size in ((1, 1), (7, 13), (58, 58), (5000, 100)):
+        tiled = read(stream(block_frames), 900, size)
+        for name in FIELDS:
+            assert torch.equal(getattr(tiled, name), getattr(whole, name)), (block_frames, size, name)
+
+
 def test_chunk_shapes_and_dtypes(toy):
     chunk = make_stream(toy, "test", num_lanes=3, gap_min=1, gap_max=4).next_chunk(50)
     assert chunk.x.shape == (3, 50, toy.feature_size) and chunk.x.dtype == torch.float32

@@ -52,6 +52,14 @@ def add_parser(subparsers) -> None:
     p.add_argument(
         "--refractory", type=float, default=0.5, help="seconds after a detection with no other (default: %(default)s)"
     )
+    p.add_argument(
+        "--frames-per-call",
+        type=int,
+        default=None,
+        metavar="K",
+        help="call the model on K frames (K x 10 ms) at a time, state carried: a decision waits up to K - 1 hops "
+        "(default: one call per 1 s audio block)",
+    )
     p.set_defaults(func=run)
 
 
@@ -109,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     def show(label, d):
         print(_line(args.format, label, d, many), flush=True)
 
-    result = listen(agents, blocks, settings, record=truth is not None, on_detection=show)
+    result = listen(
+        agents, blocks, settings, record=truth is not None, on_detection=show, frames_per_call=args.frames_per_call
+    )
     if truth is None:
         return 0
     scored = score_listening(agents, result, truth, settings)

@@ -5,10 +5,14 @@ explicit::
 
     logits [B, T, C], state_1', ..., state_K' = model(frames [B, T, F], state_1, ..., state_K)
 
-``T`` (and ``B``) are dynamic. The state is the architecture's state flattened into its
-tensors in order (a GRU: one ``[B, layers, H]``; an LSTM: ``h`` and ``c``; the SNN: ``v, s, b``
-per layer and the readout membrane). A device starts from zeros of the shapes in the
-sidecar and feeds each call's new state to the next call, never resetting.
+``T`` (and ``B``) are dynamic: a device may call it once per 10 ms frame (``T = 1``) or on blocks
+of ``k`` frames with the state carried, which pays the fixed cost of a call once per ``k`` frames
+and delays a decision by up to ``k - 1`` frames; the outputs are the same frame for frame (tested
+for every exportable pair; ``benchmarks/latency.py`` times k = 1, 4, 10). The state is the
+architecture's state flattened into its tensors in order (a GRU: one ``[B, layers, H]``; an
+LSTM: ``h`` and ``c``; the SNN: ``v, s, b`` per layer and the readout membrane). A device
+starts from zeros of the shapes in the sidecar and feeds each call's new state to the next
+call, never resetting.
 
 Two ways to build the graph, tried in this order and each checked against eager PyTorch
 (T = 1 and T = 7, non-zero state, 1e-4) before anything is written:

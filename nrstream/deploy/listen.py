@@ -235,6 +235,7 @@ def listen(
     record: bool = False,
     on_detection: Callable[[str, Detection], None] | None = None,
     notify: Callable[[str], None] | None = None,
+    frames_per_call: int | None = None,
 ) -> ListenResult:
     """Feed ``blocks`` (mono float32 at the agents' rate) through every agent; see the module docstring.
 
@@ -245,9 +246,21 @@ def listen(
     :attr:`ListenResult.unusable_s`). Should an architecture still produce a non-finite logit or
     state (one ``isfinite`` reduction per block), its state is reset with a notice, the block's
     frames count as "don't know", and the detections after it carry ``after_reset=True``.
+
+    ``frames_per_call``: the model is called on exactly ``k`` frames ``[1, k, F]`` at a time, the
+    state carried from call to call (the remainder waits for the next audio block; the last
+    call at the end of the input may be shorter), as a device that runs the model every ``k``
+    hops does: the fixed cost of a call is paid once per ``k`` frames, and a decision waits up
+    to ``k - 1`` hops (``(k - 1) x 10 ms``). The outputs, and so the detections, are those of
+    frame-by-frame calls (up to float rounding). ``None`` (default): one call per audio block,
+    whatever number of frames the front end gives for it.
     """
     from nrstream.agent import Agent
 
+    if frames_per_call is not None and (
+        not isinstance(frames_per_call, int) or isinstance(frames_per_call, bool) or frames_per_call < 1
+    ):
+        raise ListenError(f"frames per call must be a positive integer, got {frames_per_call!r}")
     notify = notify or line_logger(logging.getLogger("nrstream.deploy.listen"))
 
     settings = settings or DetectorSettings()
@@ -264,13 +277,12 @@ def listen(
         lanes.append((a, fe, agent, detector))
     found: dict[str, list[Detection]] = {a.label: [] for a in agents}
     resets: dict[str, list[float]] = {a.label: [] for a in agents}
+    pending: dict[str, torch.Tensor] = {}  # frames_per_call: [t < k, F] features waiting for a full call
     samples = 0
     rate = lanes[0][1].sample_rate if lanes else 16000
     unusable = _Unusable(rate, notify)
 
-    def feed(a, agent, detector, feats):
-        if feats.shape[0] == 0:
-            return
+    def call(a, agent, detector, feats):
         with torch.no_grad():
             logits = agent(feats[None])[0]
         if not (bool(torch.isfinite(logits).all()) and _finite_state(agent.state)):
@@ -289,6 +301,22 @@ def listen(
             if on_detection is not None:
                 on_detection(a.label, d)
 
+    def feed(a, agent, detector, feats, last: bool = False):
+        if frames_per_call is None:
+            if feats.shape[0]:
+                call(a, agent, detector, feats)
+            return
+        if a.label in pending:
+            feats = torch.cat([pending.pop(a.label), feats])
+        whole = feats.shape[0] // frames_per_call * frames_per_call
+        for begin in range(0, whole, frames_per_call):
+            call(a, agent, detector, feats[begin : begin + frames_per_call])
+        rest = feats[whole:]
+        if rest.shape[0] and last:
+            call(a, agent, detector, rest)
+        elif rest.shape[0]:
+            pending[a.label] = rest
+
     for block in blocks:
         block = unusable.block(np.ascontiguousarray(block, dtype=np.float32), samples)
         block = torch.from_numpy(block)
@@ -298,7 +326,7 @@ def listen(
     unusable.close()
     frames = 0
     for a, fe, agent, detector in lanes:
-        feed(a, agent, detector, fe.flush())
+        feed(a, agent, detector, fe.flush(), last=True)
         frames = detector._state["offset"]
     records = {a.label: d.record for a, _, _, d in lanes if d.record is not None}
     frame_s = {a.label: d.frame_s for a, _, _, d in lanes}

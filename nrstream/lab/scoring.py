@@ -94,6 +94,7 @@ def decision_accuracy(
     agent = Agent(model, reset_policy)
     agent.reset(stream.num_lanes, stream.device)
     length = _chunk_length(stream, n, chunk_length)
+    stream.block_frames = length  # draw events for one chunk at a time: most lanes need one chunk in all
     seen = torch.zeros(stream.num_lanes, dtype=torch.long, device=stream.device)
     correct = torch.zeros((), dtype=torch.long, device=stream.device)
     total = torch.zeros((), dtype=torch.long, device=stream.device)
@@ -102,7 +103,8 @@ def decision_accuracy(
         chunk = stream.next_chunk(length)
         logits = agent.observe(chunk)
         scored = chunk.end & (chunk.sample_index <= n)
-        correct += ((logits.argmax(-1) == chunk.label) & scored).sum()
+        # argmax at the scored frames only (a few per lane and chunk), not over all [B, T, C]
+        correct += (logits[scored].argmax(-1) == chunk.label[scored]).sum()
         total += scored.sum()
         seen += chunk.end.sum(1)
         done, finite = torch.stack([(seen >= n).all(), torch.isfinite(logits).all()]).tolist()

@@ -198,6 +198,10 @@ class Stream:
         self._block: dict[str, torch.Tensor] | None = None
         self._covered = self._since = 0
         self.frames_read = 0
+        #: frames a block of drawn events covers at least: a speed setting, the output never depends
+        #: on it (a reader that stops after one short chunk, as the scoring of short streams does,
+        #: sets it to that chunk's length, so it does not draw 2048 frames' events per lane for 58)
+        self.block_frames = self.BLOCK_FRAMES
         # (frames_read, min event, max event) known exactly, and snapshots still on their way
         self._known = (0, 0, 0)
         self._pending: list[tuple[int, torch.Tensor, object]] = []
@@ -332,7 +336,7 @@ class Stream:
         self._snapshot(event)
         low, high = self._event_bounds()
         step = max(self._min_event, 1)
-        wanted = max(length, self.BLOCK_FRAMES)
+        wanted = max(length, self.block_frames)
         num_events = max(
             math.ceil(length / step) + 1, min(math.ceil(wanted / step) + 1, self.BLOCK_EVENTS // self.num_lanes)
         )
