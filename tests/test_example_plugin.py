@@ -1,4 +1,5 @@
-"""The example third-party plugin installs with pip and registers ``mingru`` like a built-in."""
+"""The example third-party plugin installs with pip and registers ``example_mingru`` like a built-in
+(its own name: the built-in ``mingru`` is taken)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def installed_mingru():
 @pytest.fixture
 def registry(installed_mingru, monkeypatch):
     # the example plus the built-ins it must coexist with; other plugins are not under test here
-    monkeypatch.setenv("NRSTREAM_LOAD_PLUGINS", "mingru,recurrent,ssm,snn,toy")
+    monkeypatch.setenv("NRSTREAM_LOAD_PLUGINS", "example_mingru,recurrent,ssm,snn,minimal,toy")
     reload_plugins()
     yield get_registry()
     monkeypatch.delenv("NRSTREAM_LOAD_PLUGINS")
@@ -51,14 +52,15 @@ def registry(installed_mingru, monkeypatch):
 
 
 def test_registered_by_its_distribution(registry):
-    assert "mingru" in registry.names("architecture")
-    assert registry.get("architecture", "mingru").plugin == "mingru"
-    assert {"rnn", "gru", "lstm", "ssm", "snn"} <= set(registry.names("architecture"))
+    assert "example_mingru" in registry.names("architecture")
+    assert registry.get("architecture", "example_mingru").plugin == "example_mingru"
+    assert {"rnn", "gru", "lstm", "ssm", "snn", "mingru"} <= set(registry.names("architecture"))
+    assert registry.get("architecture", "mingru").plugin == "minimal"  # the built-in, beside the example
     from nrstream.plugin.registry import describe_plugins
 
-    entry = next(p for p in describe_plugins() if p["name"] == "mingru")
+    entry = next(p for p in describe_plugins() if p["name"] == "example_mingru")
     assert entry["distribution"] == "nrstream-mingru"
-    assert entry["registers"] == {"architecture": ["mingru"]}
+    assert entry["registers"] == {"architecture": ["example_mingru"]}
 
 
 def test_runs_and_learns_on_the_toy_stream(registry):
@@ -67,7 +69,11 @@ def test_runs_and_learns_on_the_toy_stream(registry):
     torch.manual_seed(0)
     dataset = load_dataset("toy", seed=0)
     model = registry.create(
-        "architecture", "mingru", input_size=dataset.feature_size, num_classes=dataset.num_classes, hidden_size=32
+        "architecture",
+        "example_mingru",
+        input_size=dataset.feature_size,
+        num_classes=dataset.num_classes,
+        hidden_size=32,
     )
     stream = make_stream(dataset, "train", num_lanes=32, seed=0, device="cpu", gap_min=0, gap_max=0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -93,10 +99,12 @@ def test_runs_and_learns_on_the_toy_stream(registry):
 
 def test_passes_the_conformance_kit(registry):
     """What a plugin author runs: chunked == frame by frame, resets, gradients, shapes (float64, 1e-9)."""
-    check_architecture(registry.get("architecture", "mingru").factory, options={"hidden_size": 8}, name="mingru")
-    check_architecture(registry.get("architecture", "mingru").factory, dtype=torch.float32)
+    check_architecture(
+        registry.get("architecture", "example_mingru").factory, options={"hidden_size": 8}, name="example_mingru"
+    )
+    check_architecture(registry.get("architecture", "example_mingru").factory, dtype=torch.float32)
 
 
 def test_bad_config_value_is_quoted(registry):
     with pytest.raises(ValueError, match="hidden_size.*-3"):
-        registry.create("architecture", "mingru", input_size=4, num_classes=2, hidden_size=-3)
+        registry.create("architecture", "example_mingru", input_size=4, num_classes=2, hidden_size=-3)

@@ -22,6 +22,8 @@ __all__ = [
     "reset_columns",
     "linear_scan",
     "SCAN_METHODS",
+    "log_space_scan",
+    "chunked_scan",
 ]
 
 State = torch.Tensor | tuple
@@ -108,6 +110,94 @@ def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, method: str 
             a = torch.cat([a[:, :d], a[:, d:] * a[:, :-d]], dim=1)
         d *= 2
     return b
+
+
+def _log_floor(x: torch.Tensor) -> torch.Tensor:
+    """``log(x)`` for ``x >= 0``, with ``x = 0`` mapped to ``log(tiny)``: finite, so no NaN gradients anywhere."""
+    return torch.log(x.clamp_min(torch.finfo(x.dtype).tiny))
+
+
+def log_space_scan(log_a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor, positive: bool = False) -> torch.Tensor:
+    """All states of ``h_t = a_t * h_{t-1} + b_t`` computed in log space (Heinsen 2023; Feng et al. 2024).
+
+    ``h_t = exp(a*_t) h0 + exp(a*_t) * sum_{s<=t} exp(log b_s - a*_s)`` with ``a* = cumsum(log a)``:
+    one ``cumsum`` and one ``logcumsumexp`` over ``T``, both native kernels, so a chunk costs a
+    few passes over ``[B, T, N]`` instead of ``T`` Python steps or ``log2 T`` scan rounds.
+
+    Args:
+        log_a: ``[B, T, N]`` log decays (finite, ``<= 0``).
+        b: ``[B, T, N]`` inputs; with ``positive`` they must be ``>= 0`` (minGRU, minLSTM),
+            otherwise they are split into positive and negative parts (two ``logcumsumexp``).
+        h0: ``[B, N]`` the state before the first frame (any sign).
+
+    Returns ``h [B, T, N]``. Zeros enter as ``log(tiny)`` (at most ``T * tiny`` off), and
+    the precision is that of ``a*``: keep ``T`` moderate (:func:`chunked_scan` cuts it).
+    """
+    a_star = torch.cumsum(log_a, dim=1)
+
+    def accumulated(part: torch.Tensor) -> torch.Tensor:
+        return torch.exp(a_star + torch.logcumsumexp(_log_floor(part) - a_star, dim=1))
+
+    inputs = accumulated(b) if positive else accumulated(torch.relu(b)) - accumulated(torch.relu(-b))
+    return torch.exp(a_star) * h0[:, None] + inputs
+
+
+def chunked_scan(
+    log_a: torch.Tensor,
+    b: torch.Tensor,
+    h0: torch.Tensor,
+    reset: torch.Tensor | None,
+    *,
+    chunk_size: int,
+    positive: bool = False,
+    method: str = "log",
+) -> torch.Tensor:
+    """``h_t = a_t h_{t-1} + b_t`` over ``[B, T, N]`` with exact per-lane resets, ``chunk_size`` frames at a time.
+
+    ``reset [B, T]`` makes ``a_t = 0`` (the state is cleared just before frame ``t``).
+
+    ``method``:
+        ``log``: :func:`log_space_scan` per block of ``chunk_size`` frames (a loop over
+            blocks, not frames). A lane with a reset in a block takes its frames from its
+            first reset on from the exact parallel scan of :func:`linear_scan` (``a_t = 0``
+            there), so its earlier frames and every other lane are bit-identical to a run
+            without the reset.
+        ``parallel``: :func:`linear_scan`'s log-depth scan per block.
+        ``sequential``: a loop over frames (the stepwise form; the reference).
+    A single frame (``T = 1``) is always the stepwise ``a h + b``.
+    """
+    steps = b.shape[1]
+    if steps == 1 or method == "sequential":
+        a = torch.exp(log_a)
+        if reset is not None:
+            a = torch.where(reset[..., None], torch.zeros_like(a), a)
+        return linear_scan(a, b, h0, "sequential")
+    outputs, h = [], h0
+    for begin in range(0, steps, chunk_size):
+        end = min(begin + chunk_size, steps)
+        whole = begin == 0 and end == steps  # no slicing: a traced graph stays valid for any T
+        la, bb = (log_a, b) if whole else (log_a[:, begin:end], b[:, begin:end])
+        cut = None if reset is None else (reset if whole else reset[:, begin:end])
+        if method == "parallel":
+            a = torch.exp(la)
+            if cut is not None:
+                a = torch.where(cut[..., None], torch.zeros_like(a), a)
+            block = linear_scan(a, bb, h, "parallel")
+        else:
+            block = log_space_scan(la, bb, h, positive)
+            if cut is not None:
+                lanes = torch.nonzero(cut.any(1)).flatten()
+                if len(lanes):
+                    hit = cut[lanes]
+                    a = torch.where(hit[..., None], torch.zeros_like(la[lanes]), torch.exp(la[lanes]))
+                    exact = linear_scan(a, bb[lanes], h[lanes], "parallel")
+                    first = hit.to(torch.int8).argmax(1)  # each such lane's first reset frame
+                    before = torch.arange(end - begin, device=b.device)[None, :] < first[:, None]
+                    fixed = torch.where(before[..., None], block[lanes], exact)
+                    block = block.index_put((lanes,), fixed)
+        outputs.append(block)
+        h = block[:, -1]
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
 
 class Architecture(nn.Module):

@@ -4,6 +4,10 @@ minGRU ("Were RNNs All We Needed?", Feng et al. 2024) drops the hidden state fro
 GRU's gates, so both the gate and the candidate depend on the input frame alone::
 
     z_t = sigmoid(W_z x_t),  h~_t = W_h x_t,  h_t = (1 - z_t) * h_{t-1} + z_t * h~_t
+
+It registers ``example_mingru``: nrstream ships a full minGRU as the built-in ``mingru``
+(log-space parallel scan, stacked layers), and two plugins cannot register one name.
+This file stays the shortest complete plugin, a frame loop written for reading.
 """
 
 from __future__ import annotations
@@ -61,5 +65,6 @@ class MinGRU(nn.Module):
 
 @hookimpl
 def nrstream_register_architectures(register: ArchitectureRegister) -> None:
-    # The name users write in configs; taking a name another plugin has is an error.
-    register("mingru", MinGRU)
+    # The name users write in configs; taking a name another plugin has is an error
+    # (nrstream's built-in, log-space-scan minGRU is "mingru", so this one is "example_mingru").
+    register("example_mingru", MinGRU)

@@ -1,0 +1,246 @@
+"""``mamba``: a selective state-space model (Mamba, Gu & Dao 2023) in plain PyTorch.
+
+One block, with ``D = expand * d_model`` channels and ``N = d_state`` states per channel::
+
+    u, z   = in_proj(norm(x))                          two [B, T, D]
+    u      = silu(causal depthwise conv1d(u, d_conv))  carries the last d_conv - 1 inputs
+    dt, B, C = x_proj(u);  delta = softplus(dt_proj(dt))   input-dependent [B, T, D], [B, T, N], [B, T, N]
+    h_t    = exp(delta_t A) * h_{t-1} + delta_t B_t u_t    h [B, D, N], A = -exp(A_log) diagonal (S4D-real)
+    y      = (C_t . h_t + D_skip u_t) * silu(z_t)
+    x'     = x + out_proj(y)
+
+The recurrence is linear in ``h``, so a chunk is computed by a log-space scan in blocks of
+``chunk_size`` frames (:func:`~nrstream_plugins.architectures._common.chunked_scan`), not a
+loop over frames; a single frame is the stepwise update. A reset is exact: the SSM decay is
+zero at the reset frame and the convolution window hides every input before it, per lane.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nrstream import hookimpl
+from nrstream.contracts import ArchitectureRegister
+
+from ._common import Architecture, ArchitectureConfigError, chunked_scan, fraction, positive_float, positive_int
+
+__all__ = ["MambaLayer", "MambaClassifier", "MAMBA_SCANS", "NORMS"]
+
+MAMBA_SCANS = ("log", "parallel", "sequential")
+NORMS = ("rms", "layer")
+
+
+def causal_conv(
+    u: torch.Tensor, window: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, reset: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise causal convolution over a chunk, continuing from the carried window.
+
+    Args:
+        u: ``[B, T, D]`` this chunk's inputs.
+        window: ``[B, D, k - 1]`` the last ``k - 1`` inputs before the chunk.
+        weight: ``[D, k]`` (``weight[:, k - 1]`` multiplies the current frame); ``bias [D]``.
+        reset: ``[B, T]`` bool or None; an input before a lane's reset frame is invisible
+            to every output from that frame on, as if the window had been zeroed there.
+
+    Returns ``(out [B, T, D], window' [B, D, k - 1])``. Written as ``k`` shifted products
+    (``k`` is small) so that it traces and exports like any elementwise graph.
+    """
+    k, steps = weight.shape[1], u.shape[1]
+    ext = torch.cat([window.transpose(1, 2), u], dim=1)  # [B, k - 1 + T, D]
+    if reset is not None:
+        flags = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], dim=1)
+        seen = torch.cumsum(flags.to(torch.int32), dim=1)  # resets up to each position
+    out = bias
+    for j in range(k):
+        term = ext[:, j : j + steps] * weight[:, j]
+        if reset is not None:  # visible iff no reset in (t + j, t + k - 1]
+            visible = seen[:, k - 1 :] == seen[:, j : j + steps]
+            term = term * visible[..., None].to(term.dtype)
+        out = out + term
+    tail = ext[:, -(k - 1) :]
+    if reset is not None:
+        tail = tail * (seen[:, -1:] == seen[:, -(k - 1) :])[..., None].to(tail.dtype)
+    return out, tail.transpose(1, 2)
+
+
+class MambaLayer(nn.Module):
+    """One pre-norm residual Mamba block (see the module docstring). State: ``(window [B, D, k - 1], h [B, D, N])``."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_state: int,
+        d_conv: int,
+        expand: int,
+        dt_rank: int,
+        dt_min: float,
+        dt_max: float,
+        norm: str,
+        dropout: float,
+        chunk_size: int,
+        scan: str,
+    ) -> None:
+        super().__init__()
+        inner = expand * d_model
+        self.inner, self.d_state, self.dt_rank = inner, d_state, dt_rank
+        self.chunk_size, self.scan = chunk_size, scan
+        self.norm = nn.RMSNorm(d_model) if norm == "rms" else nn.LayerNorm(d_model)
+        self.in_proj = nn.Linear(d_model, 2 * inner, bias=False)
+        conv = nn.Conv1d(inner, inner, d_conv, groups=inner)  # only for torch's default initialisation
+        self.conv_weight = nn.Parameter(conv.weight.detach().reshape(inner, d_conv).clone())
+        self.conv_bias = nn.Parameter(conv.bias.detach().clone())
+        self.x_proj = nn.Linear(inner, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, inner)
+        nn.init.uniform_(self.dt_proj.weight, -(dt_rank**-0.5), dt_rank**-0.5)
+        # delta starts log-uniform in [dt_min, dt_max]: the bias is softplus^-1 of it
+        dt = torch.exp(torch.rand(inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        # S4D-real: A[d, n] = -(n + 1)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(inner, 1))
+        self.D = nn.Parameter(torch.ones(inner))
+        self.out_proj = nn.Linear(inner, d_model, bias=False)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, window: torch.Tensor, h0: torch.Tensor, reset: torch.Tensor | None):
+        """``x [B, T, d_model]`` -> ``(x' [B, T, d_model], window' [B, D, k-1], h [B, T, D * N])``."""
+        lanes, steps = x.shape[:2]
+        u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)
+        u, window = causal_conv(u, window, self.conv_weight, self.conv_bias, reset)
+        u = F.silu(u)
+        dt, b, c = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt))  # [B, T, D]
+        log_a = delta[..., None] * -torch.exp(self.A_log)  # [B, T, D, N], <= 0
+        bu = (delta * u)[..., None] * b[:, :, None, :]
+        flat = (lanes, steps, self.inner * self.d_state)
+        h = chunked_scan(
+            log_a.reshape(flat),
+            bu.reshape(flat),
+            h0.reshape(lanes, -1),
+            reset,
+            chunk_size=self.chunk_size,
+            method=self.scan,
+        )
+        y = (h.reshape(lanes, steps, self.inner, self.d_state) * c[:, :, None, :]).sum(-1) + self.D * u
+        y = self.out_proj(y * F.silu(z))
+        return x + self.drop(y), window, h
+
+
+class MambaClassifier(Architecture):
+    """Encoder, ``num_layers`` Mamba blocks, a final norm and a linear readout per frame.
+
+    Args:
+        input_size: ``F``, features per frame.
+        num_classes: ``C``, logits per frame.
+        hidden_size: ``d_model``, width of the residual stream.
+        num_layers: stacked Mamba blocks.
+        dropout: drop probability on each block's output (training only).
+        d_state: ``N``, SSM states per channel.
+        d_conv: ``k``, width of the causal depthwise convolution (``>= 2``).
+        expand: channels ``D = expand * hidden_size`` inside a block.
+        dt_rank: rank of the ``delta`` projection; ``"auto"`` is ``ceil(hidden_size / 16)``.
+        dt_min, dt_max: initial ``delta`` is log-uniform in ``[dt_min, dt_max]``
+            (``0 < dt_min < dt_max``); a large ``delta`` forgets fast.
+        norm: ``rms`` (RMSNorm, as Mamba) or ``layer`` (LayerNorm).
+        chunk_size: frames per block of the log-space scan (its rounding and memory).
+        scan: ``log`` (log-space scan), ``parallel`` (log-depth associative scan) or
+            ``sequential`` (a loop over frames, the reference).
+
+    State: ``(window [B, L, D, k - 1], h [B, L, D, N])``: each layer's last ``k - 1``
+    convolution inputs and its SSM state; zeros at the start, zeroed by a reset.
+
+    ``aux["hidden"]``: ``[B, T, D * N]``, the top layer's SSM state after each frame.
+    """
+
+    def __init__(
+        self,
+        *,
+        input_size: int,
+        num_classes: int,
+        hidden_size: int = 64,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_rank: int | str = "auto",
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        norm: str = "rms",
+        chunk_size: int = 64,
+        scan: str = "log",
+    ) -> None:
+        super().__init__(input_size=input_size, num_classes=num_classes)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
+        self.dropout = fraction("dropout", dropout)
+        self.d_state = positive_int("d_state", d_state)
+        self.d_conv = positive_int("d_conv", d_conv)
+        if self.d_conv < 2:
+            raise ArchitectureConfigError(f"d_conv must be an integer >= 2, got {d_conv!r}")
+        self.expand = positive_int("expand", expand)
+        self.dt_rank = math.ceil(self.hidden_size / 16) if dt_rank == "auto" else positive_int("dt_rank", dt_rank)
+        self.dt_max = positive_float("dt_max", dt_max)
+        self.dt_min = positive_float("dt_min", dt_min)
+        if not self.dt_min < self.dt_max:
+            raise ArchitectureConfigError(f"dt_min must be below dt_max ({dt_max!r}), got {dt_min!r}")
+        if norm not in NORMS:
+            raise ArchitectureConfigError(f"norm must be one of {', '.join(NORMS)}, got {norm!r}")
+        self.norm_kind = norm
+        self.chunk_size = positive_int("chunk_size", chunk_size)
+        if scan not in MAMBA_SCANS:
+            raise ArchitectureConfigError(f"scan must be one of {', '.join(MAMBA_SCANS)}, got {scan!r}")
+        self.scan = scan
+        self.inner = self.expand * self.hidden_size
+        self.encoder = nn.Linear(self.input_size, self.hidden_size)
+        self.layers = nn.ModuleList(
+            MambaLayer(
+                self.hidden_size,
+                self.d_state,
+                self.d_conv,
+                self.expand,
+                self.dt_rank,
+                self.dt_min,
+                self.dt_max,
+                norm,
+                self.dropout,
+                self.chunk_size,
+                scan,
+            )
+            for _ in range(self.num_layers)
+        )
+        self.norm = nn.RMSNorm(self.hidden_size) if norm == "rms" else nn.LayerNorm(self.hidden_size)
+        self.readout = nn.Linear(self.hidden_size, self.num_classes)
+
+    def initial_state(self, batch_size: int, device: torch.device | str | None = None):
+        """Zeros: ``(window [B, L, D, k - 1], h [B, L, D, N])``."""
+        shape = (batch_size, self.num_layers, self.inner)
+        return (
+            torch.zeros(*shape, self.d_conv - 1, device=device, dtype=self._dtype),
+            torch.zeros(*shape, self.d_state, device=device, dtype=self._dtype),
+        )
+
+    def forward(self, x: torch.Tensor, state, reset: torch.Tensor | None = None, aux: dict | None = None):
+        """Run ``x [B, T, F]`` from ``state``; return ``(logits [B, T, C], state)``.
+
+        ``reset [B, T]`` bool clears a lane's SSM state and convolution window just before that frame.
+        """
+        self._check(x, reset)
+        windows, states = state
+        y, new_windows, finals = self.encoder(x), [], []
+        for i, layer in enumerate(self.layers):
+            y, window, h = layer(y, windows[:, i], states[:, i], reset)
+            new_windows.append(window)
+            finals.append(h[:, -1].reshape(x.shape[0], self.inner, self.d_state))
+        if aux is not None:
+            aux["hidden"] = h
+        return self.readout(self.norm(y)), (torch.stack(new_windows, dim=1), torch.stack(finals, dim=1))
+
+
+@hookimpl
+def nrstream_register_architectures(register: ArchitectureRegister) -> None:
+    register("mamba", MambaClassifier)
