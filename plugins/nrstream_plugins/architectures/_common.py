@@ -150,13 +150,17 @@ def chunked_scan(
     *,
     chunk_size: int,
     positive: bool = False,
-    method: str = "log",
+    method: str = "auto",
 ) -> torch.Tensor:
     """``h_t = a_t h_{t-1} + b_t`` over ``[B, T, N]`` with exact per-lane resets, ``chunk_size`` frames at a time.
 
     ``reset [B, T]`` makes ``a_t = 0`` (the state is cleared just before frame ``t``).
 
     ``method``:
+        ``auto``: ``sequential`` on the CPU, ``log`` elsewhere. Measured on a 2-core CPU
+            (``B=256, T=100, N=160``, forward + backward, torch 2.9): the frame loop 45-83 ms,
+            the log-space scan 665 ms (``logcumsumexp`` costs about 25 ns per element on the
+            CPU), the log-depth scan 557 ms; a GPU runs the scans in a few kernels instead.
         ``log``: :func:`log_space_scan` per block of ``chunk_size`` frames (a loop over
             blocks, not frames). A lane with a reset in a block takes its frames from its
             first reset on from the exact parallel scan of :func:`linear_scan` (``a_t = 0``
@@ -167,6 +171,8 @@ def chunked_scan(
     A single frame (``T = 1``) is always the stepwise ``a h + b``.
     """
     steps = b.shape[1]
+    if method == "auto":
+        method = "sequential" if b.device.type == "cpu" else "log"
     if steps == 1 or method == "sequential":
         a = torch.exp(log_a)
         if reset is not None:

@@ -26,11 +26,20 @@ from torch import nn
 from nrstream import hookimpl
 from nrstream.contracts import ArchitectureRegister
 
-from ._common import Architecture, ArchitectureConfigError, chunked_scan, fraction, positive_float, positive_int
+from ._common import (
+    Architecture,
+    ArchitectureConfigError,
+    chunked_scan,
+    fraction,
+    positive_float,
+    positive_int,
+    reset_columns,
+    zero_lanes,
+)
 
 __all__ = ["MambaLayer", "MambaClassifier", "MAMBA_SCANS", "NORMS"]
 
-MAMBA_SCANS = ("log", "parallel", "sequential")
+MAMBA_SCANS = ("auto", "log", "parallel", "sequential")
 NORMS = ("rms", "layer")
 
 
@@ -106,28 +115,60 @@ class MambaLayer(nn.Module):
         self.out_proj = nn.Linear(inner, d_model, bias=False)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, window: torch.Tensor, h0: torch.Tensor, reset: torch.Tensor | None):
-        """``x [B, T, d_model]`` -> ``(x' [B, T, d_model], window' [B, D, k-1], h [B, T, D * N])``."""
+    def forward(
+        self, x: torch.Tensor, window: torch.Tensor, h0: torch.Tensor, reset: torch.Tensor | None, keep: bool = True
+    ):
+        """``x [B, T, d_model]``, ``window [B, D, k-1]``, ``h0 [B, D, N]`` ->
+        ``(x' [B, T, d_model], window', h_T [B, D, N], h [B, T, D * N] or None)``.
+
+        ``keep`` false lets the frame loop skip stacking the per-frame states ``h``.
+        """
         lanes, steps = x.shape[:2]
         u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)
         u, window = causal_conv(u, window, self.conv_weight, self.conv_bias, reset)
         u = F.silu(u)
         dt, b, c = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt))  # [B, T, D]
-        log_a = delta[..., None] * -torch.exp(self.A_log)  # [B, T, D, N], <= 0
-        bu = (delta * u)[..., None] * b[:, :, None, :]
-        flat = (lanes, steps, self.inner * self.d_state)
-        h = chunked_scan(
-            log_a.reshape(flat),
-            bu.reshape(flat),
-            h0.reshape(lanes, -1),
-            reset,
-            chunk_size=self.chunk_size,
-            method=self.scan,
-        )
-        y = (h.reshape(lanes, steps, self.inner, self.d_state) * c[:, :, None, :]).sum(-1) + self.D * u
-        y = self.out_proj(y * F.silu(z))
-        return x + self.drop(y), window, h
+        a_matrix = -torch.exp(self.A_log)  # [D, N]
+        scan = self.scan if self.scan != "auto" else ("sequential" if x.device.type == "cpu" else "log")
+        if scan == "sequential" or steps == 1:
+            y, h_last, h = self._steps(delta, a_matrix, u, b, c, h0, reset, keep)
+        else:
+            log_a = delta[..., None] * a_matrix  # [B, T, D, N], <= 0
+            bu = (delta * u)[..., None] * b[:, :, None, :]
+            flat = (lanes, steps, self.inner * self.d_state)
+            h = chunked_scan(
+                log_a.reshape(flat),
+                bu.reshape(flat),
+                h0.reshape(lanes, -1),
+                reset,
+                chunk_size=self.chunk_size,
+                method=scan,
+            )
+            y = (h.reshape(lanes, steps, self.inner, self.d_state) * c[:, :, None, :]).sum(-1)
+            h_last = h[:, -1].reshape(lanes, self.inner, self.d_state)
+        y = self.out_proj((y + self.D * u) * F.silu(z))
+        return x + self.drop(y), window, h_last, h
+
+    @staticmethod
+    def _steps(delta, a_matrix, u, b, c, h0, reset, keep: bool):
+        """The stepwise form, frame by frame, with no [B, T, D, N] inputs: ``(y [B, T, D], h_T [B, D, N], h | None)``.
+
+        On the CPU this is the fastest form: each frame's ``[B, D, N]`` work stays in cache,
+        where the scans stream several ``[B, T, D, N]`` tensors through memory.
+        """
+        cuts = set(reset_columns(reset))
+        h, outputs, states = h0, [], []
+        du = delta * u
+        frames = zip(delta.unbind(1), du.unbind(1), b.unbind(1), c.unbind(1), strict=True)
+        for t, (delta_t, du_t, b_t, c_t) in enumerate(frames):
+            if t in cuts:
+                h = zero_lanes(h, ~reset[:, t])
+            h = torch.exp(delta_t[..., None] * a_matrix) * h + du_t[..., None] * b_t[:, None, :]
+            outputs.append(torch.bmm(h, c_t[..., None]).squeeze(-1))
+            if keep:
+                states.append(h.flatten(1))
+        return torch.stack(outputs, 1), h, (torch.stack(states, 1) if keep else None)
 
 
 class MambaClassifier(Architecture):
@@ -147,8 +188,10 @@ class MambaClassifier(Architecture):
             (``0 < dt_min < dt_max``); a large ``delta`` forgets fast.
         norm: ``rms`` (RMSNorm, as Mamba) or ``layer`` (LayerNorm).
         chunk_size: frames per block of the log-space scan (its rounding and memory).
-        scan: ``log`` (log-space scan), ``parallel`` (log-depth associative scan) or
-            ``sequential`` (a loop over frames, the reference).
+        scan: ``log`` (log-space scan), ``parallel`` (log-depth associative scan),
+            ``sequential`` (a loop over frames, vectorised over lanes and channels) or
+            ``auto``: sequential on the CPU, where it is the fastest, ``log`` on accelerators.
+            All give the same numbers within rounding.
 
     State: ``(window [B, L, D, k - 1], h [B, L, D, N])``: each layer's last ``k - 1``
     convolution inputs and its SSM state; zeros at the start, zeroed by a reset.
@@ -172,7 +215,7 @@ class MambaClassifier(Architecture):
         dt_max: float = 0.1,
         norm: str = "rms",
         chunk_size: int = 64,
-        scan: str = "log",
+        scan: str = "auto",
     ) -> None:
         super().__init__(input_size=input_size, num_classes=num_classes)
         self.hidden_size = positive_int("hidden_size", hidden_size)
@@ -233,9 +276,10 @@ class MambaClassifier(Architecture):
         windows, states = state
         y, new_windows, finals = self.encoder(x), [], []
         for i, layer in enumerate(self.layers):
-            y, window, h = layer(y, windows[:, i], states[:, i], reset)
+            top = i == len(self.layers) - 1
+            y, window, h_last, h = layer(y, windows[:, i], states[:, i], reset, keep=top and aux is not None)
             new_windows.append(window)
-            finals.append(h[:, -1].reshape(x.shape[0], self.inner, self.d_state))
+            finals.append(h_last)
         if aux is not None:
             aux["hidden"] = h
         return self.readout(self.norm(y)), (torch.stack(new_windows, dim=1), torch.stack(finals, dim=1))

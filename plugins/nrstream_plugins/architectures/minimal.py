@@ -29,12 +29,13 @@ from ._common import Architecture, ArchitectureConfigError, chunked_scan, fracti
 __all__ = ["MinimalRNN", "MinGRU", "MinLSTM", "MINIMAL_SCANS"]
 
 #: How a chunk's recurrence is computed (all give the same numbers within rounding).
-MINIMAL_SCANS = ("log", "parallel", "sequential")
+MINIMAL_SCANS = ("auto", "log", "parallel", "sequential")
 
 
 def g(x: torch.Tensor) -> torch.Tensor:
     """The positive candidate activation: ``x + 0.5`` for ``x >= 0``, ``sigmoid(x)`` below (continuous at 0)."""
-    return torch.where(x >= 0, x.clamp_min(0) + 0.5, torch.sigmoid(x.clamp_max(0)))
+    # relu(x) + sigmoid(min(x, 0)) is the same function without torch.where, which is slow on the CPU
+    return torch.relu(x) + torch.sigmoid(x.clamp_max(0))
 
 
 class MinimalRNN(Architecture):
@@ -48,8 +49,11 @@ class MinimalRNN(Architecture):
         dropout: drop probability between layers and before the readout (training only).
         chunk_size: frames per block of the log-space scan; bounds its rounding (which grows
             with the summed log decays of a block) and its memory. Not a limit on ``T``.
-        scan: ``log`` (log-space scan, the training form), ``parallel`` (log-depth
-            associative scan) or ``sequential`` (a loop over frames, the reference).
+        scan: ``log`` (log-space scan, the paper's training form), ``parallel`` (log-depth
+            associative scan), ``sequential`` (a loop over frames, vectorised over lanes and
+            units) or ``auto``: sequential on the CPU, where it is the fastest (about 8x the
+            log-space scan, whose ``logcumsumexp`` is slow there), ``log`` on accelerators.
+            All give the same numbers within rounding.
 
     State: ``h [B, num_layers, H]``, zeros at the start; a reset zeroes a lane.
 
@@ -68,7 +72,7 @@ class MinimalRNN(Architecture):
         num_layers: int = 1,
         dropout: float = 0.0,
         chunk_size: int = 64,
-        scan: str = "log",
+        scan: str = "auto",
     ) -> None:
         super().__init__(input_size=input_size, num_classes=num_classes)
         self.hidden_size = positive_int("hidden_size", hidden_size)
