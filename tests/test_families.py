@@ -1,0 +1,253 @@
+"""The minimal gated RNNs (``mingru``, ``minlstm``) and the selective SSM (``mamba``): the contract,
+every scan against the frame loop, the carried convolution window, and hand-written references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nrstream.errors import ConfigError
+from nrstream.plugins import get_registry, reload_plugins
+from nrstream.testing import check_architecture
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+FAMILIES = ["mingru", "minlstm", "mamba"]
+SMALL = {"mingru": {"hidden_size": 8}, "minlstm": {"hidden_size": 8}, "mamba": {"hidden_size": 8, "d_state": 4}}
+SCANS = ["log", "parallel", "sequential"]
+
+
+@pytest.fixture(autouse=True)
+def family_plugins(monkeypatch):
+    monkeypatch.setenv("NRSTREAM_LOAD_PLUGINS", "minimal,mamba,recurrent,toy")
+    reload_plugins()
+    yield
+    monkeypatch.delenv("NRSTREAM_LOAD_PLUGINS")
+    reload_plugins()
+
+
+def build(name: str, **options) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return get_registry().create("architecture", name, input_size=5, num_classes=3, **{**SMALL[name], **options})
+
+
+def test_registered_by_their_plugins():
+    registry = get_registry()
+    assert registry.get("architecture", "mingru").plugin == "minimal"
+    assert registry.get("architecture", "minlstm").plugin == "minimal"
+    assert registry.get("architecture", "mamba").plugin == "mamba"
+
+
+@pytest.mark.parametrize("scan", SCANS)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_conformance(name, scan):
+    """The kit in float64 to 1e-9, two layers, blocks of 5 frames (so the 12-frame check crosses block edges)."""
+    factory = get_registry().get("architecture", name).factory
+    options = {**SMALL[name], "num_layers": 2, "scan": scan, "chunk_size": 5}
+    check_architecture(factory, options=options, name=f"{name}-{scan}")
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_conformance_in_float32(name):
+    factory = get_registry().get("architecture", name).factory
+    check_architecture(factory, options={**SMALL[name], "scan": "log"}, dtype=torch.float32, name=name)
+
+
+def run_in_chunks(model, x, reset, size):
+    state, outs = model.initial_state(x.shape[0], "cpu"), []
+    for begin in range(0, x.shape[1], size):
+        logits, state = model(x[:, begin : begin + size], state, reset[:, begin : begin + size])
+        outs.append(logits)
+    return torch.cat(outs, 1), state
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_scan_and_chunking_gives_the_frame_loop(name):
+    """30 frames, resets mid-block (frame 7, lane 0), on a chunk boundary (frame 9, lane 1) and at
+    frame 0 (lane 2): chunks of 4 with the log-space scan in blocks of 3 == the frame loop, frame by frame."""
+    torch.manual_seed(1)
+    x = torch.randn(3, 30, 5, dtype=torch.float64)
+    reset = torch.zeros(3, 30, dtype=torch.bool)
+    reset[0, 7] = reset[1, 9] = reset[2, 0] = reset[0, 22] = True
+    reference = build(name, num_layers=2, scan="sequential").double().eval()
+    want, want_state = run_in_chunks(reference, x, reset, 1)
+    for scan in SCANS:
+        model = build(name, num_layers=2, scan=scan, chunk_size=3).double().eval()
+        for size in (4, 30):
+            with torch.no_grad():
+                got, state = run_in_chunks(model, x, reset, size)
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+            flat = state if isinstance(state, tuple) else (state,)
+            flat_want = want_state if isinstance(want_state, tuple) else (want_state,)
+            for a, b in zip(flat, flat_want, strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+# --- hand-written references --------------------------------------------------------------
+
+
+def g(v: torch.Tensor) -> torch.Tensor:
+    return torch.where(v >= 0, v + 0.5, torch.sigmoid(v))
+
+
+@pytest.mark.parametrize("name", ["mingru", "minlstm"])
+def test_minimal_rnns_are_the_papers_equations(name):
+    """One layer against Feng et al.'s equations written as a plain loop, from a non-zero state."""
+    model = build(name, num_layers=1, scan="log").double().eval()
+    x = torch.randn(2, 9, 5, dtype=torch.float64)
+    start = torch.rand(2, 8, dtype=torch.float64)
+    h, expected = start, []
+    projected = model.layers[0](x)
+    for t in range(9):
+        if name == "mingru":
+            k, candidate = projected[:, t].chunk(2, -1)
+            z = torch.sigmoid(k)
+            h = (1 - z) * h + z * g(candidate)
+        else:
+            kf, ki, candidate = projected[:, t].chunk(3, -1)
+            f, i = torch.sigmoid(kf), torch.sigmoid(ki)
+            h = f / (f + i) * h + i / (f + i) * g(candidate)
+        expected.append(h)
+    aux: dict = {}
+    with torch.no_grad():
+        logits, state = model(x, start[:, None], aux=aux)
+    torch.testing.assert_close(aux["hidden"], torch.stack(expected, 1), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(state[:, 0], expected[-1], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(logits, model.readout(torch.stack(expected, 1)), rtol=1e-10, atol=1e-12)
+
+
+def mamba_reference(model, x: torch.Tensor) -> torch.Tensor:
+    """Mamba from zeros over a whole sequence, the textbook way: torch's padded ``conv1d`` and a frame loop."""
+    y = model.encoder(x)
+    for layer in model.layers:
+        u, z = layer.in_proj(layer.norm(y)).chunk(2, -1)
+        k = layer.conv_weight.shape[1]
+        conv = F.conv1d(
+            u.transpose(1, 2), layer.conv_weight[:, None], layer.conv_bias, padding=k - 1, groups=layer.inner
+        )
+        u = F.silu(conv[..., : x.shape[1]].transpose(1, 2))
+        dt, b, c = layer.x_proj(u).split([layer.dt_rank, layer.d_state, layer.d_state], -1)
+        delta = F.softplus(layer.dt_proj(dt))
+        a = -torch.exp(layer.A_log)
+        h = torch.zeros(x.shape[0], layer.inner, layer.d_state, dtype=x.dtype)
+        out = []
+        for t in range(x.shape[1]):
+            h = torch.exp(delta[:, t, :, None] * a) * h + delta[:, t, :, None] * b[:, t, None, :] * u[:, t, :, None]
+            out.append((h * c[:, t, None, :]).sum(-1) + layer.D * u[:, t])
+        y = y + layer.out_proj(torch.stack(out, 1) * F.silu(z))
+    return model.readout(model.norm(y))
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_mamba_is_the_textbook_block(scan):
+    model = build("mamba", num_layers=2, scan=scan, chunk_size=4).double().eval()
+    x = torch.randn(3, 11, 5, dtype=torch.float64)
+    with torch.no_grad():
+        logits, _ = model(x, model.initial_state(3, "cpu"))
+        torch.testing.assert_close(logits, mamba_reference(model, x), rtol=1e-10, atol=1e-10)
+
+
+def test_mamba_carries_the_last_inputs_as_its_convolution_window():
+    """After a chunk the window holds the last d_conv - 1 pre-convolution inputs, oldest first; a reset in the
+    last d_conv - 1 frames hides the inputs before it (they are zeros in the window)."""
+    model = build("mamba", num_layers=1, d_conv=4).double().eval()
+    x = torch.randn(2, 6, 5, dtype=torch.float64)
+    reset = torch.zeros(2, 6, dtype=torch.bool)
+    reset[1, 4] = True
+    with torch.no_grad():
+        _, (window, _) = model(x, model.initial_state(2, "cpu"), reset)
+        layer = model.layers[0]
+        u, _ = layer.in_proj(layer.norm(model.encoder(x))).chunk(2, -1)
+    torch.testing.assert_close(window[0, 0], u[0, 3:].T, rtol=0, atol=0)
+    torch.testing.assert_close(window[1, 0, :, 1:], u[1, 4:].T, rtol=0, atol=0)
+    assert torch.equal(window[1, 0, :, 0], torch.zeros(layer.inner, dtype=torch.float64))
+
+
+def test_mamba_convolution_window_crosses_chunk_boundaries():
+    """Chunks of 2 frames with d_conv = 4: every output needs inputs from earlier chunks, and equals the whole run."""
+    model = build("mamba", num_layers=2, d_conv=4).double().eval()
+    x = torch.randn(2, 10, 5, dtype=torch.float64)
+    no_reset = torch.zeros(2, 10, dtype=torch.bool)
+    with torch.no_grad():
+        whole = mamba_reference(model, x)
+        chunked, _ = run_in_chunks(model, x, no_reset, 2)
+    torch.testing.assert_close(chunked, whole, rtol=1e-10, atol=1e-10)
+
+
+def test_scan_helpers_agree_with_the_loop():
+    from nrstream_plugins.architectures._common import chunked_scan, linear_scan, log_space_scan
+
+    torch.manual_seed(3)
+    log_a = -torch.rand(3, 17, 6, dtype=torch.float64) * 3
+    b = torch.randn(3, 17, 6, dtype=torch.float64)
+    h0 = torch.randn(3, 6, dtype=torch.float64)
+    want = linear_scan(log_a.exp(), b, h0, "sequential")
+    torch.testing.assert_close(log_space_scan(log_a, b, h0), want, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(
+        log_space_scan(log_a, b.abs(), h0, positive=True), linear_scan(log_a.exp(), b.abs(), h0, "sequential")
+    )
+    reset = torch.rand(3, 17) < 0.2
+    cut = torch.where(reset[..., None], torch.zeros_like(log_a), log_a.exp())
+    want = linear_scan(cut, b, h0, "sequential")
+    for method in SCANS:
+        got = chunked_scan(log_a, b, h0, reset, chunk_size=4, method=method)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_gradients_are_finite_through_zero_inputs():
+    """Exact zeros enter the log-space scan as log(tiny): no NaN gradients (log 0 would give them)."""
+    from nrstream_plugins.architectures._common import log_space_scan
+
+    log_a = (-torch.rand(2, 9, 4, dtype=torch.float64)).requires_grad_()
+    b = torch.zeros(2, 9, 4, dtype=torch.float64, requires_grad=True)
+    log_space_scan(log_a, b, torch.zeros(2, 4, dtype=torch.float64)).sum().backward()
+    assert torch.isfinite(log_a.grad).all() and torch.isfinite(b.grad).all()
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_aux_hidden(name):
+    model = build(name).eval()
+    aux: dict = {}
+    model(torch.randn(2, 7, 5), model.initial_state(2, "cpu"), aux=aux)
+    width = model.inner * model.d_state if name == "mamba" else 8
+    assert aux["hidden"].shape == (2, 7, width)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("mingru", {"hidden_size": 0}, "hidden_size.*0"),
+        ("minlstm", {"num_layers": -1}, "num_layers.*-1"),
+        ("mingru", {"scan": "fft"}, "scan.*'fft'"),
+        ("minlstm", {"chunk_size": 0}, "chunk_size.*0"),
+        ("mamba", {"d_state": 0}, "d_state.*0"),
+        ("mamba", {"d_conv": 1}, "d_conv.*1"),
+        ("mamba", {"expand": 1.5}, "expand.*1.5"),
+        ("mamba", {"dt_rank": "big"}, "dt_rank.*'big'"),
+        ("mamba", {"dt_min": 0.5, "dt_max": 0.1}, "dt_min.*0.5"),
+        ("mamba", {"norm": "batch"}, "norm.*'batch'"),
+        ("mamba", {"dropout": 1.0}, "dropout.*1.0"),
+    ],
+)
+def test_bad_options_name_the_value(name, options, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        build(name, **options)
+    assert isinstance(info.value, ValueError) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_learns_toy_well_above_chance(name):
+    from test_architectures import toy_accuracy
+
+    from nrstream.datasets import load_dataset
+
+    dataset = load_dataset("toy", seed=0)
+    torch.manual_seed(0)
+    extra = {"hidden_size": 32, "num_layers": 1} if name != "mamba" else {"hidden_size": 16, "d_state": 4}
+    model = get_registry().create(
+        "architecture", name, input_size=dataset.feature_size, num_classes=dataset.num_classes, **extra
+    )
+    accuracy = toy_accuracy(model, dataset, 60, 1e-2)
+    chance = 1 / dataset.num_classes
+    assert accuracy > chance + 0.5 * (1 - chance), f"{name}: toy accuracy {accuracy:.2f}"
