@@ -14,7 +14,9 @@ from nrstream.plugin.registry import get_registry
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 FRAMES = 10_000
-#: (architecture, format) pairs that export; the other two raise ExportError saying why
+#: (architecture, format) pairs that export; the other two raise ExportError saying why. ``mingru``,
+#: ``minlstm`` and ``mamba`` export as the scripted frame loop ("looped"): their one-frame step is elementwise
+#: maths, linear maps and (``mamba``) the convolution window as shifted products.
 EXPORTABLE = [
     ("rnn", "torchscript"),
     ("rnn", "onnx"),
@@ -24,6 +26,12 @@ EXPORTABLE = [
     ("lstm", "onnx"),
     ("ssm", "torchscript"),
     ("snn", "onnx"),
+    ("mingru", "torchscript"),
+    ("mingru", "onnx"),
+    ("minlstm", "torchscript"),
+    ("minlstm", "onnx"),
+    ("mamba", "torchscript"),
+    ("mamba", "onnx"),
 ]
 
 
@@ -35,7 +43,9 @@ def tiny(arch: str) -> torch.nn.Module:
     20,000 frames.
     """
     torch.manual_seed(0)
-    extra = {"num_layers": 1} if arch == "ssm" else {}
+    extra = {"num_layers": 1} if arch in ("ssm", "mamba") else {}
+    if arch == "mamba":  # two states (convolution window, SSM state), both exported
+        extra["d_state"] = 4
     return get_registry().create("architecture", arch, input_size=6, num_classes=5, hidden_size=8, **extra).eval()
 
 

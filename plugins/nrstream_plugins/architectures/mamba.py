@@ -37,7 +37,7 @@ from ._common import (
     zero_lanes,
 )
 
-__all__ = ["MambaLayer", "MambaClassifier", "MAMBA_SCANS", "NORMS"]
+__all__ = ["RMSNorm", "MambaLayer", "MambaClassifier", "causal_conv", "MAMBA_SCANS", "NORMS"]
 
 MAMBA_SCANS = ("auto", "log", "parallel", "sequential")
 NORMS = ("rms", "layer")
@@ -76,6 +76,19 @@ def causal_conv(
     return out, tail.transpose(1, 2)
 
 
+class RMSNorm(nn.Module):
+    """``x / sqrt(mean(x^2) + eps) * weight`` over the last dimension, written out (``torch.nn.RMSNorm``
+    becomes ``aten::rms_norm``, which ONNX opset 17 has no translation for)."""
+
+    def __init__(self, size: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.square().mean(-1, keepdim=True) + self.eps) * self.weight
+
+
 class MambaLayer(nn.Module):
     """One pre-norm residual Mamba block (see the module docstring). State: ``(window [B, D, k - 1], h [B, D, N])``."""
 
@@ -97,7 +110,7 @@ class MambaLayer(nn.Module):
         inner = expand * d_model
         self.inner, self.d_state, self.dt_rank = inner, d_state, dt_rank
         self.chunk_size, self.scan = chunk_size, scan
-        self.norm = nn.RMSNorm(d_model) if norm == "rms" else nn.LayerNorm(d_model)
+        self.norm = RMSNorm(d_model) if norm == "rms" else nn.LayerNorm(d_model)
         self.in_proj = nn.Linear(d_model, 2 * inner, bias=False)
         conv = nn.Conv1d(inner, inner, d_conv, groups=inner)  # only for torch's default initialisation
         self.conv_weight = nn.Parameter(conv.weight.detach().reshape(inner, d_conv).clone())
@@ -256,7 +269,7 @@ class MambaClassifier(Architecture):
             )
             for _ in range(self.num_layers)
         )
-        self.norm = nn.RMSNorm(self.hidden_size) if norm == "rms" else nn.LayerNorm(self.hidden_size)
+        self.norm = RMSNorm(self.hidden_size) if norm == "rms" else nn.LayerNorm(self.hidden_size)
         self.readout = nn.Linear(self.hidden_size, self.num_classes)
 
     def initial_state(self, batch_size: int, device: torch.device | str | None = None):
