@@ -251,3 +251,18 @@ def test_learns_toy_well_above_chance(name):
     accuracy = toy_accuracy(model, dataset, 60, 1e-2)
     chance = 1 / dataset.num_classes
     assert accuracy > chance + 0.5 * (1 - chance), f"{name}: toy accuracy {accuracy:.2f}"
+
+
+def test_plugins_command_lists_them_with_their_options(capsys):
+    from nrstream.cli import main
+
+    assert main(["plugins", "--options"]) == 0
+    out = capsys.readouterr().out
+    assert "    architecture: mingru, minlstm" in out
+    assert "        mingru: hidden_size=128, num_layers=1, dropout=0.0, chunk_size=64, scan=auto" in out
+    assert "        mamba: hidden_size=64, num_layers=2, dropout=0.0, d_state=16, d_conv=4, expand=2, dt_rank=auto" in out
+    from nrstream.plugins import describe_plugins
+
+    (entry,) = [p for p in describe_plugins() if p["name"] == "mamba"]
+    assert entry["options"]["architecture"]["mamba"]["d_state"] == 16
+    assert "input_size" not in entry["options"]["architecture"]["mamba"]  # filled by nrstream, not an option

@@ -274,6 +274,27 @@ class Registry:
         except RuntimeError as exc:  # e.g. torch refusing a negative size an option asked for
             raise OptionError(f"{kind} {name!r}: cannot be built with these options: {_first_line(exc)}") from exc
 
+    def option_defaults(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The options a config may set and their defaults (``"required"`` without one); None: any.
+
+        An architecture's ``input_size`` and ``num_classes`` are filled by nrstream, not options.
+        Defaults that are not JSON scalars are shown by their ``repr``.
+        """
+        found = _parameters(self.get(kind, name).factory)
+        skip = ("input_size", "num_classes") if kind == "architecture" else ()
+        names = self.option_names(kind, name, skip)
+        if found is None or names is None:
+            return None
+        params, _ = found
+        out: dict[str, Any] = {}
+        for option in names:
+            default = params[option].default
+            if default is inspect.Parameter.empty:
+                out[option] = "required"
+            else:
+                out[option] = default if isinstance(default, str | int | float | bool | type(None)) else repr(default)
+        return out
+
     def by_plugin(self, plugin: str) -> dict[str, list[str]]:
         return {
             kind: sorted(n for n, r in items.items() if r.plugin == plugin)
@@ -383,7 +404,8 @@ def reload_plugins() -> None:
 
 
 def describe_plugins() -> list[dict[str, Any]]:
-    """One entry per loaded plugin: its name, distribution, version and what it registers."""
+    """One entry per loaded plugin: its name, distribution, version, what it registers and the options of each
+    component (``{kind: {name: {option: default}}}``, see :meth:`Registry.option_defaults`)."""
     pm = get_plugin_manager()
     registry = get_registry()
     out = []
@@ -396,6 +418,10 @@ def describe_plugins() -> list[dict[str, Any]]:
                 "version": version,
                 "hooks": sorted(h.name for h in pm.get_hookcallers(pm.get_plugin(name)) or []),
                 "registers": registry.by_plugin(name),
+                "options": {
+                    kind: {n: registry.option_defaults(kind, n) for n in names}
+                    for kind, names in registry.by_plugin(name).items()
+                },
             }
         )
     return out
