@@ -260,7 +260,9 @@ def test_plugins_command_lists_them_with_their_options(capsys):
     out = capsys.readouterr().out
     assert "    architecture: mingru, minlstm" in out
     assert "        mingru: hidden_size=128, num_layers=1, dropout=0.0, chunk_size=64, scan=auto" in out
-    assert "        mamba: hidden_size=64, num_layers=2, dropout=0.0, d_state=16, d_conv=4, expand=2, dt_rank=auto" in out
+    assert (
+        "        mamba: hidden_size=64, num_layers=2, dropout=0.0, d_state=16, d_conv=4, expand=2, dt_rank=auto" in out
+    )
     from nrstream.plugins import describe_plugins
 
     (entry,) = [p for p in describe_plugins() if p["name"] == "mamba"]
