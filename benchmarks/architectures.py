@@ -1,137 +1,206 @@
-"""Throughput of the registered architectures, in frames per second.
+"""Training speed and B = 1 latency of every architecture family against the GRU, at a matched parameter count.
 
-For each architecture: inference forward on whole chunks, forward + backward (training),
-and inference fed one frame at a time (what a streaming agent does), plus the ratio of
-the chunked to the frame-by-frame forward. Frames = lanes x frames per chunk. Each figure
-is the median over ``--repeats`` timed runs after ``--warmup`` untimed ones.
+Each family is sized (its ``hidden_size`` searched, the other options at the values below)
+to the parameter count of the GRU with ``--hidden`` units, so that "per frame" compares
+models of one size. Two measurements per family:
 
-    python benchmarks/architectures.py                       # CPU, B=256, chunk 100, H=128
-    python benchmarks/architectures.py --device cuda --json results/arch.json
+* **training**: frames per second of a bare training step on one pre-built chunk
+  ``[B, T, F]`` (forward from the carried state, cross-entropy on every frame, backward,
+  AdamW step, the state detached for the next chunk: truncated BPTT). No stream, so the
+  figure is the architecture's cost. ``slowdown = GRU frames/s / family frames/s``
+  (target <= 2.5: no family more than 2.5x slower than the GRU per frame).
+* **latency**: microseconds per frame at ``B = 1``, fed one frame at a time with the state
+  carried (what a streaming agent does), eval mode, no gradients.
+
+The cases are measured in alternating short blocks (``--seconds`` each, round robin, the
+order reversed every other round) for ``--repeats`` rounds; each round's ratio pairs
+measurements taken seconds apart, and the table shows the median ratio with its min-max
+spread over rounds, so a load spike on this shared machine shows as spread instead of
+biasing one family. The load average and torch's thread count are recorded.
+
+    python benchmarks/architectures.py                                   # CPU, B=256, T=100, GRU H=128
+    python benchmarks/architectures.py --threads 1 --json docs/results/families_speed/speed.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 
 import torch
+from _common import add_common_options, machine, measure_rate, print_table, setup, write_json
 
-from nrstream.atomic import atomic_file
+from nrstream.agent import detach_state
 from nrstream.plugin.registry import get_registry
 
-DEFAULT_ARCHITECTURES = ["rnn", "gru", "lstm", "ssm", "snn"]
+FAMILIES = ("rnn", "gru", "lstm", "ssm", "snn", "mingru", "minlstm", "mamba")
+#: the options each family keeps while its hidden_size is searched
+BASE_OPTIONS = {
+    "rnn": {},
+    "gru": {},
+    "lstm": {},
+    "ssm": {"num_layers": 2},
+    "snn": {},
+    "mingru": {"num_layers": 2},
+    "minlstm": {"num_layers": 2},
+    "mamba": {"num_layers": 2, "d_state": 16, "expand": 2},
+}
+TARGET = 2.5  # the largest acceptable training slowdown per frame against the GRU
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, device: torch.device, repeats: int, warmup: int) -> float:
-    """Median seconds of ``fn()``."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        begin = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - begin)
-    return statistics.median(times)
-
-
-def measure(name: str, args: argparse.Namespace) -> dict:
-    device = torch.device(args.device)
-    torch.manual_seed(0)
-    model = (
-        get_registry()
-        .create("architecture", name, input_size=args.input_size, num_classes=args.classes, hidden_size=args.hidden)
-        .to(device)
-    )
-    x = torch.randn(args.batch, args.chunk, args.input_size, device=device)
-    state = model.initial_state(args.batch, device)
-    frames = args.batch * args.chunk
-
-    def forward():
-        with torch.no_grad():
-            model(x, state)
-
-    def train_step():
-        logits, _ = model(x, state)
-        model.zero_grad(set_to_none=True)
-        logits.float().square().mean().backward()
-
-    def frame_by_frame():
-        with torch.no_grad():
-            carried = state
-            for t in range(args.chunk):
-                _, carried = model(x[:, t : t + 1], carried)
-
-    model.eval()
-    fwd = _timed(forward, device, args.repeats, args.warmup)
-    per_frame = _timed(frame_by_frame, device, args.repeats, args.warmup)
-    model.train()
-    fwd_bwd = _timed(train_step, device, args.repeats, args.warmup)
-    return {
-        "arch": name,
-        "parameters": int(model.num_parameters),
-        "forward_fps": frames / fwd,
-        "forward_backward_fps": frames / fwd_bwd,
-        "frame_by_frame_fps": frames / per_frame,
-        "chunked_over_frame_by_frame": per_frame / fwd,
-    }
-
-
-def main(argv: list[str] | None = None) -> list[dict]:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batch", type=int, default=256, help="lanes B")
-    parser.add_argument("--chunk", type=int, default=100, help="frames T per chunk")
-    parser.add_argument("--hidden", type=int, default=128, help="hidden_size H")
-    parser.add_argument("--input-size", type=int, default=40, help="features F per frame")
-    parser.add_argument("--classes", type=int, default=12)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--arch", nargs="+", default=DEFAULT_ARCHITECTURES, help="registered architecture names")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    add_common_options(parser, seconds=1.0, repeats=5)
+    parser.add_argument("--arch", nargs="+", default=list(FAMILIES), help="families (default: all eight)")
+    parser.add_argument("--latency-frames", type=int, default=50, help="frames per latency call (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if "gru" not in args.arch:
+        args.arch = ["gru", *args.arch]  # the reference of every ratio
+    return args
 
-    rows = []
-    header = f"{'arch':<8}{'params':>10}{'fwd fr/s':>14}{'fwd+bwd fr/s':>15}{'per-frame fr/s':>16}{'chunk/frame':>13}"
-    print(
-        f"device={args.device} B={args.batch} T={args.chunk} H={args.hidden} F={args.input_size} "
-        f"threads={torch.get_num_threads()} torch={torch.__version__} (median of {args.repeats})"
+
+def build(name: str, args: argparse.Namespace, hidden: int) -> torch.nn.Module:
+    torch.manual_seed(args.seed)
+    return get_registry().create(
+        "architecture",
+        name,
+        input_size=args.features,
+        num_classes=args.classes,
+        hidden_size=hidden,
+        **BASE_OPTIONS.get(name, {}),
     )
-    print(header)
+
+
+def matched_hidden(name: str, args: argparse.Namespace, target: int) -> int:
+    """The ``hidden_size`` whose parameter count is closest to ``target`` (they grow with it: bisection)."""
+    low, high = 1, 4096
+    while high - low > 1:
+        middle = (low + high) // 2
+        if build(name, args, middle).num_parameters < target:
+            low = middle
+        else:
+            high = middle
+    return min((low, high), key=lambda h: abs(build(name, args, h).num_parameters - target))
+
+
+def training_case(model: torch.nn.Module, args: argparse.Namespace, device: torch.device):
+    """One bare training step per call; returns the frames it processed."""
+    model = model.to(device).train()
+    generator = torch.Generator().manual_seed(args.seed)
+    x = torch.randn(args.batch, args.chunk, args.features, generator=generator).to(device)
+    target = torch.randint(0, args.classes, (args.batch * args.chunk,), generator=generator).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    carried = {"state": model.initial_state(args.batch, device)}
+
+    def step() -> int:
+        logits, state = model(x, detach_state(carried["state"]))
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, args.classes), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        carried["state"] = state
+        return args.batch * args.chunk
+
+    return step
+
+
+def latency_case(model: torch.nn.Module, args: argparse.Namespace, device: torch.device):
+    """``--latency-frames`` frames fed one at a time at B = 1, the state carried; returns the frame count."""
+    model = model.to(device).eval()
+    frames = torch.randn(1, args.latency_frames, args.features, generator=torch.Generator().manual_seed(1)).to(device)
+    carried = {"state": model.initial_state(1, device)}
+
+    def step() -> int:
+        with torch.no_grad():
+            state = carried["state"]
+            for frame in frames.unbind(1):
+                _, state = model(frame[:, None], state)
+            carried["state"] = state
+        return args.latency_frames
+
+    return step
+
+
+def alternating_blocks(cases: dict, device: torch.device, args: argparse.Namespace) -> dict[str, list[float]]:
+    """frames/s of every case: ``--repeats`` rounds of one ``--seconds`` block each, reversed every other round."""
+    for step in cases.values():
+        step()  # warm-up (allocations, first-call costs), not timed
+    runs: dict[str, list[float]] = {name: [] for name in cases}
+    for r in range(args.repeats):
+        order = list(cases) if r % 2 == 0 else list(reversed(cases))
+        for name in order:
+            runs[name].append(measure_rate(cases[name], device, args.seconds)["fps"])
+        print(f"  round {r + 1}/{args.repeats} done ({time.strftime('%H:%M:%S')})", flush=True)
+    return runs
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = setup(args)
+    target = build("gru", args, args.hidden).num_parameters
+    sizes = {name: (args.hidden if name == "gru" else matched_hidden(name, args, target)) for name in args.arch}
+    models = {name: build(name, args, sizes[name]) for name in args.arch}
+    print(
+        f"device={device} B={args.batch} T={args.chunk} F={args.features} C={args.classes} "
+        f"GRU H={args.hidden} ({target:,} parameters) threads={torch.get_num_threads()} rounds={args.repeats}"
+    )
+    print("training (alternating blocks):")
+    train_runs = alternating_blocks({n: training_case(m, args, device) for n, m in models.items()}, device, args)
+    latency_models = {name: build(name, args, sizes[name]) for name in args.arch}
+    print("latency, B = 1, frame by frame (alternating blocks):")
+    latency_runs = alternating_blocks(
+        {n: latency_case(m, args, device) for n, m in latency_models.items()}, device, args
+    )
+
+    cases, slowdown, latency_ratio = {}, {}, {}
     for name in args.arch:
-        row = measure(name, args)
-        rows.append(row)
-        print(
-            f"{name:<8}{row['parameters']:>10,}{row['forward_fps']:>14,.0f}{row['forward_backward_fps']:>15,.0f}"
-            f"{row['frame_by_frame_fps']:>16,.0f}{row['chunked_over_frame_by_frame']:>12.1f}x",
-            flush=True,
-        )
-    if args.json:
-        payload = {
-            "config": vars(args),
-            "environment": {
-                "torch": torch.__version__,
-                "python": platform.python_version(),
-                "threads": torch.get_num_threads(),
-                "machine": platform.machine(),
-            },
-            "results": rows,
+        # paired per round: the GRU's block of the same round
+        slow = [g / f for g, f in zip(train_runs["gru"], train_runs[name], strict=True)]
+        lat = [1e6 / f for f in latency_runs[name]]
+        lat_ratio = [g / f for g, f in zip(latency_runs["gru"], latency_runs[name], strict=True)]
+        slowdown[name], latency_ratio[name] = spread(slow), spread(lat_ratio)
+        cases[name] = {
+            "options": {"hidden_size": sizes[name], **BASE_OPTIONS.get(name, {})},
+            "parameters": int(models[name].num_parameters),
+            "train_fps": spread(train_runs[name]),
+            "train_fps_runs": train_runs[name],
+            "latency_us_per_frame": spread(lat),
+            "latency_fps_runs": latency_runs[name],
         }
-        with atomic_file(args.json) as tmp:  # never a half-written results file
-            tmp.write_text(json.dumps(payload, indent=2))
-    return rows
+    payload = {
+        "benchmark": "architectures",
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "env_id")},
+        "machine": machine(device),
+        "cases": cases,
+        "fps": {name: cases[name]["train_fps"]["median"] for name in args.arch},
+        "latency_us": {name: cases[name]["latency_us_per_frame"]["median"] for name in args.arch},
+        "ratios": {f"gru/{name} training": slowdown[name] for name in args.arch if name != "gru"}
+        | {f"{name}/gru latency": {k: 1 / v for k, v in latency_ratio[name].items()} for name in args.arch},
+        "targets": {
+            f"gru/{name} training": {"target": TARGET, "met": slowdown[name]["median"] <= TARGET}
+            for name in args.arch
+            if name != "gru"
+        },
+    }
+    print(f"{'arch':<9}{'params':>9}{'hidden':>8}{'train fr/s':>12}{'slowdown (min-max)':>24}{'B=1 us/frame':>14}")
+    for name in args.arch:
+        s, c = slowdown[name], cases[name]
+        print(
+            f"{name:<9}{c['parameters']:>9,}{sizes[name]:>8}{c['train_fps']['median']:>12,.0f}"
+            f"{s['median']:>10.2f}x ({s['min']:.2f}-{s['max']:.2f})"
+            f"{c['latency_us_per_frame']['median']:>14,.0f}"
+        )
+    missed = [n for n, t in payload["targets"].items() if not t["met"]]
+    print_table([("target", f"training slowdown <= {TARGET}x the GRU: missed by {missed or 'none'}")])
+    print(f"  load average: {payload['machine']['loadavg_start']} at start, {payload['machine']['loadavg']} at end")
+    write_json(args.json, payload)
+    return payload
 
 
 if __name__ == "__main__":

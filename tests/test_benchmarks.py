@@ -126,6 +126,24 @@ def test_profile_evaluation_smoke(tmp_path):
     assert "cProfile, by internal time" in text and "torch.profiler" in text and "evaluate_agent" in text
 
 
+def test_architectures_smoke(tmp_path):
+    """Every family sized to the GRU's parameter count, trained and stepped at B = 1; ratios paired per round."""
+    payload = run_script("architectures", [*TINY, "--repeats", "2", "--latency-frames", "3"], tmp_path)
+    families = {"rnn", "gru", "lstm", "ssm", "snn", "mingru", "minlstm", "mamba"}
+    assert set(payload["cases"]) == families and set(payload["fps"]) == families
+    assert _positive(payload["fps"].values()) and _positive(payload["latency_us"].values())
+    gru = payload["cases"]["gru"]["parameters"]
+    for name, case in payload["cases"].items():
+        assert abs(case["parameters"] - gru) <= 0.25 * gru, (name, case["parameters"], gru)  # matched sizes
+        assert len(case["train_fps_runs"]) == 2 and len(case["latency_fps_runs"]) == 2
+    assert payload["ratios"]["gru/gru latency"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    slowdown = payload["ratios"]["gru/mamba training"]
+    assert slowdown["min"] <= slowdown["median"] <= slowdown["max"]
+    assert set(payload["targets"]) == {f"gru/{n} training" for n in families - {"gru"}}
+    assert payload["targets"]["gru/mamba training"]["target"] == 2.5
+    assert payload["machine"]["torch_threads"] == 1 and len(payload["machine"]["loadavg"]) == 3
+
+
 @pytest.mark.parametrize("extra", [["--train-steps", "2"], ["--train-steps", "0", "--reset", "oracle"]])
 def test_soak_smoke(tmp_path, extra):
     payload = run_script("soak", [*TINY, "--frames", "20000", *extra], tmp_path, tiny_shapes=True)
