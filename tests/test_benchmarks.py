@@ -129,7 +129,7 @@ def test_profile_evaluation_smoke(tmp_path):
 def test_architectures_smoke(tmp_path):
     """Every family sized to the GRU's parameter count, trained and stepped at B = 1; ratios paired per round."""
     payload = run_script("architectures", [*TINY, "--repeats", "2", "--latency-frames", "3"], tmp_path)
-    families = {"rnn", "gru", "lstm", "ssm", "snn", "mingru", "minlstm", "mamba"}
+    families = {"rnn", "gru", "lstm", "ssm", "snn", "mingru", "minlstm", "mamba", "mamba_n4"}
     assert set(payload["cases"]) == families and set(payload["fps"]) == families
     assert _positive(payload["fps"].values()) and _positive(payload["latency_us"].values())
     gru = payload["cases"]["gru"]["parameters"]
@@ -141,6 +141,7 @@ def test_architectures_smoke(tmp_path):
     assert slowdown["min"] <= slowdown["median"] <= slowdown["max"]
     assert set(payload["targets"]) == {f"gru/{n} training" for n in families - {"gru"}}
     assert payload["targets"]["gru/mamba training"]["target"] == 2.5
+    assert payload["cases"]["mamba_n4"]["arch"] == "mamba" and payload["cases"]["mamba_n4"]["options"]["d_state"] == 4
     assert payload["machine"]["torch_threads"] == 1 and len(payload["machine"]["loadavg"]) == 3
 
 

@@ -177,7 +177,8 @@ class MambaLayer(nn.Module):
         for t, (delta_t, du_t, b_t, c_t) in enumerate(frames):
             if t in cuts:
                 h = zero_lanes(h, ~reset[:, t])
-            h = torch.exp(delta_t[..., None] * a_matrix) * h + du_t[..., None] * b_t[:, None, :]
+            # the input term as a batched outer product: bmm's backward needs no broadcast reductions
+            h = torch.exp(delta_t[..., None] * a_matrix) * h + torch.bmm(du_t[..., None], b_t[:, None, :])
             outputs.append(torch.bmm(h, c_t[..., None]).squeeze(-1))
             if keep:
                 states.append(h.flatten(1))
