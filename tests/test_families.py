@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from nrstream.errors import ConfigError
-from nrstream.plugins import get_registry, reload_plugins
+from nrstream.plugin.registry import get_registry, reload_plugins
 from nrstream.testing import check_architecture
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -240,7 +240,7 @@ def test_bad_options_name_the_value(name, options, message):
 def test_learns_toy_well_above_chance(name):
     from test_architectures import toy_accuracy
 
-    from nrstream.datasets import load_dataset
+    from nrstream.data.datasets import load_dataset
 
     dataset = load_dataset("toy", seed=0)
     torch.manual_seed(0)
@@ -263,7 +263,7 @@ def test_plugins_command_lists_them_with_their_options(capsys):
     assert (
         "        mamba: hidden_size=64, num_layers=2, dropout=0.0, d_state=16, d_conv=4, expand=2, dt_rank=auto" in out
     )
-    from nrstream.plugins import describe_plugins
+    from nrstream.plugin.registry import describe_plugins
 
     (entry,) = [p for p in describe_plugins() if p["name"] == "mamba"]
     assert entry["options"]["architecture"]["mamba"]["d_state"] == 16

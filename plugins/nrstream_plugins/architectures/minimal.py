@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nrstream import hookimpl
-from nrstream.contracts import ArchitectureRegister
+from nrstream.plugin.contracts import ArchitectureRegister
 
 from ._common import Architecture, ArchitectureConfigError, chunked_scan, fraction, positive_int
 
