@@ -469,6 +469,40 @@ def t_training_benchmark() -> str:
     return table(header, rows, numeric(header, 1)) + "\n\n" + note
 
 
+def t_families_speed() -> str:
+    """``benchmarks/architectures.py``: every family at the GRU's parameter count (issue 28)."""
+    data = json.loads((RESULTS / "families_speed" / "speed.json").read_text(encoding="utf-8"))
+    header = ["case", "options", "parameters", "training frames/s", "GRU / case, per frame (min–max)"]
+    header += ["B = 1 µs per frame", "case / GRU, B = 1 (min–max)"]
+    rows = []
+    for name, case in data["cases"].items():
+        options = ", ".join(f"{k} {v}" for k, v in case["options"].items())
+        slow = data["ratios"].get(f"gru/{name} training", {"median": 1.0, "min": 1.0, "max": 1.0})
+        late = data["ratios"][f"{name}/gru latency"]
+        rows.append(
+            [
+                f"`{name}`",
+                options,
+                f"{case['parameters']:,}",
+                f"{case['train_fps']['median']:,.0f}",
+                f"{slow['median']:.2f}× ({slow['min']:.2f}–{slow['max']:.2f})",
+                f"{case['latency_us_per_frame']['median']:,.0f}",
+                f"{late['median']:.2f}× ({late['min']:.2f}–{late['max']:.2f})",
+            ]
+        )
+    s, m = data["settings"], data["machine"]
+    missed = [k.split("/")[1].split()[0] for k, t in data["targets"].items() if not t["met"]]
+    note = (
+        f"*Data:* `docs/results/families_speed/speed.json` (B = {s['batch']}, T = {s['chunk']}, F = {s['features']}, "
+        f"C = {s['classes']}, GRU hidden {s['hidden']}, {s['repeats']} rounds of {s['seconds']:g} s blocks; "
+        f"{m['cpu_count']}-core {m['processor']} CPU, {m['torch_threads']} torch thread"
+        f"{'s' if m['torch_threads'] != 1 else ''}, torch {m['torch']}, load {m['loadavg_start'][0]} at start and "
+        f"{m['loadavg'][0]} at end). Target: no family more than 2.5× slower than the GRU per frame in training; "
+        f"missed by {', '.join(f'`{n}`' for n in missed) or 'none'}."
+    )
+    return table(header, rows, numeric(header, 2)) + "\n\n" + note
+
+
 def t_from_readme(name: str) -> str:
     """A table whose run files were never committed: its CSV, transcribed from README."""
     with open(RESULTS / "from_readme" / f"{name}.csv", newline="", encoding="utf-8") as f:
@@ -538,6 +572,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "listen_memory": t_listen_memory,
     "latency": t_latency,
     "training_benchmark": t_training_benchmark,
+    "families_speed": t_families_speed,
     "all_runs": t_all_runs,
 }
 
