@@ -469,9 +469,9 @@ def t_training_benchmark() -> str:
     return table(header, rows, numeric(header, 1)) + "\n\n" + note
 
 
-def t_families_speed() -> str:
+def t_families_speed(file: str = "speed.json") -> str:
     """``benchmarks/architectures.py``: every family at the GRU's parameter count (issue 28)."""
-    data = json.loads((RESULTS / "families_speed" / "speed.json").read_text(encoding="utf-8"))
+    data = json.loads((RESULTS / "families_speed" / file).read_text(encoding="utf-8"))
     header = ["case", "options", "parameters", "training frames/s", "GRU / case, per frame (min–max)"]
     header += ["B = 1 µs per frame", "case / GRU, B = 1 (min–max)"]
     rows = []
@@ -493,7 +493,7 @@ def t_families_speed() -> str:
     s, m = data["settings"], data["machine"]
     missed = [k.split("/")[1].split()[0] for k, t in data["targets"].items() if not t["met"]]
     note = (
-        f"*Data:* `docs/results/families_speed/speed.json` (B = {s['batch']}, T = {s['chunk']}, F = {s['features']}, "
+        f"*Data:* `docs/results/families_speed/{file}` (B = {s['batch']}, T = {s['chunk']}, F = {s['features']}, "
         f"C = {s['classes']}, GRU hidden {s['hidden']}, {s['repeats']} rounds of {s['seconds']:g} s blocks; "
         f"{m['cpu_count']}-core {m['processor']} CPU, {m['torch_threads']} torch thread"
         f"{'s' if m['torch_threads'] != 1 else ''}, torch {m['torch']}, load {m['loadavg_start'][0]} at start and "
@@ -573,6 +573,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "latency": t_latency,
     "training_benchmark": t_training_benchmark,
     "families_speed": t_families_speed,
+    "families_scan_forms": lambda: t_families_speed("scan_forms.json"),
     "all_runs": t_all_runs,
 }
 
