@@ -24,7 +24,7 @@ from torch import nn
 from nrstream import hookimpl
 from nrstream.plugin.contracts import ArchitectureRegister
 
-from ._common import Architecture, ArchitectureConfigError, chunked_scan, fraction, positive_int
+from ._common import Architecture, ArchitectureConfigError, chunked_scan, fraction, linear_scan, positive_int
 
 __all__ = ["MinimalRNN", "MinGRU", "MinLSTM", "MINIMAL_SCANS"]
 
@@ -93,8 +93,9 @@ class MinimalRNN(Architecture):
         """Zeros, ``[batch_size, num_layers, H]``."""
         return torch.zeros(batch_size, self.num_layers, self.hidden_size, device=device, dtype=self._dtype)
 
-    def coefficients(self, projected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(log a [B, T, H], b [B, T, H] >= 0)`` from the layer's projection ``[B, T, k H]``."""
+    def coefficients(self, projected: torch.Tensor, log: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(a [B, T, H], b [B, T, H] >= 0)`` from the layer's projection ``[B, T, k H]``;
+        ``log a`` instead of ``a`` when ``log`` (for the scans, computed stably in log space)."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, state: torch.Tensor, reset: torch.Tensor | None = None, aux: dict | None = None):
@@ -103,10 +104,17 @@ class MinimalRNN(Architecture):
         ``reset [B, T]`` bool zeroes a lane's state just before that frame.
         """
         self._check(x, reset)
+        scan = self.scan if self.scan != "auto" else ("sequential" if x.device.type == "cpu" else "log")
+        loop = scan == "sequential" or x.shape[1] == 1  # the frame loop takes a itself: no log, no exp
         y, finals = x, []
         for i, layer in enumerate(self.layers):
-            log_a, b = self.coefficients(layer(y))
-            h = chunked_scan(log_a, b, state[:, i], reset, chunk_size=self.chunk_size, positive=True, method=self.scan)
+            a, b = self.coefficients(layer(y), log=not loop)
+            if loop:
+                if reset is not None:
+                    a = torch.where(reset[..., None], torch.zeros_like(a), a)
+                h = linear_scan(a, b, state[:, i], "sequential")
+            else:
+                h = chunked_scan(a, b, state[:, i], reset, chunk_size=self.chunk_size, positive=True, method=scan)
             finals.append(h[:, -1])
             y = self.drop(h)
         if aux is not None:
@@ -122,9 +130,9 @@ class MinGRU(MinimalRNN):
 
     projections = 2
 
-    def coefficients(self, projected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def coefficients(self, projected: torch.Tensor, log: bool) -> tuple[torch.Tensor, torch.Tensor]:
         k, candidate = projected.chunk(2, dim=-1)
-        return -F.softplus(k), torch.sigmoid(k) * g(candidate)
+        return (-F.softplus(k) if log else torch.sigmoid(-k)), torch.sigmoid(k) * g(candidate)
 
 
 class MinLSTM(MinimalRNN):
@@ -138,10 +146,14 @@ class MinLSTM(MinimalRNN):
 
     projections = 3
 
-    def coefficients(self, projected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def coefficients(self, projected: torch.Tensor, log: bool) -> tuple[torch.Tensor, torch.Tensor]:
         kf, ki, candidate = projected.chunk(3, dim=-1)
-        diff = F.softplus(-kf) - F.softplus(-ki)  # log i - log f
-        return -F.softplus(diff), torch.exp(-F.softplus(-diff)) * g(candidate)
+        if log:
+            diff = F.softplus(-kf) - F.softplus(-ki)  # log i - log f
+            return -F.softplus(diff), torch.exp(-F.softplus(-diff)) * g(candidate)
+        f, i = torch.sigmoid(kf), torch.sigmoid(ki)
+        total = f + i  # in (0, 2): the plain quotients are safe
+        return f / total, i / total * g(candidate)
 
 
 @hookimpl

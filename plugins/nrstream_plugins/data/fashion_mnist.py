@@ -284,8 +284,6 @@ def download_fashion_mnist(
     return dest
 
 
-
-
 @hookimpl
 def nrstream_register_data_sources(register):
     register("fashion_mnist", DataSource(load=load_fashion_mnist, download=download_fashion_mnist))
