@@ -9,10 +9,13 @@ One block, with ``D = expand * d_model`` channels and ``N = d_state`` states per
     y      = (C_t . h_t + D_skip u_t) * silu(z_t)
     x'     = x + out_proj(y)
 
-The recurrence is linear in ``h``, so a chunk is computed by a log-space scan in blocks of
-``chunk_size`` frames (:func:`~nrstream_plugins.architectures._common.chunked_scan`), not a
-loop over frames; a single frame is the stepwise update. A reset is exact: the SSM decay is
-zero at the reset frame and the convolution window hides every input before it, per lane.
+The recurrence is linear in ``h``, so a chunk can be computed by a log-space scan in blocks
+of ``chunk_size`` frames (:func:`~nrstream_plugins.architectures._common.chunked_scan`), not
+a loop over frames: ``scan: auto`` does so on accelerators. On the CPU it runs the stepwise
+update frame by frame instead, fused so that no ``[B, T, D, N]`` input is built, which
+measured several times faster there (``benchmarks/architectures.py``, ``mamba_n4_log``).
+A reset is exact: the SSM decay is zero at the reset frame and the convolution window
+hides every input before it, per lane.
 """
 
 from __future__ import annotations

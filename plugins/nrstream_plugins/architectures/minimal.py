@@ -2,10 +2,12 @@
 
 Their gates read the input frame only, never ``h_{t-1}``, so each layer is the linear
 recurrence ``h_t = a_t * h_{t-1} + b_t`` with ``a`` and ``b`` computed for a whole chunk at
-once. Training runs it in log space (one ``cumsum`` and one ``logcumsumexp`` per block of
-``chunk_size`` frames, :func:`~nrstream_plugins.architectures._common.chunked_scan`);
-a single frame (streaming inference, export) is the stepwise ``a * h + b``. Both give the
-same numbers within float rounding.
+once. The paper trains it in log space (one ``cumsum`` and one ``logcumsumexp`` per block of
+``chunk_size`` frames, :func:`~nrstream_plugins.architectures._common.chunked_scan`), which
+``scan: auto`` uses on accelerators; on the CPU ``auto`` runs the stepwise ``a * h + b``
+frame by frame, measured 3-4x faster there (``logcumsumexp`` is slow on the CPU; see
+``benchmarks/architectures.py``, ``mingru_log``). A single frame (streaming inference,
+export) is always the stepwise form. All give the same numbers within float rounding.
 
 A reset is exact: ``a_t = 0`` at a reset frame, so the lane restarts from zero; the lanes
 with a reset in a block take their frames from the reset on from an exact parallel scan,
