@@ -141,6 +141,8 @@ def test_architectures_smoke(tmp_path):
     assert slowdown["min"] <= slowdown["median"] <= slowdown["max"]
     assert set(payload["targets"]) == {f"gru/{n} training" for n in families - {"gru"}}
     assert payload["targets"]["gru/mamba training"]["target"] == 2.5
+    assert payload["targets"]["gru/mamba training"]["verdict"] in ("met", "missed", "undecided")
+    assert len(payload["load_1min_per_round"]["training"]) == 2 and payload["threads"]["intra_op"] == 1
     assert payload["cases"]["mamba_n4"]["arch"] == "mamba" and payload["cases"]["mamba_n4"]["options"]["d_state"] == 4
     assert payload["machine"]["torch_threads"] == 1 and len(payload["machine"]["loadavg"]) == 3
 
