@@ -100,7 +100,7 @@ def test_one_seed_has_no_interval_and_json_says_null():
     table = aggregate_table([agg])
     assert "70.0" in table and "±" not in table and "0.500" in table
     rows = aggregate_csv_rows([agg])
-    assert rows[0][AGGREGATE_CSV_HEADER.index("ci95_low")] == ""
+    assert rows[0][AGGREGATE_CSV_HEADER.index("accuracy_by_length.ci95_low")] == ""
     assert rows[0][-3:] == ["0.500000", "", ""]
 
 

@@ -48,7 +48,9 @@ def test_the_lazy_names_are_all_typed():
 @pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy not installed (pip install '.[dev]')")
 def test_mypy_strict_on_a_user_file_reports_the_planted_error(tmp_path, request):
     (tmp_path / "user.py").write_text(USER_FILE)
-    cache = request.config.cache.mkdir("mypy-user-file")  # torch's stubs take a while the first time
+    # torch's stubs take a while the first time: keep mypy's cache in pytest's (absent under -p no:cacheprovider)
+    store = getattr(request.config, "cache", None)
+    cache = store.mkdir("mypy-user-file") if store is not None else tmp_path / ".mypy_cache"
     proc = subprocess.run(
         [sys.executable, "-m", "mypy", "--strict", "--no-color-output", "--cache-dir", str(cache), "user.py"],
         cwd=tmp_path,  # outside the checkout: nrstream is found as installed, as a user has it
