@@ -16,7 +16,8 @@ from nrstream.plugin.registry import get_registry
 from nrstream.stream.bank import Dataset, SampleBank
 from nrstream.stream.noise import make_noise
 from nrstream.stream.scene import Scene, linear_view
-from nrstream.stream.settings import StreamSettings
+from nrstream.stream.schedule import ScheduleError
+from nrstream.stream.settings import SettingError, StreamSettings
 from nrstream.stream.stream import GapLengths, Stream
 
 __all__ = [
@@ -165,12 +166,36 @@ def make_stream(
         ).to(device)
         scene = Scene(bank, source, linear_view(dataset), s)
         gaps = GapLengths(gap_min, gap_max)
-        return Stream(bank, None, num_lanes, gaps, seed=seed, shuffle=shuffle, scene=scene)
+        return _scheduled(Stream, bank, None, num_lanes, gaps, seed=seed, shuffle=shuffle, scene=scene,
+                          schedule=s.timeline)  # fmt: skip
     noise_source = None
-    if gap_max > 0:
+    if s.max_gap > 0:
         # built on the CPU beside the training split, then moved: only the noise goes to the device
         reference = dataset.splits["train"]
         recordings = dataset.noise.get(split)
         stats = dataset.train_stats() if noise == "gaussian" else None
         noise_source = make_noise(noise, reference, recordings, scale=noise_scale, seed=seed, stats=stats).to(device)
-    return Stream(bank, noise_source, num_lanes, GapLengths(gap_min, gap_max), seed=seed, shuffle=shuffle)
+    return _scheduled(
+        Stream,
+        bank,
+        noise_source,
+        num_lanes,
+        GapLengths(gap_min, gap_max),
+        seed=seed,
+        shuffle=shuffle,
+        schedule=s.timeline,
+    )
+
+
+def _scheduled(build: Any, *args: Any, **kwargs: Any) -> Stream:
+    """Build the stream; a schedule that does not fit the data is a :class:`SettingError` naming ``schedule[i].KEY``."""
+    try:
+        return build(*args, **kwargs)
+    except ScheduleError as exc:
+        raise SettingError(exc.key, exc.reason) from None
+    except ValueError as exc:
+        text = str(exc)
+        if text.startswith("schedule["):
+            key, _, reason = text.partition(": ")
+            raise SettingError(key, reason) from None
+        raise

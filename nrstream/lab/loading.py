@@ -14,6 +14,7 @@ from nrstream.errors import ConfigError, DataNotFoundError
 from nrstream.lab.config import Config
 from nrstream.log import line_logger
 from nrstream.stream.bank import Dataset
+from nrstream.stream.schedule import ScheduleError
 
 __all__ = ["LoadedData", "load_data"]
 
@@ -68,6 +69,12 @@ def load_data(config: Config, notify: Callable[[str], None] | None = None) -> Lo
             f"{config.path}: data.stream.background: 'recorded' needs noise recordings, and data source "
             f"{loaded.source!r} provides none; use 'gaussian' or 'none'"
         )
+    timeline = data.stream.timeline
+    if timeline is not None:  # class names can only be checked against the data set that served
+        try:
+            timeline.class_indices(loaded.dataset.splits["train"].class_names)
+        except ScheduleError as exc:
+            raise ConfigError(f"{config.path}: data.stream.{exc.key}: {exc.reason}") from None
     return loaded
 
 

@@ -103,6 +103,17 @@ class StreamSettings:
         default=40.0, metadata=_meta(f"float 0..{MAX_DB:g} or null", "voiced: frames within this of the loudest")
     )
     tail: int = field(default=10, metadata=_meta(f"int 0..{MAX_GAP}", "frames kept after the voiced part"))
+    # a non-stationary stream (nrstream.stream.schedule); null: one distribution forever
+    schedule: list[dict] | None = field(
+        default=None,
+        metadata=_meta("list of phases or null", "phases: {frames, classes, blend, stream, name}; null: stationary"),
+    )
+    schedule_lanes: Literal["together", "independent"] = field(
+        default="together", metadata=_meta("together|independent", "lanes switch phases at once or staggered")
+    )
+    schedule_repeat: bool = field(
+        default=False, metadata=_meta("bool", "after the last phase start again (else the last one stays)")
+    )
 
     def __post_init__(self) -> None:
         for name in ("gap_min", "gap_max"):
@@ -138,6 +149,58 @@ class StreamSettings:
             object.__setattr__(self, "trim_db", float(trim))
         if isinstance(self.tail, bool) or not isinstance(self.tail, int) or not 0 <= self.tail <= MAX_GAP:
             raise SettingError("tail", f"expected an integer 0..{MAX_GAP}, got {_quote(self.tail)}")
+        self._check_schedule()
+
+    def _check_schedule(self) -> None:
+        """Build the typed :class:`~nrstream.stream.schedule.Schedule` once; keep the plain data in the field."""
+        from nrstream.stream.schedule import LANE_MODES, Schedule, ScheduleError
+
+        if self.schedule_lanes not in LANE_MODES:
+            raise SettingError(
+                "schedule_lanes", f"expected one of {', '.join(LANE_MODES)}, got {_quote(self.schedule_lanes)}"
+            )
+        if not isinstance(self.schedule_repeat, bool):
+            raise SettingError("schedule_repeat", f"expected true or false, got {_quote(self.schedule_repeat)}")
+        timeline = None
+        if self.schedule is not None:
+            try:
+                timeline = Schedule.from_config(self.schedule, lanes=self.schedule_lanes, repeat=self.schedule_repeat)
+            except ScheduleError as exc:
+                raise SettingError(exc.key, exc.reason) from None
+            for i, phase in enumerate(timeline.phases):
+                gap_min = phase.stream.get("gap_min", self.gap_min)
+                gap_max = phase.stream.get("gap_max", self.gap_max)
+                if gap_max < gap_min:
+                    raise SettingError(
+                        f"schedule[{i}].stream.gap_max", f"must be >= gap_min ({gap_min}), got {gap_max}"
+                    )
+                if "noise_scale" in phase.stream and (self.scene or self.noise != "gaussian"):
+                    raise SettingError(
+                        f"schedule[{i}].stream.noise_scale",
+                        "a phase can change the scale of Gaussian gap noise only (noise: gaussian, background: none)",
+                    )
+            object.__setattr__(self, "schedule", timeline.to_config())
+        object.__setattr__(self, "_timeline", timeline)
+
+    @property
+    def timeline(self):  # -> Schedule | None (typed lazily: the schedule module stays out of this import)
+        """The typed :class:`~nrstream.stream.schedule.Schedule` of ``schedule``, or ``None`` (stationary)."""
+        return self._timeline
+
+    def phase_settings(self, index: int) -> StreamSettings:
+        """A stationary stream of phase ``index`` alone (its classes and settings): held-out test streams."""
+        timeline = self.timeline
+        if timeline is None:
+            raise SettingError("schedule", "a stationary stream has no phases")
+        phase = timeline.phases[index].to_config()
+        phase.update(frames=1, blend=0)
+        return dataclasses.replace(self, schedule=[phase], schedule_lanes="together", schedule_repeat=False)
+
+    @property
+    def max_gap(self) -> int:
+        """The longest gap any phase can draw (the noise table is built for it)."""
+        phases = self.schedule or []
+        return max([self.gap_max, *(p.get("stream", {}).get("gap_max", self.gap_max) for p in phases)])
 
     @property
     def scene(self) -> bool:
@@ -167,6 +230,9 @@ class StreamSettings:
         out = dataclasses.asdict(self)
         if not self.scene:
             for name in ("background", "snr_db", "level_db", "trim_db", "tail"):
+                out.pop(name, None)
+        if self.schedule is None:  # stationary streams keep the keys they had before schedules existed
+            for name in ("schedule", "schedule_lanes", "schedule_repeat"):
                 out.pop(name, None)
         return out
 

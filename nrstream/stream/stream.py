@@ -18,6 +18,15 @@ the noise source's :meth:`~nrstream.stream.noise.NoiseSource.segment_table`), so
 reach are bounded on the host from the frames read and an asynchronous snapshot of the
 lanes' event counters, so reading a chunk never waits for the device.
 
+With a :class:`~nrstream.stream.schedule.Schedule` the stream is non-stationary: each event
+(gap and sample) belongs to the phase of the frame it begins at (one more hashed draw per
+event decides a gradual switch), its gap is drawn from that phase's gap range and its sample
+from that phase's classes (the stream's per-pass permutation restricted to them, so still
+without replacement). An event's begin depends on the lengths before it, which depend on
+their phases: a block's phases are found by iterating "phases -> lengths -> begins ->
+phases" to its fixed point (the first wrong event is right after one more round; in practice
+two or three rounds), all vectorised. ``Chunk.phase`` says each frame's phase.
+
 With a :class:`~nrstream.stream.scene.Scene` the stream is an acoustic scene: the same events,
 each sample cut to its voiced extent plus a tail, mixed into a background that runs under
 everything at an SNR drawn per sample (one more hashed draw per event); without one it is
@@ -33,13 +42,14 @@ import torch
 
 from nrstream.stream import counter_rng
 from nrstream.stream.bank import SampleBank
-from nrstream.stream.noise import NoiseSource
+from nrstream.stream.noise import GaussianNoise, NoiseSource
 from nrstream.stream.scene import Scene
+from nrstream.stream.schedule import Schedule
 
 __all__ = ["GapLengths", "Chunk", "Stream"]
 
 # salts that keep the independent draws of one event apart
-_GAP, _NOISE, _ORDER, _SNR, _LEVEL, _BACKGROUND = 1, 2, 3, 4, 5, 6
+_GAP, _NOISE, _ORDER, _SNR, _LEVEL, _BACKGROUND, _PHASE, _DELAY = 1, 2, 3, 4, 5, 6, 7, 8
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,8 @@ class Chunk:
         sample_index: ``[B, T]`` int64, samples this lane has started so far (1 on its
             first sample, 0 on the gap before it).
         sample_id: ``[B, T]`` int64, the sample's row in its bank, ``-1`` on noise.
+        phase: ``[B, T]`` int64, the schedule phase of the frame's event (its gap and sample);
+            ``0`` everywhere on a stationary stream. For metrics: envs do not show it to agents.
     """
 
     x: torch.Tensor
@@ -76,6 +88,11 @@ class Chunk:
     end: torch.Tensor
     sample_index: torch.Tensor
     sample_id: torch.Tensor
+    phase: torch.Tensor | None = None
+
+    def __post_init__(self) -> None:
+        if self.phase is None:  # built by hand or from env info: a stationary stream
+            self.phase = torch.zeros_like(self.label)
 
     @property
     def batch_size(self) -> int:
@@ -121,6 +138,7 @@ class Chunk:
             end=field("end"),
             sample_index=field("sample_index"),
             sample_id=sample_id,
+            phase=field("phase") if "phase" in info else None,
         )
 
 
@@ -137,6 +155,9 @@ class Stream:
         scene: make it an acoustic scene (:mod:`nrstream.stream.scene`): the scene's background runs
             under everything (``noise`` is then unused), samples span their voiced part plus
             the tail and are mixed in at a drawn SNR. ``None``: the paper-style stream.
+        schedule: make it non-stationary (:mod:`nrstream.stream.schedule`); a phase's ``gap_min``
+            and ``gap_max`` replace ``gaps``', its ``noise_scale`` rescales Gaussian gap noise
+            around its mean. ``None``: one distribution forever, byte for byte as before.
 
     Example::
 
@@ -161,12 +182,20 @@ class Stream:
         seed: int = 0,
         shuffle: bool = True,
         scene: Scene | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         if num_lanes < 1:
             raise ValueError(f"num_lanes must be >= 1, got {num_lanes!r}")
+        self.schedule = schedule
+        phase_gaps = [(gaps.min, gaps.max)]
+        if schedule is not None:
+            phase_gaps = [
+                (p.stream.get("gap_min", gaps.min), p.stream.get("gap_max", gaps.max)) for p in schedule.phases
+            ]
+        self._gap_limit = max(high for _, high in phase_gaps)  # == gaps.max on a stationary stream
         if scene is not None:
             noise = None  # the gaps are the scene's background
-        elif noise is None and gaps.max > 0:
+        elif noise is None and self._gap_limit > 0:
             raise ValueError("a stream with noise gaps needs a noise source")
         if noise is not None and noise.feature_size != bank.feature_size:
             raise ValueError(f"noise has {noise.feature_size} features, the bank {bank.feature_size}")
@@ -177,8 +206,8 @@ class Stream:
         # frames of each sample the stream plays, and the first of them
         self._lengths = bank.lengths if scene is None else scene.kept
         self._first_frame = None if scene is None else scene.first
-        self._min_event = gaps.min + int(self._lengths.min())
-        self._max_event = gaps.max + int(self._lengths.max())
+        self._min_event = min(low for low, _ in phase_gaps) + int(self._lengths.min())
+        self._max_event = self._gap_limit + int(self._lengths.max())
         self._orders: dict[int, torch.Tensor] = {}
         self._orders_cat: tuple[int, int, torch.Tensor] | None = None
         # hash states after (seed, salt, lane): an event's draw then absorbs only its index
@@ -191,6 +220,8 @@ class Stream:
             level = counter_rng.absorb(start, _LEVEL, self._lanes, 0).double() / 2.0**32
             self._level = scene.levels(level)[:, None]  # [B, 1]
             self._background_cache: dict[int, torch.Tensor] = {}
+        if schedule is not None:
+            self._setup_schedule(schedule, phase_gaps)
         self._build_table()
         # where the lanes stand: event `_first` is column 0 of the block, `_pos` the frame in block coordinates
         self._first = torch.zeros(self.num_lanes, dtype=torch.long, device=self.device)
@@ -260,10 +291,10 @@ class Stream:
         if self.scene is not None:  # the scene holds its own tables, in the linear domain
             self._table = None
             return
-        if self.noise is None or self.gaps.max == 0:
+        if self.noise is None or self._gap_limit == 0:
             self._table = self._bank_rows
             return
-        noise_rows = self.noise.segment_table(self.gaps.max).to(self.device, torch.float32)
+        noise_rows = self.noise.segment_table(self._gap_limit).to(self.device, torch.float32)
         if features.numel() * features.element_size() <= self.TABLE_COPY_BYTES:
             self._table = torch.cat([self._bank_rows, noise_rows])
         else:
@@ -328,6 +359,110 @@ class Stream:
         epoch, index = draw // n, draw % n
         return self._orders_cat[2][(epoch - first) * n + index]
 
+    # -- a schedule of phases (nrstream.stream.schedule) --------------------------------------
+
+    def _setup_schedule(self, schedule: Schedule, phase_gaps: list[tuple[int, int]]) -> None:
+        """Per-phase tables on the device: clock starts, blends, gap ranges, tasks and their samples."""
+        device = self.device
+        self._starts = torch.tensor(schedule.starts, device=device)
+        self._blends = torch.tensor([p.blend for p in schedule.phases], device=device)
+        self._gap_low = torch.tensor([low for low, _ in phase_gaps], device=device)
+        self._gap_high = torch.tensor([high for _, high in phase_gaps], device=device)
+        self._task_of = torch.tensor(schedule.task_of, device=device)
+        classes = schedule.class_indices(self.bank.class_names)  # ScheduleError names schedule[i].classes
+        labels, ids = self.bank.labels, torch.arange(len(self.bank), device=device)
+        self._task_samples: list[torch.Tensor] = []
+        for task in range(schedule.num_tasks):
+            wanted = classes[schedule.task_of.index(task)]
+            if wanted is None:
+                self._task_samples.append(ids)
+                continue
+            rows = ids[torch.isin(labels, torch.tensor(wanted, device=device))]
+            if len(rows) == 0:
+                i = schedule.task_of.index(task)
+                raise ValueError(f"schedule[{i}].classes: the split has no sample of {schedule.phases[i].classes}")
+            self._task_samples.append(rows)
+        self._task_orders: list[dict[int, torch.Tensor]] = [{} for _ in self._task_samples]
+        start = counter_rng.seed_state(self.seed)
+        self._phase_state = counter_rng.absorb(start, _PHASE, self._lanes)
+        if schedule.lanes == "independent":  # lane b's clock starts d_b ~ U[0, frames of phase 0] late
+            delay = counter_rng.absorb(start, _DELAY, self._lanes, 0)
+            self._delay = counter_rng.from_hash(delay, 0, schedule.phases[0].frames)
+        else:
+            self._delay = torch.zeros_like(self._lanes)
+        scales = [p.stream.get("noise_scale") for p in schedule.phases]
+        self._noise_ratio = None
+        if any(v is not None for v in scales):
+            if not isinstance(self.noise, GaussianNoise) or self.noise.scale <= 0:
+                raise ValueError("a phase's noise_scale rescales Gaussian gap noise, which needs noise_scale > 0")
+            base = self.noise.scale
+            self._noise_ratio = torch.tensor([1.0 if v is None else v / base for v in scales], device=device)
+            self._noise_mean = self.noise.mean.to(device)
+
+    def phase_of(self, clock: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
+        """Phases of events that begin at schedule ``clock`` (int64), given their blend draws ``uniform`` in [0, 1)."""
+        schedule = self.schedule
+        c = clock.clamp_min(0)
+        if schedule.repeat:
+            c = c % schedule.total_frames
+        index = torch.searchsorted(self._starts, c, right=True) - 1
+        within, blend = c - self._starts[index], self._blends[index]
+        new = torch.where(within < blend, within.double() / blend.clamp_min(1), 1.0)
+        before = torch.where(index > 0, index - 1, len(schedule.phases) - 1)
+        return torch.where(uniform < new, index, before)
+
+    def _scheduled_events(
+        self, k: torch.Tensor, offset: torch.Tensor, low_event: int, high_event: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gap lengths, sample rows and phases (each ``[B, K]``) of events ``k`` (column 0: each lane's current event).
+
+        Each event's phase is that of the frame it begins at, which depends on the lengths
+        before it: iterated to the fixed point (round ``r`` has at least its first ``r``
+        events right, so ``K + 1`` rounds always suffice; a switch costs one more round).
+        """
+        gap_key = counter_rng.absorb(self._gap_state[:, None], k)
+        uniform = counter_rng.absorb(self._phase_state[:, None], k).double() / 2.0**32
+        draw = k * self.num_lanes + self._lanes[:, None]
+        clock = (self.frames_read - offset - self._delay)[:, None]  # schedule clock where column 0 began
+        phase = self.phase_of(clock.expand_as(k), uniform)
+        for _ in range(k.shape[1] + 1):
+            gap = counter_rng.from_hash(gap_key, self._gap_low[phase], self._gap_high[phase])
+            sid = self._task_sample_ids(draw, self._task_of[phase], low_event, high_event)
+            length = gap + self._lengths[sid]
+            begins = torch.cumsum(length, 1) - length
+            settled = self.phase_of(clock + begins, uniform)
+            if torch.equal(settled, phase):
+                break
+            phase = settled
+        return gap, sid, phase
+
+    def _task_sample_ids(self, draw: torch.Tensor, task: torch.Tensor, low_event: int, high_event: int) -> torch.Tensor:
+        """Sample rows of draws ``draw`` (``[B, K]``) from each one's task: its samples' permutation per pass.
+
+        Task ``t``'s pass ``e`` orders its samples as the stream's hash of ``(e, row)`` sorts
+        them: the stationary stream's permutation restricted to the task's classes.
+        """
+        out = torch.zeros_like(draw)
+        for t, rows in enumerate(self._task_samples):
+            n = len(rows)
+            first = low_event * self.num_lanes // n
+            last = (high_event * self.num_lanes + self.num_lanes - 1) // n
+            cache = self._task_orders[t]
+            for old in [e for e in cache if e < first]:
+                del cache[old]
+            new = [e for e in range(first, last + 1) if e not in cache]
+            if new:
+                if self.shuffle:
+                    keys = counter_rng.hash32(self.seed, _ORDER, torch.tensor(new, device=self.device)[:, None], rows)
+                    orders = rows[torch.argsort(keys, dim=1, stable=True)]
+                else:
+                    orders = rows.expand(len(new), n)
+                cache.update(zip(new, orders, strict=True))
+            table = torch.cat([cache[e] for e in range(first, last + 1)])
+            index = ((draw // n - first) * n + draw % n).clamp(0, len(table) - 1)
+            out = torch.where(task == t, table[index], out)
+        return out
+
     # -- blocks of events --------------------------------------------------------------
 
     def _refill(self, length: int) -> None:
@@ -345,8 +480,12 @@ class Stream:
 
         lane = self._lanes[:, None]
         k = event[:, None] + torch.arange(num_events, device=self.device)
-        gap = counter_rng.from_hash(counter_rng.absorb(self._gap_state[:, None], k), self.gaps.min, self.gaps.max)
-        sid = self._sample_ids(k * self.num_lanes + lane, low, high + num_events - 1)
+        phase = None
+        if self.schedule is None:
+            gap = counter_rng.from_hash(counter_rng.absorb(self._gap_state[:, None], k), self.gaps.min, self.gaps.max)
+            sid = self._sample_ids(k * self.num_lanes + lane, low, high + num_events - 1)
+        else:
+            gap, sid, phase = self._scheduled_events(k, offset, low, high + num_events - 1)
         sample_len = self._lengths[sid]
         ends = torch.cumsum(gap + sample_len, dim=1)
         begins = ends - gap - sample_len
@@ -359,9 +498,9 @@ class Stream:
             )
 
         sample_row = sid * self.bank.features.shape[1] - sample_begins
-        if self.noise is not None and self.gaps.max > 0:
+        if self.noise is not None and self._gap_limit > 0:
             key = counter_rng.absorb(self._noise_state[:, None], k)
-            noise_row = self._noise_base + self.noise.segment_start(key, self.gaps.max) - begins
+            noise_row = self._noise_base + self.noise.segment_start(key, self._gap_limit) - begins
         else:
             noise_row = torch.zeros_like(begins)
         never = torch.full_like(begins, -1)
@@ -370,6 +509,10 @@ class Stream:
             sample_row = sample_row + self._first_frame[sid]
             gain = self._scene_gains(k, sid, sample_begins - offset[:, None])
             extra["gain"] = interleave(torch.zeros((), device=self.device), gain)
+        if phase is not None:
+            extra["phase"] = interleave(phase, phase)
+            if self._noise_ratio is not None:
+                extra["scale"] = interleave(self._noise_ratio[phase], torch.ones_like(begins, dtype=torch.float32))
         self._block = {
             "ends": ends,
             "begins": begins,
@@ -417,6 +560,9 @@ class Stream:
         else:
             gain = block["gain"].gather(1, segment)  # 0 on gaps, whose sample row is then any valid one
             x = self.scene.mix(torch.where(mask, row, 0), self._background_rows(length), gain, self._level)
+        if "scale" in block:  # a phase's noise scale: Gaussian gap noise stretched around its mean
+            scale = block["scale"].gather(1, segment)[..., None]
+            x = torch.where(mask[..., None], x, self._noise_mean + scale * (x - self._noise_mean))
         chunk = Chunk(
             x=x,
             label=block["label"].gather(1, segment),
@@ -425,6 +571,7 @@ class Stream:
             end=frame == block["last"].gather(1, segment),
             sample_index=block["sample_index"].gather(1, segment),
             sample_id=block["sample_id"].gather(1, segment),
+            phase=block["phase"].gather(1, segment) if "phase" in block else None,
         )
         self._pos = self._pos + length
         self._since += length
