@@ -37,7 +37,7 @@ def test_unknown_key_suggests_the_closest():
 
 def test_unknown_section_lists_valid_sections_when_nothing_is_close():
     message = error({"agents": AGENT, "zzz": {}})
-    assert message == "x.yaml: zzz: unknown key; valid keys: agents, run, data, train, evaluate"
+    assert message == "x.yaml: zzz: unknown key; valid keys: agents, run, data, train, evaluate, continual"
 
 
 def test_nested_unknown_key():

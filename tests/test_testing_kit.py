@@ -320,7 +320,15 @@ def test_metric_checked_on_given_chunks():
     check_metric(TinyMetric, chunks=chunks, num_classes=2)
 
 
-BUILTIN_METRICS = ["accuracy", "accuracy_by_position", "rolling_accuracy", "noise_entropy", "state_norm"]
+BUILTIN_METRICS = [
+    "accuracy",
+    "accuracy_by_position",
+    "rolling_accuracy",
+    "noise_entropy",
+    "state_norm",
+    "prequential_accuracy",
+    "accuracy_matrix",
+]
 
 
 @pytest.mark.parametrize("name", BUILTIN_METRICS)

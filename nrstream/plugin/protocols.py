@@ -10,6 +10,7 @@ protocol        training / validation stream        reset policy    evaluated un
 ==============  ==================================  ==============  =====================
 ``segmented``   clean samples back to back (gap 0)  ``oracle``      ``never``, ``oracle``
 ``continual``   the configured ``data.stream``      ``never``       ``never``
+``prequential`` the configured ``data.stream``      the loss's      scored while learning
 ==============  ==================================  ==============  =====================
 
 * ``segmented`` is the classic baseline: the state is reset by an oracle at every sample
@@ -19,6 +20,13 @@ protocol        training / validation stream        reset policy    evaluated un
   samples, noise and chunk boundaries; ``train.reset_state_every = k > 0`` restarts every
   lane every ``k`` steps (it applies to protocols whose state is carried,
   :attr:`Protocol.carries_state`).
+
+* ``prequential`` is not a loss's protocol but a way to run any agent (any architecture, any
+  loss): on one endless, possibly non-stationary stream (``data.stream.schedule``) each chunk
+  is first predicted and scored, then learnt from, forever, the state never reset (river's
+  ``progressive_val_score`` for sequence models; :mod:`nrstream.lab.prequential`). The reset
+  policy is the loss's own protocol's (``never``; the segmented ``reset`` loss keeps its
+  oracle, the reference). The ``continual`` config section holds its optimiser and replay.
 
 Test streams always follow the configured ``data.stream`` with ``evaluate.stream``'s
 changes on top (:func:`evaluation_settings`), whatever the protocol: every agent is scored on
@@ -33,7 +41,16 @@ from typing import Any
 from nrstream.errors import NrstreamError
 from nrstream.stream.settings import StreamSettings
 
-__all__ = ["Protocol", "PROTOCOLS", "get_protocol", "protocol_of", "configured_settings", "evaluation_settings"]
+__all__ = [
+    "Protocol",
+    "PROTOCOLS",
+    "PREQUENTIAL",
+    "prequential_reset",
+    "get_protocol",
+    "protocol_of",
+    "configured_settings",
+    "evaluation_settings",
+]
 
 
 @dataclass(frozen=True)
@@ -70,6 +87,16 @@ PROTOCOLS: dict[str, Protocol] = {
     "segmented": Protocol("segmented", configured_gaps=False, train_reset="oracle", eval_resets=("never", "oracle")),
     "continual": Protocol("continual", configured_gaps=True, train_reset="never", eval_resets=("never",)),
 }
+
+#: the prequential row: how any agent is run by :func:`nrstream.lab.prequential.run_prequential`
+#: (not a loss's protocol, so not in :data:`PROTOCOLS`; its reset policy is the loss's, see
+#: :func:`prequential_reset`); it is scored on the training stream itself, before learning
+PREQUENTIAL = Protocol("prequential", configured_gaps=True, train_reset="never", eval_resets=())
+
+
+def prequential_reset(loss_protocol: Protocol) -> str:
+    """The reset policy of a prequential run of a loss with ``loss_protocol``: that protocol's training one."""
+    return loss_protocol.train_reset
 
 
 def get_protocol(name: Any, *, loss: str | None = None) -> Protocol:

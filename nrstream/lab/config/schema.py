@@ -41,6 +41,7 @@ __all__ = [
     "TrainConfig",
     "MetricConfig",
     "EvaluateConfig",
+    "ContinualConfig",
     "DEFAULT_LENGTHS",
     "DEFAULT_METRICS",
     "MAX_NAME",
@@ -263,12 +264,36 @@ class EvaluateConfig:
 
 
 @dataclass
+class ContinualConfig:
+    """The prequential protocol (:mod:`nrstream.lab.prequential`): predict, score, then learn, on every chunk."""
+
+    identity_rule: ClassVar[Identity] = False  # a prequential run keeps no checkpoint to key
+
+    frames: int | None = key(
+        None, "frames per lane to run; null: the schedule's length", bounds=(1, 10**12), kind="int or null"
+    )
+    lanes: int = key(16, "parallel lanes of the learning stream", bounds=(1, 65_536))
+    chunk_length: int = key(64, "frames per chunk (predict, then learn)", bounds=(1, 65_536))
+    optimizer: Literal["adamw", "adam", "sgd"] = key("adamw", "optimiser of the online learner")
+    lr: float = key(1e-3, "its learning rate (constant)", bounds=(0, 10), above=True)
+    weight_decay: float = key(0.0, "its weight decay", bounds=(0, 10))
+    steps_per_chunk: int = key(1, "optimiser steps per chunk (after scoring it)", bounds=(1, 100))
+    grad_clip: float = key(1.0, "gradient norm clip (0: none)", bounds=(0, 10**6))
+    replay: int = key(0, "chunks in a reservoir replayed once per chunk (0: none)", bounds=(0, 100_000))
+    test_lanes: int = key(16, "lanes of each held-out phase test stream", bounds=(1, 65_536))
+    test_samples: int = key(8, "samples per lane of each held-out test (R matrix)", bounds=(1, 10**6))
+    window: int = key(1000, "rolling prequential accuracy window (frames)", bounds=(1, 10**9))
+    margin: float = key(0.05, "recovered: rolling accuracy within this of its pre-switch level", bounds=(0, 1))
+
+
+@dataclass
 class Config:
     agents: list[AgentConfig] = key(kind="list or product", doc="the agents: see below", identity=True)
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    continual: ContinualConfig = field(default_factory=ContinualConfig)
     path: str = "<config>"
     #: the ``--set`` overrides applied on top of the file (already in the values above)
     overrides: list[str] = field(default_factory=list)

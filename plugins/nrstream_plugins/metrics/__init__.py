@@ -1,7 +1,8 @@
 """Built-in streaming metrics, river style: ``update(chunk, logits, aux=None)``, ``compute()``, ``reset()``.
 
 ``accuracy``, ``accuracy_by_position``, ``rolling_accuracy``, ``noise_entropy`` and
-``state_norm`` (needs hidden states). :class:`Rolling` is the generic window behind
+``state_norm`` (needs hidden states); the continual-learning ones, ``prequential_accuracy`` and
+``accuracy_matrix`` (:mod:`nrstream_plugins.metrics.continual`). :class:`Rolling` is the generic window behind
 ``rolling_accuracy``.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 from nrstream import hookimpl
 from nrstream_plugins.metrics._accuracy import Accuracy, AccuracyByPosition, RollingAccuracy, wilson_interval
 from nrstream_plugins.metrics._diagnostics import NoiseEntropy, StateNorm
+from nrstream_plugins.metrics.continual import AccuracyMatrix, PrequentialAccuracy, continual_scores
 from nrstream_plugins.metrics.rolling import Rolling
 
 __all__ = [
@@ -19,6 +21,9 @@ __all__ = [
     "NoiseEntropy",
     "StateNorm",
     "Rolling",
+    "PrequentialAccuracy",
+    "AccuracyMatrix",
+    "continual_scores",
     "wilson_interval",
 ]
 
@@ -30,3 +35,5 @@ def nrstream_register_metrics(register):
     register("rolling_accuracy", RollingAccuracy)
     register("noise_entropy", NoiseEntropy)
     register("state_norm", StateNorm)
+    register("prequential_accuracy", PrequentialAccuracy)
+    register("accuracy_matrix", AccuracyMatrix)
