@@ -157,3 +157,15 @@ def test_soak_smoke(tmp_path, extra):
     assert {"memory_growth", "finite"} == set(payload["targets"])
     assert payload["model"]["trained"] is (extra[1] != "0")
     assert payload["decisions"] > 0 and payload["progress"]
+
+
+def test_prequential_smoke(tmp_path):
+    payload = run_script("prequential", [*TINY, "--phase-frames", "20"], tmp_path)
+    assert set(payload["fps"]) == {"train", "prequential", "train_stationary"}
+    assert _positive(payload["fps"].values())
+    assert {"prequential/train", "scheduled/stationary train"} <= set(payload["ratios"])
+    assert _positive(payload["ratios"].values())
+    low, high = payload["spread"]["prequential/train"]
+    assert low <= payload["ratios"]["prequential/train"] <= high
+    assert payload["targets"]["prequential/train"]["target"] == 0.8
+    assert 0 <= payload["check"]["prequential_accuracy"] <= 1  # the predictions were scored
