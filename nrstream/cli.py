@@ -24,7 +24,7 @@ __all__ = ["main", "build_parser", "add_global_flags", "COMMANDS"]
 log = logging.getLogger("nrstream.cli")
 
 #: sub-command modules, in the order ``--help`` lists them
-COMMANDS = ("train", "evaluate", "data", "plugins", "configs", "listen", "export")
+COMMANDS = ("train", "evaluate", "prequential", "data", "plugins", "configs", "listen", "export")
 
 
 def add_global_flags(parser: argparse.ArgumentParser, default: object = False) -> None:

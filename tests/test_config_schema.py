@@ -30,6 +30,15 @@ from nrstream.lab.config.validate import _build
 ROOT = Path(__file__).resolve().parent.parent
 
 PINNED = {
+    # prequential studies (issue 27): their keys would name checkpoints, which `nrstream prequential` keeps none of
+    "configs/continual/fmnist_class_incremental.yaml": [
+        "0325e2ebd6fe2874", "49354753a82da8ba", "b97e20913fd19137", "1997ee95115045d7", "a93caa9c21586e1b",
+        "815218f8cdbdc3f8",
+    ],
+    "configs/continual/fmnist_domain_incremental.yaml": [
+        "755d37eb2a92063c", "b77e4ee806828d88", "eaafec4bb90a326c", "067470b53f078abc", "9ae4fe1b1a85bf58",
+        "7b825b9b0591ddce",
+    ],
     "configs/fmnist.yaml": [
         "7eac1d861ca066ba", "2947f7d5bd315316", "8b54a82bab8f4c7d", "45055bbbe7bc588b", "537181a9970aee25",
         "b212cf1850b821a5", "6ac2755eed1972da", "ee2bfbee567dd6d5", "114b1f1c6802f6c6", "c52bbfa26c883cbc",

@@ -171,3 +171,41 @@ def test_without_a_schedule_frames_are_needed():
     cfg = config()
     with pytest.raises(ConfigError, match="continual.frames: needed when data.stream has no schedule"):
         run_prequential(cfg, cfg.agents[0], load_data(cfg), "cpu")
+
+
+def test_the_prequential_command_writes_its_run_folder(tmp_path, monkeypatch):
+    import json
+
+    import yaml
+
+    from nrstream.cli import main
+
+    raw = {
+        "run": {"name": "cl", "seed": 0, "device": "cpu", "out_dir": str(tmp_path / "runs")},
+        "data": {
+            "source": "toy",
+            "options": {"num_classes": 4, "feature_size": 4, "train_size": 64, "test_size": 32},
+            "stream": {"gap_min": 1, "gap_max": 4, "schedule": [{"frames": 64, "classes": [0, 1]},
+                                                               {"frames": 64, "classes": [2, 3]}]},
+        },
+        "agents": {"archs": [{"name": "gru", "options": {"hidden_size": 8}}], "losses": ["ce", "ce_kl"]},
+        "continual": {"lanes": 2, "chunk_length": 32, "test_lanes": 2, "test_samples": 1, "window": 32},
+    }  # fmt: skip
+    path = tmp_path / "cl.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    assert main(["prequential", str(path), "--seeds", "2"]) == 0
+    folder = tmp_path / "runs" / "cl"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "accuracy_matrix.png", "prequential.csv", "prequential.json", "prequential_accuracy.png",
+    ]  # fmt: skip
+    payload = json.loads((folder / "prequential.json").read_text())
+    assert [(r["loss"], r["seed"]) for r in payload["runs"]] == [("ce", 0), ("ce_kl", 0), ("ce", 1), ("ce_kl", 1)]
+    assert payload["schedule"]["task_of"] == [0, 1] and payload["schedule"]["starts"] == [0, 64]
+    assert [(s["loss"], s["seeds"]) for s in payload["summary"]] == [("ce", 2), ("ce_kl", 2)]
+    # a switch is where most lanes' events are of the new phase: the first event beginning at or after
+    # frame 64 (the toy's samples are 6..12 frames, gaps 1..4)
+    (switch,) = payload["runs"][0]["metrics"]["switches"]["x"]
+    assert 64 <= switch <= 64 + 16
+    assert payload["runs"][0]["loss_curve"] != payload["runs"][1]["loss_curve"]  # ce and ce_kl learn differently
+    assert (folder / "prequential.csv").read_text().startswith("arch,loss,reset,seeds,prequential_accuracy")
