@@ -543,6 +543,53 @@ def t_all_runs() -> str:
     return "\n".join(out)
 
 
+# ---------------------------------------------------------------- continual learning (issue 27)
+def prequential_run(name: str) -> dict:
+    """``docs/results/<name>/prequential.json`` (what ``nrstream prequential`` writes), parsed."""
+    return json.loads((RESULTS / name / "prequential.json").read_text(encoding="utf-8"))
+
+
+def _frames(x: float | None) -> str:
+    return DASH if x is None else half_up(x)
+
+
+def _signed_pct(x: float | None) -> str:
+    return DASH if x is None else signed(100 * x)
+
+
+def t_continual(name: str) -> str:
+    """Per agent (mean over seeds): prequential accuracy, ACC, BWT, forgetting, FWT, recovery; then each R matrix."""
+    data = prequential_run(name)
+    header = ["arch", "loss", "reset", "seeds", "prequential acc.", "ACC", "BWT", "forgetting", "FWT",
+              "recovery (frames)", "unrecovered"]  # fmt: skip
+    order = sorted(data["summary"], key=lambda r: (r["arch"], LOSS_ORDER.get(r["loss"], 9)))
+    rows = [
+        [r["arch"], r["loss"], r["reset"], str(r["seeds"]), pct(r["prequential_accuracy"]), pct(r["average_accuracy"]),
+         _signed_pct(r["backward_transfer"]), pct(r["forgetting"]), _signed_pct(r["forward_transfer"]),
+         _frames(r["mean_recovery_frames"]), _frames(r["unrecovered"])]
+        for r in order
+    ]  # fmt: skip
+    out = [table(header, rows, numeric(header, 4))]
+    schedule = data["schedule"]
+    names = [p.get("name", str(i)) for i, p in enumerate(schedule["phases"])]
+    tasks = [names[schedule["task_of"].index(j)] for j in range(max(schedule["task_of"]) + 1)]
+    for run in sorted(data["runs"], key=lambda r: (r["arch"], LOSS_ORDER.get(r["loss"], 9), r["seed"])):
+        m = run["matrix"]
+        head = ["after phase", *tasks]
+        body = [["before learning", *(pct(m[f"baseline_{j}"]) for j in range(len(tasks)))]]
+        body += [[f"{i}: {names[i]}", *(pct(m[f"R_{i}_{j}"]) for j in range(len(tasks)))] for i in range(len(names))]
+        out.append(f"\n`R[i][j]` of {run['arch']}/{run['loss']}, seed {run['seed']} (held-out test accuracy, %):\n")
+        out.append(table(head, body, numeric(head, 1)))
+    env = data["environment"]
+    out.append(
+        f"\n*Data:* `docs/results/{name}/prequential.json` (seeds "
+        f"{', '.join(str(s) for s in sorted({r['seed'] for r in data['runs']}))}; {env.get('cpu_count')}-core "
+        f"{env.get('device_name')} {env.get('device')}, {env.get('torch_threads')} thread(s), "
+        f"torch {env.get('torch')}, commit {(env.get('git_commit') or '')[:7]})."
+    )
+    return "\n".join(out)
+
+
 ALL_LENGTHS = ["1", "2", "4", "8", "16", "32", "64", "128"]
 FIVE = ["1", "2", "8", "32", "128"]
 SHIFT_LENGTHS = ["1", "2", "8", "32", "128", "1024"]
@@ -575,6 +622,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_speed": t_families_speed,
     "families_scan_forms": lambda: t_families_speed("scan_forms.json"),
     "all_runs": t_all_runs,
+    "continual_class_incremental": lambda: t_continual("continual_fmnist_class_incremental"),
+    "continual_domain_incremental": lambda: t_continual("continual_fmnist_domain_incremental"),
 }
 
 
