@@ -98,3 +98,16 @@ def test_prequential_accuracy_per_phase_switches_and_curve():
 )
 def test_the_continual_metrics_pass_the_conformance_kit(name, options):
     check_metric(lambda **kw: create("metric", name, **kw), options=options, name=name)
+
+
+def test_switches_read_from_the_stream_ignore_a_blends_back_and_forth():
+    metric = create("metric", "prequential_accuracy", window=3, phases=2)
+    # majority phase per frame: 0 x5, a blend flickering 1, 0, 1, 0, then 1 x6
+    phase = torch.tensor([0, 0, 0, 0, 0, 1, 0, 1, 0, 1, 1, 1, 1, 1, 1])[None]
+    label = torch.zeros_like(phase)
+    metric.update(_chunk(label, torch.zeros_like(phase, dtype=torch.bool), phase), torch.zeros(1, 15, 2))
+    assert metric.compute()["switches"]["x"] == [9.0]
+    given = create("metric", "prequential_accuracy", window=3, phases=2, switches=[5])
+    given.update(_chunk(label, torch.zeros_like(phase, dtype=torch.bool), phase), torch.zeros(1, 15, 2))
+    assert given.compute()["switches"] == {"x": [5.0], "y": [1.0], "x_label": "frames per lane",
+                                           "y_label": "phase switched to"}  # fmt: skip

@@ -258,7 +258,9 @@ def run_prequential(
     phases = len(timeline.phases) if timeline is not None else 1
     tasks = timeline.num_tasks if timeline is not None else 1
     task_of = timeline.task_of if timeline is not None else [0]
-    online = registry.create("metric", "prequential_accuracy", window=c.window, margin=c.margin, phases=phases)
+    ends = _phase_ends(settings, frames)
+    online = registry.create("metric", "prequential_accuracy", window=c.window, margin=c.margin, phases=phases,
+                             switches=[end for end, _ in ends[:-1]])  # fmt: skip
     matrix = registry.create("metric", "accuracy_matrix", phases=phases, tasks=tasks, task_of=task_of)
     matrix.record_baseline(held_out_accuracies(model, loaded, config, reset, seed))
     agent = Agent(model, reset)
@@ -267,7 +269,7 @@ def run_prequential(
     torch.manual_seed(derive_seed(seed, "prequential", agent_config.label))
     model.train()
     losses, read, seconds = [], 0, 0.0
-    for end, phase in _phase_ends(settings, frames):
+    for end, phase in ends:
         began = time.perf_counter()
         while read < end:
             chunk = stream.next_chunk(min(c.chunk_length, end - read))

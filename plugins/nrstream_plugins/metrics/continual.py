@@ -128,8 +128,10 @@ class PrequentialAccuracy:
     """Prequential accuracy over time, with the phase switches marked (``prequential_accuracy``).
 
     Feed it the learning stream's chunks with the logits predicted *before* learning them.
-    Frame ``t`` is counted per lane from the first update; a switch is a frame where the
-    phase most lanes are in changes (the schedule clock with ``lanes: together``).
+    Frame ``t`` is counted per lane from the first update. The switches are ``switches`` when
+    given (the prequential loop gives the frames where the schedule's phases begin, blends
+    included), else read from the stream: where the phase most lanes are in changes to another
+    that then holds for at least ``window`` frames (a blend's back and forth is not a switch).
 
     Args:
         window: rolling window in frames (per lane) for the curve and the recovery time.
@@ -137,6 +139,7 @@ class PrequentialAccuracy:
         phases: the schedule's phase count: one ``accuracy_phase_{p}`` scalar each.
         points: at most this many points on the rolling curve.
         min_decisions: decisions a post-switch window needs before it may count as recovered.
+        switches: the switch frames (``None``: read from ``chunk.phase``, see above).
 
     ``compute()``: scalars ``accuracy``, ``decisions``, ``accuracy_phase_{p}``,
     ``mean_recovery_frames``, ``unrecovered``; curves ``rolling_accuracy`` (frame, accuracy over
@@ -147,13 +150,23 @@ class PrequentialAccuracy:
     needs_hidden = False
 
     def __init__(
-        self, *, window: int = 1000, margin: float = 0.05, phases: int = 1, points: int = 500, min_decisions: int = 20
+        self,
+        *,
+        window: int = 1000,
+        margin: float = 0.05,
+        phases: int = 1,
+        points: int = 500,
+        min_decisions: int = 20,
+        switches: list[int] | None = None,
     ) -> None:
         self.window = positive_int("window", window)
         self.margin = non_negative_float("margin", margin)
         self.phases = positive_int("phases", phases)
         self.points = positive_int("points", points)
         self.min_decisions = positive_int("min_decisions", min_decisions)
+        if switches is not None and not all(isinstance(f, int) and f > 0 for f in switches):
+            raise OptionError(f"switches must be a list of frames > 0, got {switches!r}")
+        self.switch_frames = None if switches is None else sorted(switches)
         self.produces = {
             "accuracy": "scalar",
             "decisions": "scalar",
@@ -193,7 +206,7 @@ class PrequentialAccuracy:
         for p in range(self.phases):
             out[f"accuracy_phase_{p}"] = by_phase[0][p] / by_phase[1][p] if by_phase[1][p] else None
         n = hits.numel()
-        switches = (torch.nonzero(phase[1:] != phase[:-1]).flatten() + 1).tolist() if n > 1 else []
+        switches = self._switches(phase)
         recovered = recovery_frames(hits, decisions, switches, window=self.window, margin=self.margin,
                                     min_decisions=self.min_decisions)  # fmt: skip
         done = [(s, r) for s, r in zip(switches, recovered, strict=True) if r is not None]
@@ -211,8 +224,25 @@ class PrequentialAccuracy:
             xs = (f[keep] + 1).tolist()
             ys = ((h[f + 1] - h[lo])[keep] / dec[keep]).tolist()
         out["rolling_accuracy"] = curve(xs, ys, "frames per lane", f"prequential accuracy (last {self.window} frames)")
-        out["switches"] = curve(switches, [int(phase[s]) for s in switches], "frames per lane", "phase switched to")
+        after = [int(phase[min(e, n) - 1]) for e in [*switches[1:], n]] if switches else []
+        out["switches"] = curve(switches, after, "frames per lane", "phase switched to")
         out["recovery_frames"] = curve([s for s, _ in done], [r for _, r in done], "switch frame", "frames to recover")
+        return out
+
+    def _switches(self, phase: torch.Tensor) -> list[int]:
+        """Switch frames: the given ones inside the run, else lasting changes of the majority phase."""
+        n = phase.numel()
+        if self.switch_frames is not None:
+            return [f for f in self.switch_frames if f < n]
+        if n == 0:
+            return []
+        values, counts = torch.unique_consecutive(phase, return_counts=True)
+        starts = torch.cumsum(counts, 0) - counts
+        out, current = [], int(values[0])
+        for value, start, count in zip(values.tolist(), starts.tolist(), counts.tolist(), strict=True):
+            if value != current and (count >= self.window or start + count == n):
+                out.append(start)
+                current = value
         return out
 
 
