@@ -173,3 +173,24 @@ def test_phase_settings_give_a_stationary_test_stream_of_one_phase(toy):
     assert (chunk.phase == 0).all()
     with pytest.raises(ScheduleError, match="needs at least one phase"):
         Schedule.from_config([])
+
+
+def test_the_envs_run_a_schedule_without_telling_the_learner_its_phase():
+    import gymnasium
+
+    import nrstream  # noqa: F401  (registers the ids)
+
+    schedule = [{"frames": 40, "classes": [0, 1]}, {"frames": 40, "classes": [2, 3]}]
+    envs = gymnasium.make_vec(
+        "nrstream/Toy-v1", num_envs=4, frames_per_step=10, vectorization_mode="vector_entry_point",
+        stream={"gap_min": 0, "gap_max": 2, "schedule": schedule},
+    )  # fmt: skip
+    _, info = envs.reset(seed=0)
+    labels = [info["label"]]
+    for _ in range(9):
+        _, _, _, _, info = envs.step(torch.zeros(4, 10, dtype=torch.long))
+        labels.append(info["label"])
+    assert "phase" not in info  # task-free: the phase is for the metrics, not the learner
+    seen = torch.cat(labels, 1)
+    assert set(seen[:, :30].flatten().tolist()) <= {-1, 0, 1} and set(seen[:, 60:].flatten().tolist()) <= {-1, 2, 3}
+    envs.close()
