@@ -268,7 +268,10 @@ def run_prequential(
     reservoir = Reservoir(c.replay, derive_seed(seed, "replay")) if c.replay else None
     torch.manual_seed(derive_seed(seed, "prequential", agent_config.label))
     model.train()
-    losses, read, seconds = [], 0, 0.0
+    # one slot per chunk, written on the device (no sync per chunk, no Python object per chunk)
+    previous = [0, *(end for end, _ in ends[:-1])]
+    chunks = sum(math.ceil((end - begin) / c.chunk_length) for begin, (end, _) in zip(previous, ends, strict=True))
+    losses, step, read, seconds = torch.zeros(chunks, device=device), 0, 0, 0.0
     for end, phase in ends:
         began = time.perf_counter()
         while read < end:
@@ -276,10 +279,11 @@ def run_prequential(
             loss, logits = prequential_step(agent, chunk, loss_fn, optimizer, steps=c.steps_per_chunk,
                                             grad_clip=c.grad_clip, reservoir=reservoir)  # fmt: skip
             online.update(chunk, logits)
-            losses.append(loss)
+            losses[step] = loss
+            step += 1
             read += chunk.length
         seconds += time.perf_counter() - began
-        if not all(map(math.isfinite, (float(v) for v in losses[-1:]))):
+        if step and not math.isfinite(float(losses[step - 1])):
             raise NrstreamError(f"{agent_config.label}: the loss became non-finite; lower continual.lr ({c.lr})")
         state = map_state(lambda s: s.clone(), agent.state)  # the test runs have their own agent and stream
         matrix.record_row(phase, held_out_accuracies(model, loaded, config, reset, seed))
@@ -287,7 +291,7 @@ def run_prequential(
         model.train()
         if log is not None:
             log(f"nrstream: {agent_config.label} prequential: phase {phase} ended at frame {read}")
-    loss_curve = [float(v) for v in torch.stack(losses).cpu()] if losses else []
+    loss_curve = losses[:step].cpu().tolist()
     return PrequentialResult(
         agent_config.arch, agent_config.loss, seed, reset, read, seconds,
         metrics=online.compute(), matrix=matrix.compute(), losses=loss_curve,
