@@ -197,7 +197,8 @@ def test_the_prequential_command_writes_its_run_folder(tmp_path, monkeypatch):
     assert main(["prequential", str(path), "--seeds", "2"]) == 0
     folder = tmp_path / "runs" / "cl"
     assert sorted(p.name for p in folder.iterdir()) == [
-        "accuracy_matrix.png", "prequential.csv", "prequential.json", "prequential_accuracy.png",
+        ".nrstream-outputs.json", "accuracy_matrix.png", "prequential.csv", "prequential.json",
+        "prequential_accuracy.png",
     ]  # fmt: skip
     payload = json.loads((folder / "prequential.json").read_text())
     assert [(r["loss"], r["seed"]) for r in payload["runs"]] == [("ce", 0), ("ce_kl", 0), ("ce", 1), ("ce_kl", 1)]
@@ -206,3 +207,10 @@ def test_the_prequential_command_writes_its_run_folder(tmp_path, monkeypatch):
     assert payload["runs"][0]["metrics"]["switches"]["x"] == [64.0]  # where the schedule's phase 1 begins
     assert payload["runs"][0]["loss_curve"] != payload["runs"][1]["loss_curve"]  # ce and ce_kl learn differently
     assert (folder / "prequential.csv").read_text().startswith("arch,loss,reset,seeds,prequential_accuracy")
+    # a second run replaces the folder nrstream wrote; a folder it did not write is refused before any work
+    assert main(["prequential", str(path), "--set", "continual.frames=64"]) == 0
+    assert json.loads((folder / "prequential.json").read_text())["runs"][0]["frames_per_lane"] == 64
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    assert main(["prequential", str(path), "--out", str(tmp_path / "mine")]) == 2
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"

@@ -16,6 +16,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("config", help="YAML experiment config, e.g. configs/continual/fmnist_class_incremental.yaml")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override run.device")
     parser.add_argument("--seeds", type=int, metavar="N", help="seeds 0..N-1 (run.seeds)")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default: <run.out_dir>/<run.name>)")
+    parser.add_argument(
+        "--force", action="store_true", help="replace a run folder that holds only nrstream output files"
+    )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config key, VALUE in YAML: --set continual.lr=0.01 (repeatable)",
@@ -39,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--seeds: expected a number of seeds from 1 to 1000, got {args.seeds}")
         config.run.seeds, config.run.seed = list(range(args.seeds)), 0
     log = line_logger(logging.getLogger("nrstream.lab.prequential"))
-    payload = run_prequential_experiment(config, log=log)
+    payload = run_prequential_experiment(config, log=log, out=args.out, force=args.force)
     for row in payload["summary"]:
         print(
             f"{row['arch']}/{row['loss']}: prequential accuracy {row['prequential_accuracy']}, average accuracy "
             f"{row['average_accuracy']}, forgetting {row['forgetting']}, recovery {row['mean_recovery_frames']} frames"
         )
-    print(f"wrote {config.run_dir}")
+    print(f"wrote {args.out or config.run_dir}")
     return 0

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from nrstream.artifacts.results import json_safe
+from nrstream.artifacts.run_folder import MANIFEST, check_run_folder, run_folder_lock, write_manifest
 from nrstream.atomic import atomic_folder
 from nrstream.lab.config import Config, config_to_dict
 from nrstream.lab.engine import resolve_device
@@ -114,10 +115,35 @@ def _figures(runs: list[dict], folder: Path) -> list[str]:
     return ["prequential_accuracy.png", "accuracy_matrix.png"]
 
 
+def _ours(folder: Path) -> bool:
+    """``folder`` is a prequential run folder nrstream wrote (its manifest lists ``prequential.json``)."""
+    try:
+        files = json.loads((folder / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(files, dict) and "prequential.json" in files
+
+
+def _check_folder(folder: Path, force: bool) -> None:
+    """The output rule (:mod:`nrstream.artifacts.run_folder`): replace only what nrstream wrote here."""
+    check_run_folder(folder, force=force or _ours(folder))
+
+
 def run_prequential_experiment(
-    config: Config, *, device: str | torch.device | None = None, log: Callable[[str], None] | None = None
+    config: Config,
+    *,
+    device: str | torch.device | None = None,
+    log: Callable[[str], None] | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
 ) -> dict:
-    """Every agent x seed of ``config`` run prequentially; the run folder written; its ``prequential.json`` returned."""
+    """Every agent x seed of ``config`` run prequentially; the run folder written; its ``prequential.json`` returned.
+
+    ``out`` replaces ``<run.out_dir>/<run.name>``. An existing folder is replaced only if nrstream wrote it (a
+    prequential run folder, or with ``force`` any folder holding only nrstream's files); checked before any work.
+    """
+    folder = Path(out) if out is not None else config.run_dir
+    _check_folder(folder, force)
     device = resolve_device(device or config.run.device)
     loaded = load_data(config)
     runs = []
@@ -141,8 +167,10 @@ def run_prequential_experiment(
         "summary": summarise(runs),
     }
     payload = json_safe(payload)
-    with atomic_folder(config.run_dir) as folder:
-        (folder / "prequential.json").write_text(json.dumps(payload, indent=1, default=str, allow_nan=False))
-        (folder / "prequential.csv").write_text(_csv(payload["summary"]))
-        _figures(runs, folder)
+    with run_folder_lock(folder):  # a second writer exits naming this one's pid
+        _check_folder(folder, force)  # again: it may have changed while the agents ran
+        with atomic_folder(folder) as tmp:
+            (tmp / "prequential.json").write_text(json.dumps(payload, indent=1, default=str, allow_nan=False))
+            (tmp / "prequential.csv").write_text(_csv(payload["summary"]))
+            write_manifest(tmp, ["prequential.json", "prequential.csv", *_figures(runs, tmp)])
     return payload
