@@ -194,3 +194,19 @@ def test_the_envs_run_a_schedule_without_telling_the_learner_its_phase():
     seen = torch.cat(labels, 1)
     assert set(seen[:, :30].flatten().tolist()) <= {-1, 0, 1} and set(seen[:, 60:].flatten().tolist()) <= {-1, 2, 3}
     envs.close()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["together", "independent"])
+def test_a_scheduled_stream_on_cuda_equals_the_one_on_the_cpu_bit_for_bit(toy, mode):
+    def stream(device: str):
+        settings = {"gap_min": 2, "gap_max": 9, "schedule": SCHEDULE, "schedule_lanes": mode}
+        return make_stream(toy, "train", settings, num_lanes=37, seed=5, device=device)
+
+    cpu = read(stream("cpu"), 1200, 1200)
+    for size in (1, 100, 1200):
+        cuda = read(stream("cuda"), 1200, size)
+        assert cuda.x.device.type == "cuda"
+        for name in FIELDS:
+            assert torch.equal(getattr(cuda, name).cpu(), getattr(cpu, name)), (size, name)
