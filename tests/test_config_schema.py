@@ -35,6 +35,7 @@ PINNED = {
         "0325e2ebd6fe2874", "49354753a82da8ba", "b97e20913fd19137", "1997ee95115045d7", "a93caa9c21586e1b",
         "815218f8cdbdc3f8",
     ],
+    "configs/continual/speech_class_incremental.yaml": ["45ea475f7b745967", "66254c7bbaf30624", "9f38255ab34ddd37"],
     "configs/continual/fmnist_domain_incremental.yaml": [
         "755d37eb2a92063c", "b77e4ee806828d88", "eaafec4bb90a326c", "067470b53f078abc", "9ae4fe1b1a85bf58",
         "7b825b9b0591ddce",
