@@ -58,6 +58,13 @@ and test): its keys are those of ``data.stream`` and replace them for every test
 ``{noise_scale: 3.0}`` makes the noise 3x louder. Training and validation keep
 ``data.stream``; the settings the test streams used are recorded in ``results.json``
 (``data.test_stream``). Being part of ``evaluate``, it reuses trained checkpoints.
+``data.stream.schedule`` makes the stream non-stationary (:mod:`nrstream.stream.schedule`): a list of
+phases ``{frames, classes, blend, stream, name}``, each drawing only its ``classes`` (names or indices)
+with its ``stream`` changes (``gap_min``, ``gap_max``, ``noise_scale``) for ``frames`` frames per lane,
+switching abruptly or over ``blend`` frames; a bad phase is one line naming
+``data.stream.schedule[i].KEY``. The ``continual`` section configures ``nrstream prequential``
+(:mod:`nrstream.lab.prequential`): each chunk of the (scheduled) training stream is predicted and
+scored, then learnt from, with ``continual.optimizer`` and ``continual.lr``, the state never reset.
 ``evaluate.metrics`` entries are a name or ``{name: ..., options: {...}}``; the default is
 ``accuracy, accuracy_by_position, rolling_accuracy, noise_entropy, state_norm``.
 
