@@ -194,6 +194,17 @@ def test_the_envs_run_a_schedule_without_telling_the_learner_its_phase():
     seen = torch.cat(labels, 1)
     assert set(seen[:, :30].flatten().tolist()) <= {-1, 0, 1} and set(seen[:, 60:].flatten().tolist()) <= {-1, 2, 3}
     envs.close()
+    asked = gymnasium.make_vec(
+        "nrstream/Toy-v1", num_envs=4, frames_per_step=10, vectorization_mode="vector_entry_point",
+        stream={"gap_min": 0, "gap_max": 2, "schedule": schedule}, info_phase=True,
+    )  # fmt: skip
+    _, info = asked.reset(seed=0)
+    assert info["phase"].shape == (4, 10) and (info["phase"] == 0).all()
+    asked.close()
+    single = gymnasium.make("nrstream/Toy-v1", stream={"schedule": schedule}, info_phase=True)
+    _, info = single.reset(seed=0)
+    assert info["phase"].shape == () and int(info["phase"]) == 0
+    assert "phase" not in gymnasium.make("nrstream/Toy-v1", stream={"schedule": schedule}).reset(seed=0)[1]
 
 
 @pytest.mark.cuda

@@ -70,15 +70,18 @@ def lane_spaces(
     return dataset, observation, action
 
 
-def chunk_info(chunk: Chunk) -> dict[str, torch.Tensor]:
-    """What ``info`` carries about the frames of an observation."""
-    return {
+def chunk_info(chunk: Chunk, phase: bool = False) -> dict[str, torch.Tensor]:
+    """What ``info`` carries about the frames of an observation (``phase``: also the schedule phase)."""
+    info = {
         "label": chunk.label,
         "mask": chunk.mask,
         "start": chunk.start,
         "end": chunk.end,
         "sample_index": chunk.sample_index,
     }
+    if phase:
+        info["phase"] = chunk.phase
+    return info
 
 
 class StreamEnv(gym.Env):
@@ -119,7 +122,10 @@ class StreamEnv(gym.Env):
     ``SyncVectorEnv``/``AsyncVectorEnv`` stack them into ``bool``/``int64`` arrays): ``label``
     (class, ``-1`` on noise), ``mask`` (sample frame), ``start`` (first frame of a
     sample), ``end`` (decision frame), ``sample_index`` (samples started so far).
-    ``label`` is for scoring and analysis: an honest agent does not read it.
+    ``label`` is for scoring and analysis: an honest agent does not read it. With
+    ``info_phase=True`` also ``phase``: the phase of a non-stationary stream's schedule
+    (``stream={"schedule": [...]}``, :mod:`nrstream.stream.schedule`); left out by default, so
+    that a continual learner is task-free.
     :meth:`nrstream.stream.stream.Chunk.from_info` turns observation and info back into a chunk.
 
     ## Arguments
@@ -131,7 +137,8 @@ class StreamEnv(gym.Env):
     frames between samples), ``noise`` (``gaussian``/``silence``/``recorded``) and
     ``noise_scale`` (kept from v0: the same as those fields of ``stream``; unset ones keep
     StreamSettings' defaults), ``frames_per_step``, ``squeeze`` (drop the frame axis when
-    ``frames_per_step`` is 1), ``render_mode`` (only ``None``: nothing is drawn; any other
+    ``frames_per_step`` is 1), ``info_phase`` (put the schedule phase in ``info``),
+    ``render_mode`` (only ``None``: nothing is drawn; any other
     value raises :class:`RenderModeError`, a ``TypeError``, as an env without the argument
     would: Stable-Baselines3's ``make_vec_env`` then makes the env without it). Invalid
     settings raise ``ValueError`` at ``make`` time, naming the setting.
@@ -159,8 +166,10 @@ class StreamEnv(gym.Env):
         frames_per_step: int = 1,
         squeeze: bool = False,
         render_mode: str | None = None,
+        info_phase: bool = False,
     ) -> None:
         check_render_mode(render_mode)
+        self.info_phase = bool(info_phase)
         self.render_mode = render_mode
         self.dataset, self.observation_space, self.action_space = lane_spaces(
             source, source_options, frames_per_step, squeeze
@@ -194,5 +203,5 @@ class StreamEnv(gym.Env):
     def _observation(self):
         chunk = self._chunk[0, 0] if self.squeezed else self._chunk[0]
         # arrays, shape () when squeezed: a numpy.bool_ scalar would become an object array in SyncVectorEnv
-        info = {key: value.numpy().copy() for key, value in chunk_info(chunk).items()}
+        info = {key: value.numpy().copy() for key, value in chunk_info(chunk, self.info_phase).items()}
         return chunk.x.numpy().astype(np.float32, copy=True), info

@@ -40,7 +40,8 @@ class StreamVectorEnv(VectorEnv):
         >>> reward.shape                          # (256,)
 
     With ``frames_per_step=1`` on a ``-v1`` id: observations ``(num_envs, F)``, actions
-    and info values ``(num_envs,)``.
+    and info values ``(num_envs,)``. ``info_phase=True`` adds ``phase`` (a scheduled stream's
+    phase, :mod:`nrstream.stream.schedule`), left out by default: the learner is task-free.
 
     Autoreset (only with ``max_episode_steps``: the stream itself never ends). The mode is
     ``self.autoreset_mode`` and ``metadata["autoreset_mode"]``, as on Gymnasium's vector envs,
@@ -95,8 +96,10 @@ class StreamVectorEnv(VectorEnv):
         squeeze: bool = False,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.DISABLED,
+        info_phase: bool = False,
     ) -> None:
         check_render_mode(render_mode)
+        self.info_phase = bool(info_phase)
         self.render_mode = render_mode
         try:
             self.autoreset_mode = AutoresetMode(autoreset_mode)
@@ -177,7 +180,7 @@ class StreamVectorEnv(VectorEnv):
 
     def _observation(self):
         chunk = self._chunk[:, 0] if self.squeezed else self._chunk
-        return chunk.x, chunk_info(chunk)
+        return chunk.x, chunk_info(chunk, self.info_phase)
 
     def step(self, actions):
         """``actions``: predicted classes ``(num_envs, frames_per_step)`` (or ``(num_envs,)``)."""
