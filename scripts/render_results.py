@@ -624,6 +624,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "all_runs": t_all_runs,
     "continual_class_incremental": lambda: t_continual("continual_fmnist_class_incremental"),
     "continual_domain_incremental": lambda: t_continual("continual_fmnist_domain_incremental"),
+    "continual_speech_class_incremental": lambda: t_continual("continual_speech_class_incremental"),
 }
 
 
