@@ -56,3 +56,40 @@ def restore_logging(monkeypatch):
     monkeypatch.setenv("NRSTREAM_VERBOSITY", "0")
     yield
     configure(0)
+
+
+def write_plugin_distribution(root: Path, module: str, source: str, *, dist: str | None = None) -> Path:
+    """A one-module plugin distribution in ``root/module``: ``module/__init__.py`` and a pyproject.toml
+    naming it in the ``nrstream`` entry-point group, as a third party would publish it."""
+    import textwrap
+
+    folder = root / module
+    (folder / module).mkdir(parents=True)
+    (folder / module / "__init__.py").write_text(textwrap.dedent(source))
+    dist = dist or f"nrstream-test-{module.replace('_', '-')}"
+    (folder / "pyproject.toml").write_text(
+        textwrap.dedent(f"""
+        [build-system]
+        requires = ["hatchling"]
+        build-backend = "hatchling.build"
+        [project]
+        name = "{dist}"
+        version = "1.2.3"
+        [project.entry-points.nrstream]
+        {module} = "{module}"
+        [tool.hatch.build.targets.wheel]
+        packages = ["{module}"]
+        """)
+    )
+    return folder
+
+
+def pip_install_into(target: Path, *folders: Path) -> Path:
+    """``pip install --target`` the distributions (no dependencies, no build isolation: offline); returns ``target``."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    result = subprocess.run([*command, "--target", str(target), *map(str, folders)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return target

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
 
 import pytest
+from conftest import pip_install_into, write_plugin_distribution
 
 from nrstream import cli
 from nrstream.errors import PluginError
@@ -60,36 +59,12 @@ DISTRIBUTIONS = {
 }
 
 
-def _write_distribution(root: Path, name: str, source: str) -> Path:
-    folder = root / name
-    (folder / name).mkdir(parents=True)
-    (folder / name / "__init__.py").write_text(textwrap.dedent(source))
-    (folder / "pyproject.toml").write_text(
-        textwrap.dedent(f"""
-        [build-system]
-        requires = ["hatchling"]
-        build-backend = "hatchling.build"
-        [project]
-        name = "nrstream-test-{name.replace("_", "-")}"
-        version = "1.2.3"
-        [project.entry-points.nrstream]
-        {name} = "{name}"
-        [tool.hatch.build.targets.wheel]
-        packages = ["{name}"]
-        """)
-    )
-    return folder
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """Install the test distributions with pip into their own folder, put it on sys.path."""
     root = tmp_path_factory.mktemp("plugins")
-    folders = [_write_distribution(root / "src", name, source) for name, source in DISTRIBUTIONS.items()]
-    target = root / "site"
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-    result = subprocess.run([*command, "--target", str(target), *map(str, folders)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    folders = [write_plugin_distribution(root / "src", name, source) for name, source in DISTRIBUTIONS.items()]
+    target = pip_install_into(root / "site", *folders)
     sys.path.insert(0, str(target))
     yield target
     sys.path.remove(str(target))

@@ -7,11 +7,11 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import pip_install_into, write_plugin_distribution
 
 from nrstream.artifacts.results import Results, read_csv
 from nrstream.lab.report import console_table, markdown_table, scalar_columns, write_run_folder
@@ -59,27 +59,8 @@ def nrstream_register_metrics(register):
 def plugin_site(tmp_path_factory) -> Path:
     """``nrstream-test-frame-count`` installed with pip into its own folder (a real entry point)."""
     root = tmp_path_factory.mktemp("frame_count")
-    src = root / "src"
-    (src / "nrstream_test_frame_count").mkdir(parents=True)
-    (src / "nrstream_test_frame_count" / "__init__.py").write_text(DUMMY_PLUGIN)
-    (src / "pyproject.toml").write_text(
-        textwrap.dedent("""
-        [build-system]
-        requires = ["hatchling"]
-        build-backend = "hatchling.build"
-        [project]
-        name = "nrstream-test-frame-count"
-        version = "0.1.0"
-        [project.entry-points.nrstream]
-        frame_count = "nrstream_test_frame_count"
-        [tool.hatch.build.targets.wheel]
-        packages = ["nrstream_test_frame_count"]
-        """)
-    )
-    site = root / "site"
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-    proc = subprocess.run([*command, "--target", str(site), str(src)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    folder = write_plugin_distribution(root / "src", "nrstream_test_frame_count", DUMMY_PLUGIN)
+    site = pip_install_into(root / "site", folder)
     return site
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from conftest import pip_install_into, write_plugin_distribution
 
 from faults.conftest import assert_nothing_lost, assert_one_line_error, snapshot, toy_config_dict
 
@@ -97,27 +95,8 @@ def nrstream_register_architectures(register):
 def bad_site(tmp_path_factory) -> Path:
     """``nrstream-test-bad`` installed with pip into its own folder (a real ``nrstream`` entry point)."""
     root = tmp_path_factory.mktemp("bad_plugin")
-    src = root / "src"
-    (src / "nrstream_test_bad").mkdir(parents=True)
-    (src / "nrstream_test_bad" / "__init__.py").write_text(BAD_PLUGIN)
-    (src / "pyproject.toml").write_text(
-        textwrap.dedent("""
-        [build-system]
-        requires = ["hatchling"]
-        build-backend = "hatchling.build"
-        [project]
-        name = "nrstream-test-bad"
-        version = "0.1.0"
-        [project.entry-points.nrstream]
-        bad = "nrstream_test_bad"
-        [tool.hatch.build.targets.wheel]
-        packages = ["nrstream_test_bad"]
-        """)
-    )
-    site = root / "site"
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-    proc = subprocess.run([*command, "--target", str(site), str(src)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+    folder = write_plugin_distribution(root / "src", "nrstream_test_bad", BAD_PLUGIN, dist="nrstream-test-bad")
+    site = pip_install_into(root / "site", folder)
     return site
 
 
