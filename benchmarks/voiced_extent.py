@@ -1,7 +1,7 @@
 """How often is a clip's voiced extent the whole clip, per source, and how close is it to the word? (issue 24 item 4)
 
 The scene stream's decision frame and ``make-recording``'s truth spans both come from
-:func:`nrstream.scene.voiced_extent`. Two figures:
+:func:`nrstream.stream.scene.voiced_extent`. Two figures:
 
 1. **Whole-clip share, per source**: the fraction of clips (all splits) whose voiced extent
    runs from the clip's first to its last frame (``trim_db`` 40, the default), and the mean
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nrstream.audio import FeatureFrontend
-from nrstream.bank import SampleBank
-from nrstream.scene import LinearView, linear_view, voiced_extent
+from nrstream.data.audio import FeatureFrontend
+from nrstream.stream.bank import SampleBank
+from nrstream.stream.scene import LinearView, linear_view, voiced_extent
 
 
 def whole_clip_share(dataset) -> dict:
@@ -93,9 +93,9 @@ def main() -> None:
     parser.add_argument("--no-floor", action="store_true", help="trim_db alone (the rule before issue 24)")
     args = parser.parse_args()
     if args.no_floor:
-        import nrstream.scene
+        import nrstream.stream.scene
 
-        nrstream.scene.FLOOR_DB = -math.inf  # smoothed power >= floor * 0: always true
+        nrstream.stream.scene.FLOOR_DB = -math.inf  # smoothed power >= floor * 0: always true
     torch.set_num_threads(1)
     from nrstream_plugins.data.fsdd import load_fsdd
     from nrstream_plugins.data.speech_commands import load_speech_commands

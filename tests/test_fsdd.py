@@ -18,8 +18,8 @@ import torch
 from nrstream_plugins.data import fsdd
 
 from nrstream import DataNotFoundError, load_dataset, make_stream
-from nrstream.audio import FeatureFrontend, fix_length, read_wav
-from nrstream.datasets import clear_dataset_cache
+from nrstream.data.audio import FeatureFrontend, fix_length, read_wav
+from nrstream.data.datasets import clear_dataset_cache
 from nrstream.errors import DataFileError, DownloadError
 
 SPEAKERS = ["george", "jackson", "nicolas", "yweweler"]
@@ -108,7 +108,9 @@ def test_bad_split_options_are_one_line_errors(fsdd_sample, module_cache, option
 
 def test_per_sample_record_names_the_recording_behind_every_sample(official):
     """The speaker and take of sample k are those of the file whose features sample k holds."""
-    files = fsdd.fsdd_split_audio(official, "test")
+    from nrstream.deploy.recording import SplitFiles
+
+    files = SplitFiles(**fsdd.fsdd_split_audio(official, "test"))
     assert files.sample_rate == 8000 and files.clip_seconds == 1.0 and files.noise_share == (0.9, 1.0)
     assert len(files.clips) == 200 and len(files.noise) == 6
     fe = FeatureFrontend(**official.info["frontend"])

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nrstream.config import load_config
-from nrstream.datasets import make_stream
-from nrstream.engine import load_data
-from nrstream.experiment import plan_jobs, train_job
-from nrstream.scoring import decision_accuracy
+from nrstream.data.datasets import make_stream
+from nrstream.lab.config import load_config
+from nrstream.lab.experiment import plan_jobs, train_job
+from nrstream.lab.loading import load_data
+from nrstream.lab.scoring import decision_accuracy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-import nrstream.scene
-from nrstream.audio import FeatureFrontend
-from nrstream.bank import SampleBank
-from nrstream.scene import LinearView, voiced_extent
+import nrstream.stream.scene
+from nrstream.data.audio import FeatureFrontend
+from nrstream.stream.bank import SampleBank
+from nrstream.stream.scene import LinearView, voiced_extent
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (synth_speech)")
 
@@ -68,7 +68,7 @@ def test_voiced_extent_of_a_hard_clip_is_the_clean_word(hard_clips):
 
 def test_without_the_floor_rule_hard_clips_were_whole(hard_clips, monkeypatch):
     bank, _, _ = hard_clips
-    monkeypatch.setattr(nrstream.scene, "FLOOR_DB", -math.inf)  # trim_db alone: the rule before issue 24
+    monkeypatch.setattr(nrstream.stream.scene, "FLOOR_DB", -math.inf)  # trim_db alone: the rule before issue 24
     first, _, voiced = voiced_extent(bank, VIEW, 40.0, 0)
     assert float(((first == 0) & (voiced == 101)).float().mean()) >= 0.9
 
@@ -77,7 +77,7 @@ def test_clean_clips_keep_their_extent(hard_clips, monkeypatch):
     """Beside digital silence the floor is zero: the extent is the trim_db rule's, frame for frame."""
     _, _, plain = hard_clips
     new = voiced_extent(plain, VIEW, 40.0, 10)
-    monkeypatch.setattr(nrstream.scene, "FLOOR_DB", -math.inf)
+    monkeypatch.setattr(nrstream.stream.scene, "FLOOR_DB", -math.inf)
     old = voiced_extent(plain, VIEW, 40.0, 10)
     for a, b in zip(new, old, strict=True):
         assert torch.equal(a, b)

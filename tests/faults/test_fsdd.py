@@ -17,7 +17,7 @@ import soundfile
 from nrstream_plugins.data import fsdd
 
 from faults.conftest import assert_nothing_lost, assert_one_line_error, snapshot
-from nrstream.datasets import clear_dataset_cache
+from nrstream.data.datasets import clear_dataset_cache
 
 
 @pytest.fixture(autouse=True)

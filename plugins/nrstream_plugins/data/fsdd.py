@@ -75,10 +75,9 @@ import torch
 
 from nrstream import DataNotFoundError, hookimpl
 from nrstream.atomic import atomic_folder
-from nrstream.audio import FeatureFrontend
-from nrstream.bank import SPLITS, Dataset, SampleBank
-from nrstream.cache import cache_dir, cached, fingerprint
-from nrstream.datafiles import (
+from nrstream.data.audio import FeatureFrontend
+from nrstream.data.cache import cache_dir, cached, fingerprint
+from nrstream.data.datafiles import (
     DOWNLOAD_MARKER,
     DataFileError,
     check_replaceable,
@@ -91,6 +90,7 @@ from nrstream.datafiles import (
     written_by_download,
 )
 from nrstream.errors import DownloadError
+from nrstream.stream.bank import SPLITS, Dataset, SampleBank
 from nrstream_plugins.data.speech_commands import SkippedClipsWarning, _noise_parts, extract_features
 
 __all__ = ["load_fsdd", "download_fsdd", "fsdd_split_audio", "read_checksums", "DIGITS", "URL", "VERSION"]
@@ -413,16 +413,16 @@ def load_fsdd(
     return Dataset(splits=banks, noise=noise, info=info)
 
 
-def fsdd_split_audio(dataset: Dataset, split: str):
+def fsdd_split_audio(dataset: Dataset, split: str) -> dict[str, Any]:
     """The audio files behind one split of a loaded ``fsdd`` data set (what ``make-recording`` needs).
 
     Returns:
-        A :class:`nrstream.recording.SplitFiles`: ``clips`` as ``[(word, path)]`` in bank
-        order (word = the digit's class name), the noise recordings and this split's
-        ``[lo, hi)`` share of each, the front end's rate and parameters, ``clip_seconds``.
+        The fields of ``nrstream.deploy.recording.SplitFiles`` (a plugin may not import the
+        deployment package; ``SplitFiles(**fsdd_split_audio(dataset, split))``): ``root``,
+        ``sample_rate`` (the front end's), ``clips`` as ``[(word, path)]`` in bank order (word
+        = the digit's class name), ``noise`` (the recordings), ``noise_share`` (this split's
+        ``[lo, hi)`` fraction of each), ``split``, ``frontend`` (its parameters), ``clip_seconds``.
     """
-    from nrstream.recording import SplitFiles
-
     info = dataset.info
     if info.get("source") != "fsdd":
         raise ValueError(f"fsdd_split_audio needs an fsdd data set, got source {info.get('source')!r}")
@@ -431,28 +431,23 @@ def fsdd_split_audio(dataset: Dataset, split: str):
     root = Path(info["root"])
     bank = dataset.splits[split]
     speakers = info["speakers"]
-    clips = [
-        (DIGITS[int(digit)], root / "recordings" / f"{int(digit)}_{speakers[s]}_{take}.wav")
-        for digit, s, take in zip(
-            bank.labels.tolist(), info["sample_speaker"][split], info["sample_take"][split], strict=True
-        )
-    ]
+    numbers = zip(bank.labels.tolist(), info["sample_speaker"][split], info["sample_take"][split], strict=True)
+    clips = [(DIGITS[d], root / "recordings" / f"{d}_{speakers[s]}_{take}.wav") for d, s, take in numbers]
     bounds = [0.0]
     for share in info["noise_split"]:
         bounds.append(bounds[-1] + share)
     i = SPLITS.index(split)
-    noise = [Path(info["noise_dir"]) / name for name in info["noise_recordings"]]
     frontend = dict(info["frontend"])
-    return SplitFiles(
-        root,
-        int(frontend["sample_rate"]),
-        clips,
-        noise,
-        (bounds[i], bounds[i + 1]),
-        split,
-        frontend,
-        info["clip_seconds"],
-    )
+    return {
+        "root": root,
+        "sample_rate": int(frontend["sample_rate"]),
+        "clips": clips,
+        "noise": [Path(info["noise_dir"]) / name for name in info["noise_recordings"]],
+        "noise_share": (bounds[i], bounds[i + 1]),
+        "split": split,
+        "frontend": frontend,
+        "clip_seconds": float(info["clip_seconds"]),
+    }
 
 
 # ------------------------------------------------------------------ download
