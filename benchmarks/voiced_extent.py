@@ -4,15 +4,18 @@ The scene stream's decision frame and ``make-recording``'s truth spans both come
 :func:`nrstream.stream.scene.voiced_extent`. Two figures:
 
 1. **Whole-clip share, per source**: the fraction of clips (all splits) whose voiced extent
-   runs from the clip's first to its last frame (``trim_db`` 40, the default), and the mean
-   voiced length in frames. Sources: ``synth_speech`` with ``variation: hard`` and ``none``
-   (10 words x ``--renderings``), the shared Speech Commands sample, the shared FSDD subset.
+   runs from the clip's first to its last frame (``trim_db`` 40, the default), the mean
+   voiced length in frames, and the mean decision frame (the clip frame a scene stream
+   scores: the last voiced frame + ``tail`` 10, cut at the clip's end). Sources:
+   ``synth_speech`` with ``variation: hard`` and ``none`` (10 words x ``--renderings``), the
+   shared Speech Commands sample, the shared FSDD subset.
 2. **Distance to the clean word** (``synth_speech`` hard clips made here with the corpus's own
    functions: espeak-ng dry word, :func:`_speech_variation.mix` with hard parameters): start
    and end of the voiced extent of the noisy clip vs the dry word's span, in 10 ms frames.
 
     python benchmarks/voiced_extent.py [--renderings 30] [--clips 200] [--no-floor]
 
+``--renderings 100`` is the corpus of ``configs/speech_quick.yaml`` (10 words x 100, hard);
 ``--no-floor``: the rule before issue 24 (``trim_db`` alone), for comparison.
 
 Needs espeak-ng for the synth_speech rows; the shared data at ``$NRSTREAM_TEST_DATA``
@@ -39,13 +42,19 @@ from nrstream.stream.scene import LinearView, linear_view, voiced_extent
 def whole_clip_share(dataset) -> dict:
     """Share of samples whose voiced extent is the whole sample, and their mean voiced length (frames)."""
     view = linear_view(dataset)
-    whole, voiced_frames, n = 0, 0.0, 0
+    whole, voiced_frames, decision, n = 0, 0.0, 0.0, 0
     for bank in dataset.splits.values():
-        first, _, voiced = voiced_extent(bank, view, 40.0, 0)
+        first, kept, voiced = voiced_extent(bank, view, 40.0, 10)  # tail 10: StreamSettings' default
         whole += int(((first == 0) & (voiced == bank.lengths)).sum())
         voiced_frames += float(voiced.float().sum())
+        decision += float((first + kept - 1).float().sum())  # the clip frame the scene scores
         n += len(bank)
-    return {"clips": n, "whole_clip": round(whole / n, 4), "mean_voiced_frames": round(voiced_frames / n, 1)}
+    return {
+        "clips": n,
+        "whole_clip": round(whole / n, 4),
+        "mean_voiced_frames": round(voiced_frames / n, 1),
+        "mean_decision_frame": round(decision / n, 1),
+    }
 
 
 def clean_word_distance(clips: int, seed: int = 0) -> dict:
