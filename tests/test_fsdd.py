@@ -108,9 +108,7 @@ def test_bad_split_options_are_one_line_errors(fsdd_sample, module_cache, option
 
 def test_per_sample_record_names_the_recording_behind_every_sample(official):
     """The speaker and take of sample k are those of the file whose features sample k holds."""
-    from nrstream.deploy.recording import SplitFiles
-
-    files = SplitFiles(**fsdd.fsdd_split_audio(official, "test"))
+    files = fsdd.fsdd_split_audio(official, "test")
     assert files.sample_rate == 8000 and files.clip_seconds == 1.0 and files.noise_share == (0.9, 1.0)
     assert len(files.clips) == 200 and len(files.noise) == 6
     fe = FeatureFrontend(**official.info["frontend"])
@@ -261,7 +259,7 @@ def test_download_never_replaces_a_folder_it_did_not_write(fsdd_sample, tmp_path
 def test_cli_download_refuses_a_foreign_folder_in_one_line(tmp_path, tmp_cache, capsys):
     from nrstream.cli import main
 
-    assert fsdd.load_fsdd.download is fsdd.download_fsdd  # what `nrstream data download fsdd` calls
+    assert fsdd.SOURCE.download is fsdd.download_fsdd  # what `nrstream data download fsdd` calls
     (tmp_path / "d" / fsdd.FOLDER).mkdir(parents=True)  # checked before anything is fetched
     assert main(["data", "download", "fsdd", "--dest", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()

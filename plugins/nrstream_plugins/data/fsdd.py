@@ -90,10 +90,11 @@ from nrstream.data.datafiles import (
     written_by_download,
 )
 from nrstream.errors import DownloadError
+from nrstream.plugin.contracts import DataSource, SplitAudio
 from nrstream.stream.bank import SPLITS, Dataset, SampleBank
 from nrstream_plugins.data.speech_commands import SkippedClipsWarning, _noise_parts, extract_features
 
-__all__ = ["load_fsdd", "download_fsdd", "fsdd_split_audio", "read_checksums", "DIGITS", "URL", "VERSION"]
+__all__ = ["SOURCE", "load_fsdd", "download_fsdd", "fsdd_split_audio", "read_checksums", "DIGITS", "URL", "VERSION"]
 
 VERSION = "1.0.10"
 URL = f"https://github.com/Jakobovski/free-spoken-digit-dataset/archive/refs/tags/v{VERSION}.tar.gz"
@@ -413,15 +414,13 @@ def load_fsdd(
     return Dataset(splits=banks, noise=noise, info=info)
 
 
-def fsdd_split_audio(dataset: Dataset, split: str) -> dict[str, Any]:
-    """The audio files behind one split of a loaded ``fsdd`` data set (what ``make-recording`` needs).
+def fsdd_split_audio(dataset: Dataset, split: str) -> SplitAudio:
+    """The audio files behind one split of a loaded ``fsdd`` data set (what ``make-recording`` mixes).
 
     Returns:
-        The fields of ``nrstream.deploy.recording.SplitFiles`` (a plugin may not import the
-        deployment package; ``SplitFiles(**fsdd_split_audio(dataset, split))``): ``root``,
-        ``sample_rate`` (the front end's), ``clips`` as ``[(word, path)]`` in bank order (word
-        = the digit's class name), ``noise`` (the recordings), ``noise_share`` (this split's
-        ``[lo, hi)`` fraction of each), ``split``, ``frontend`` (its parameters), ``clip_seconds``.
+        :class:`~nrstream.plugin.contracts.SplitAudio`: ``clips`` as ``[(word, path)]`` in bank
+        order (word = the digit's class name), the noise recordings and this split's
+        ``[lo, hi)`` share of each, the front end's rate and parameters, ``clip_seconds``.
     """
     info = dataset.info
     if info.get("source") != "fsdd":
@@ -438,16 +437,16 @@ def fsdd_split_audio(dataset: Dataset, split: str) -> dict[str, Any]:
         bounds.append(bounds[-1] + share)
     i = SPLITS.index(split)
     frontend = dict(info["frontend"])
-    return {
-        "root": root,
-        "sample_rate": int(frontend["sample_rate"]),
-        "clips": clips,
-        "noise": [Path(info["noise_dir"]) / name for name in info["noise_recordings"]],
-        "noise_share": (bounds[i], bounds[i + 1]),
-        "split": split,
-        "frontend": frontend,
-        "clip_seconds": float(info["clip_seconds"]),
-    }
+    return SplitAudio(
+        split=split,
+        sample_rate=int(frontend["sample_rate"]),
+        clips=clips,
+        noise=[Path(info["noise_dir"]) / name for name in info["noise_recordings"]],
+        noise_share=(bounds[i], bounds[i + 1]),
+        frontend=frontend,
+        clip_seconds=float(info["clip_seconds"]),
+        root=root,
+    )
 
 
 # ------------------------------------------------------------------ download
@@ -539,9 +538,9 @@ def download_fsdd(
     return _has_layout(folder) or folder
 
 
-load_fsdd.download = download_fsdd  # type: ignore[attr-defined]
+SOURCE = DataSource(load=load_fsdd, download=download_fsdd, split_audio=fsdd_split_audio)
 
 
 @hookimpl
 def nrstream_register_data_sources(register):
-    register("fsdd", load_fsdd)
+    register("fsdd", SOURCE)
