@@ -20,7 +20,7 @@ from collections import defaultdict
 
 import torch
 
-from nrstream import Agent, TrainedAgent, load_dataset, make_stream
+from nrstream import TrainedAgent, load_dataset, make_stream
 
 
 def by_speaker(trained: TrainedAgent, options: dict, lanes: int, words: int, seed: int, reset: str) -> dict:
@@ -28,7 +28,7 @@ def by_speaker(trained: TrainedAgent, options: dict, lanes: int, words: int, see
     dataset = load_dataset("fsdd", **options)
     speakers, of_sample = dataset.info["speakers"], torch.tensor(dataset.info["sample_speaker"]["test"])
     stream = make_stream(dataset, "test", trained.stream, num_lanes=lanes, seed=seed)
-    agent = Agent(trained.model, reset)  # (TrainedAgent.agent passes reset=, which Agent does not take)
+    agent = trained.agent(reset)
     counts: dict[str, dict[str, list[int]]] = {
         "speaker": defaultdict(lambda: [0, 0]),
         "position": defaultdict(lambda: [0, 0]),
