@@ -25,6 +25,15 @@ def speech_sample() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def fsdd_sample() -> Path:
+    """The shared FSDD v1.0.10 subset (2,000 recordings of four speakers); skips the test where it is absent."""
+    path = _test_data_dir() / "fsdd_v1.0.10_sample"
+    if not (path / "recordings").is_dir():
+        pytest.skip(f"FSDD sample not found at {path} (set NRSTREAM_TEST_DATA)")
+    return path
+
+
 @pytest.fixture
 def tmp_cache(tmp_path, monkeypatch) -> Path:
     """A fresh, empty ``$NRSTREAM_CACHE`` (and an empty ``$NRSTREAM_DATA``) for one test."""

@@ -46,6 +46,9 @@ PINNED = {
         "755d37eb2a92063c", "b77e4ee806828d88", "eaafec4bb90a326c", "067470b53f078abc", "9ae4fe1b1a85bf58",
         "7b825b9b0591ddce",
     ],
+    # issue 24 (added after 5fcc861: the keys of the rule as it stands)
+    "configs/fsdd.yaml": ["82fc01edfa36fe0a", "b751f5213f506087", "814b36d203def36a"],
+    "configs/fsdd_speakers.yaml": ["18addbfc04ad30e9", "a358f86f3cf4d2fe", "96be196ae15a9922"],
     "configs/fmnist.yaml": [
         "7eac1d861ca066ba", "2947f7d5bd315316", "8b54a82bab8f4c7d", "45055bbbe7bc588b", "537181a9970aee25",
         "b212cf1850b821a5", "6ac2755eed1972da", "ee2bfbee567dd6d5", "114b1f1c6802f6c6", "c52bbfa26c883cbc",

@@ -146,9 +146,16 @@ def test_the_decision_frame_lies_within_the_tail_after_the_voiced_part(speech, t
     bank = speech.splits["train"]
     view = linear_view(speech)
     chunk = read(scene(speech, seed=1, tail=tail, trim_db=trim_db), 1500, 500)
-    # the voiced part, computed here from the clips: frames within trim_db of the loudest
+    # the voiced part, computed here from the clips: frames within trim_db of the loudest whose power, averaged
+    # over the 5 frames around them, is 6 dB above the clip's floor (its 20th-percentile frame power; issue 24)
     power = view.frame_power(view.to_linear(bank.features))
     loud = power >= power.amax(1, keepdim=True) * 10 ** (-trim_db / 10)
+    for i, row in enumerate(power[:, : int(bank.lengths.min())].tolist()):  # every clip here is 101 frames
+        assert len(row) == int(bank.lengths[i])
+        floor = sorted(row)[int((len(row) - 1) * 0.2)]
+        for t in range(len(row)):
+            window = row[max(0, t - 2) : t + 3]
+            loud[i, t] &= sum(window) / len(window) >= floor * 10 ** (6 / 10)
     checked = 0
     for lane in range(chunk.batch_size):
         starts = chunk.start[lane].nonzero().flatten().tolist()

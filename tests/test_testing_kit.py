@@ -355,6 +355,9 @@ def _source_options(name: str, request) -> dict:
         return {}
     if name == "speech_commands":
         return {"root": str(request.getfixturevalue("speech_sample"))}
+    if name == "fsdd":
+        request.getfixturevalue("tmp_cache")
+        return {"root": str(request.getfixturevalue("fsdd_sample"))}
     if name == "synth_speech":
         import shutil
 
@@ -365,7 +368,7 @@ def _source_options(name: str, request) -> dict:
     return {}
 
 
-@pytest.mark.parametrize("name", ["toy", "fashion_mnist", "speech_commands", "synth_speech"])
+@pytest.mark.parametrize("name", ["toy", "fashion_mnist", "speech_commands", "synth_speech", "fsdd"])
 def test_every_builtin_data_source_passes(name, request):
     registry = get_registry()
     if name not in registry.names("data_source"):
@@ -379,6 +382,7 @@ def test_builtin_data_sources_declare_what_they_can_do():
     assert registry.data_source("fashion_mnist").can == ["load", "download"]
     assert registry.data_source("speech_commands").can == ["load", "download", "split_audio"]
     assert registry.data_source("synth_speech").can == ["load", "split_audio"]
+    assert registry.data_source("fsdd").can == ["load", "download", "split_audio"]
 
 
 def _toy():

@@ -76,18 +76,26 @@ def _parse_checksum(checksum: str) -> tuple[str, str]:
     return algorithm, value.lower()
 
 
-def download(url: str, dest: Path, checksum: str, *, progress: bool = True) -> Path:
+def download(url: str, dest: Path, checksum: str | None, *, progress: bool = True) -> Path:
     """Fetch ``url`` to ``dest``, verified against ``checksum`` (``"sha256:..."``/``"md5:..."``).
 
     The bytes go to a temporary file beside ``dest`` and are moved into place with
     ``os.replace`` only once the checksum matches, so ``dest`` is never half-written.
     An existing ``dest`` with the right checksum is kept as is; anything else already at
     ``dest`` is not nrstream's and is refused (:class:`DownloadError`), never overwritten.
+    ``checksum=None``: the archive has no published checksum and the caller verifies
+    what it holds (e.g. every file of the FSDD release); ``dest`` must then be absent.
     """
-    algorithm, expected = _parse_checksum(checksum)
-    dest = Path(dest)
-    if already_downloaded(dest, checksum):
-        return dest
+    if checksum is None:
+        algorithm, expected = "sha256", None
+        dest = Path(dest)
+        if dest.exists() or dest.is_symlink():
+            raise DownloadError(f"{dest} already exists; it was left untouched: move it away or use another --dest")
+    else:
+        algorithm, expected = _parse_checksum(checksum)
+        dest = Path(dest)
+        if already_downloaded(dest, checksum):
+            return dest
     with atomic_file(dest) as tmp:
         digest = hashlib.new(algorithm)
         try:
@@ -106,7 +114,7 @@ def download(url: str, dest: Path, checksum: str, *, progress: bool = True) -> P
                 raise  # writing failed, not the download: atomic_file names the full disk
             raise DownloadError(f"could not download {url}: {' '.join(str(exc).split())}") from exc
         actual = digest.hexdigest()
-        if actual != expected:
+        if expected is not None and actual != expected:
             raise DownloadError(
                 f"checksum mismatch for {url}: expected {algorithm} {expected}, got {actual}; nothing was kept"
             )

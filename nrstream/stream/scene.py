@@ -21,8 +21,9 @@ boundary. A scene stream has no such cue:
   is the sum over bands of ``P`` (power view) or of ``x**2`` (amplitude view). ``level``
   (uniform in dB on ``level_db``) is drawn per lane and scales the whole mix.
 * **Samples at their real extent.** A sample spans its voiced part — from the first to the
-  last frame whose power is within ``trim_db`` of its loudest frame (power view only; the
-  amplitude view keeps the whole sample) — plus ``tail`` frames, cut at the sample's
+  last frame whose power is within ``trim_db`` of its loudest frame and clearly above the
+  clip's own noise floor (:func:`voiced_extent`; power view only; the amplitude view keeps
+  the whole sample) — plus ``tail`` frames, cut at the sample's
   length; its last frame is the decision frame. Frames after a clip's end (zero padding)
   are never read; padding inside the tail is silence in the power domain, so the frame is
   the background.
@@ -44,7 +45,16 @@ from nrstream.stream.bank import Dataset, SampleBank
 from nrstream.stream.noise import NoiseSource, RecordedNoise
 from nrstream.stream.settings import StreamSettings
 
-__all__ = ["LinearView", "Scene", "linear_view", "voiced_extent", "SEGMENT"]
+__all__ = [
+    "LinearView",
+    "Scene",
+    "linear_view",
+    "voiced_extent",
+    "SEGMENT",
+    "FLOOR_QUANTILE",
+    "FLOOR_DB",
+    "FLOOR_SMOOTH",
+]
 
 #: background segment length in frames (a lane's background switches source every SEGMENT frames)
 SEGMENT = 2000
@@ -127,14 +137,28 @@ def without_digital_silence(noise: RecordedNoise, view: LinearView) -> RecordedN
     )
 
 
+#: the noise-floor rule of :func:`voiced_extent`: the floor is this quantile of a sample's frame powers ...
+FLOOR_QUANTILE = 0.2
+#: ... and a voiced frame's power, smoothed over FLOOR_SMOOTH frames, lies at least FLOOR_DB above it
+FLOOR_DB = 6.0
+FLOOR_SMOOTH = 5
+
+
 def voiced_extent(
     bank: SampleBank, view: LinearView, trim_db: float | None, tail: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per sample: first frame, frames kept, and voiced frames (each ``[N]`` int64).
 
-    Voiced: from the first to the last frame whose power is within ``trim_db`` of the
-    sample's loudest frame (power view with ``trim_db``; else the whole sample). Kept: the
-    voiced frames plus ``tail``, cut at the sample's length.
+    Voiced: from the first to the last *loud* frame (power view with ``trim_db``; else the
+    whole sample). A frame is loud when its power is within ``trim_db`` of the sample's
+    loudest frame **and** its power averaged over ``FLOOR_SMOOTH`` frames (centred) is at
+    least ``FLOOR_DB`` above the sample's noise floor, the ``FLOOR_QUANTILE`` quantile of
+    its frame powers. A clip with noise under the whole word (``synth_speech``'s default
+    ``variation: hard``) has every frame within ``trim_db`` of the loudest, so the first
+    condition alone made the extent the whole clip; the floor condition finds the word
+    (``benchmarks/voiced_extent.py`` measures both). On a clip with digital silence beside
+    the word (zero padding, clean renderings) the floor is zero and only ``trim_db`` acts,
+    as before. Kept: the voiced frames plus ``tail``, cut at the sample's length.
     """
     lengths = bank.lengths
     if not view.power or trim_db is None:
@@ -142,11 +166,22 @@ def voiced_extent(
     valid = bank.valid_mask()
     power = view.frame_power(view.to_linear(bank.features)).masked_fill_(~valid, 0.0)  # [N, L]
     loud = power >= power.amax(1, keepdim=True) * 10.0 ** (-trim_db / 10.0)
+    # the noise floor: the FLOOR_QUANTILE-th of each sample's valid frame powers (padding sorts last)
+    ranked = power.masked_fill(~valid, math.inf).sort(1).values
+    rank = ((lengths - 1).double() * FLOOR_QUANTILE).floor().long().clamp_min(0)
+    floor = ranked.gather(1, rank[:, None])  # [N, 1]
+    pad = FLOOR_SMOOTH // 2
+    counts = torch.nn.functional.avg_pool1d(valid.double()[:, None], FLOOR_SMOOTH, 1, pad, count_include_pad=True)
+    smooth = torch.nn.functional.avg_pool1d(power[:, None], FLOOR_SMOOTH, 1, pad, count_include_pad=True)
+    smooth = (smooth / counts.clamp_min(1e-12))[:, 0]  # mean over the valid frames of each window
+    loud &= smooth >= floor * 10.0 ** (FLOOR_DB / 10.0)
     loud &= valid
     steps = torch.arange(power.shape[1], device=power.device)
     first = torch.where(loud, steps, power.shape[1]).amin(1)
     last = torch.where(loud, steps, -1).amax(1)
-    voiced = last - first + 1
+    none = last < 0  # no loud frame (a silent sample): the whole sample
+    first = torch.where(none, torch.zeros_like(first), first)
+    voiced = torch.where(none, lengths, last - first + 1)
     kept = torch.minimum(voiced + tail, lengths - first)
     return first, kept, voiced
 

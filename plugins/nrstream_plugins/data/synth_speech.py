@@ -72,7 +72,16 @@ from nrstream.stream.bank import Dataset
 from nrstream_plugins.data import _speech_variation as _variation
 from nrstream_plugins.data.speech_commands import NOISE_FOLDER, WORDS_V2, build_dataset, split_audio
 
-__all__ = ["load_synth_speech", "synthesize_corpus", "corpus_config", "corpus_key", "VOICES", "VARIANTS"]
+__all__ = [
+    "load_synth_speech",
+    "synthesize_corpus",
+    "synthetic_noises",
+    "write_synthetic_noises",
+    "corpus_config",
+    "corpus_key",
+    "VOICES",
+    "VARIANTS",
+]
 
 VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-029", "en-us-nyc"]
 VARIANTS = (
@@ -175,8 +184,13 @@ def _render(exe: str, item: dict, workdir: Path) -> np.ndarray:
     return clip
 
 
-def _noises(seed: int) -> dict[str, np.ndarray]:
-    """Six 60 s noise recordings: coloured noises (power ~ f^k) and a 50 Hz hum."""
+def synthetic_noises(seed: int) -> dict[str, np.ndarray]:
+    """Six 60 s noise recordings at 16 kHz (``[960000]`` float32 each, RMS 0.05): coloured noises
+    (power ~ f^k: white, pink, brown, blue, violet) and a 50 Hz hum; a pure function of ``seed``.
+
+    The ``_background_noise_`` of every synthesised corpus, and the default background of
+    sources that have no noise recordings of their own (``fsdd``).
+    """
     rng = np.random.default_rng(seed + 7919)
     n = NOISE_SECONDS * SAMPLE_RATE
     freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
@@ -191,6 +205,17 @@ def _noises(seed: int) -> dict[str, np.ndarray]:
     hum = hum + 0.3 * rng.standard_normal(n)
     out["mains_hum"] = hum / np.sqrt(np.mean(hum**2)) * 0.05
     return {k: v.astype(np.float32) for k, v in out.items()}
+
+
+def write_synthetic_noises(folder: Path, seed: int) -> list[Path]:
+    """Write :func:`synthetic_noises` into the existing ``folder`` as 16-bit WAV (``<name>.wav``); their paths."""
+    import soundfile
+
+    paths = []
+    for name, wave in synthetic_noises(seed).items():
+        paths.append(folder / f"{name}.wav")
+        soundfile.write(str(paths[-1]), wave, SAMPLE_RATE, subtype="PCM_16")
+    return paths
 
 
 def corpus_config(words: list[str], renderings_per_word: int, seed: int, variation_options: dict | None) -> dict:
@@ -270,8 +295,7 @@ def synthesize_corpus(
             lines = [item["file"] for item in plan if item["split"] == split]
             (tmp / list_name).write_text("".join(f"{line}\n" for line in lines))
         (tmp / NOISE_FOLDER).mkdir()
-        for name, wave in _noises(seed).items():
-            soundfile.write(str(tmp / NOISE_FOLDER / f"{name}.wav"), wave, SAMPLE_RATE, subtype="PCM_16")
+        write_synthetic_noises(tmp / NOISE_FOLDER, seed)
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         (tmp / _MARKER).write_text("")
     return final
