@@ -224,6 +224,34 @@ def t_aggregate(names: list[str], lengths: list[str], short: bool = False) -> st
     return table(header, rows, numeric(header, 3)) + "\n\n" + source_note(names)
 
 
+def t_pooled(names: list[str], lengths: list[str]) -> str:
+    """Runs of one seed each, committed as separate folders, aggregated together (the across-seed block of
+    :mod:`nrstream.artifacts.aggregation`, as one run folder with all the seeds would hold it)."""
+    from nrstream.artifacts.aggregation import aggregate_runs
+
+    runs = [r for name in names for r in run(name)["runs"]]
+    produces = {k: v for name in names for k, v in run(name).get("produces", {}).items()}
+    entries = aggregate_runs(runs, produces)
+    archs = list(dict.fromkeys(e["arch"] for e in entries))
+    entries = sorted(entries, key=lambda e: (archs.index(e["arch"]), *sort_key(e)))
+    header = ["arch", "loss", "reset", "seeds", *(f"n={n}" for n in lengths), "flatness", "noise entropy"]
+    rows = []
+    for e in entries:
+        ent, ent_ci = agg_entropy(e)
+        rows.append(
+            [
+                arch_label(e["arch"], e["arch_options"]),
+                e["loss"],
+                e["reset"],
+                str(e["n_seeds"]),
+                *(agg_cell(e, n) for n in lengths),
+                flat_cell(e),
+                entropy_cell(ent, ent_ci),
+            ]
+        )
+    return table(header, rows, numeric(header, 3)) + "\n\n" + source_note(names)
+
+
 def training_cells(r: dict) -> list[str]:
     hist = r["training"]["history"]
     best = max(hist, key=lambda h: (h.get("val_accuracy") or -1, -h["epoch"]))
@@ -622,6 +650,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_speed": t_families_speed,
     "families_scan_forms": lambda: t_families_speed("scan_forms.json"),
     "all_runs": t_all_runs,
+    "fsdd_scene": lambda: t_pooled(["fsdd_seed0", "fsdd_seed1", "fsdd_seed2"], ALL_LENGTHS),
+    "fsdd_per_seed": lambda: "\n\n".join(t_first_last(f"fsdd_seed{seed}") for seed in range(3)),
     "continual_class_incremental": lambda: t_continual("continual_fmnist_class_incremental"),
     "continual_domain_incremental": lambda: t_continual("continual_fmnist_domain_incremental"),
     "continual_speech_class_incremental": lambda: t_continual("continual_speech_class_incremental"),
