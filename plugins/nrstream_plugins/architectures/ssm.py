@@ -75,8 +75,12 @@ class LRULayer(nn.Module):
         u = self.norm(x)
         lam = torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
         gamma = torch.exp(self.gamma_log)
-        # Two real matmuls instead of a complex one: the input is real.
-        bu = torch.complex(u @ self.b_re.T, u @ self.b_im.T) * gamma
+        # Two real matmuls instead of a complex one: the input is real. Under bf16/fp16 autocast the
+        # products are half precision, which has no complex type: the recurrence runs in float32.
+        b_re, b_im = u @ self.b_re.T, u @ self.b_im.T
+        if b_re.dtype in (torch.bfloat16, torch.float16):
+            b_re, b_im = b_re.float(), b_im.float()
+        bu = torch.complex(b_re, b_im) * gamma
         a = lam.reshape(1, 1, -1)
         if reset is not None:
             a = torch.where(reset[..., None], torch.zeros((), dtype=a.dtype, device=a.device), a)
