@@ -24,8 +24,8 @@ def test_gpu_check_dry_run_runs_every_benchmark_and_collects_the_cuda_tests(tmp_
     payload = json.loads(out.read_text())
     cases = {(case, precision) for case, precision, _ in payload["rows"]}
     for precision in ("float32", "bf16 autocast"):
-        cases_wanted = ("throughput: stream/gather", "throughput: nrstream/raw", "training: gru/ce_kl/ce", "soak: RSS growth")
-        for case in cases_wanted:
+        wanted = ("throughput: stream/gather", "throughput: nrstream/raw", "training: gru/ce_kl/ce", "soak: RSS growth")
+        for case in wanted:
             assert (case, precision) in cases, (case, precision)
     collected = [value for case, _, value in payload["rows"] if case.startswith("pytest -m cuda")]
     # every CUDA test is collected (3 stream tests, 2 dtypes x each architecture), none run here
