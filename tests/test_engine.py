@@ -228,3 +228,39 @@ def test_an_unknown_protocol_is_one_line_naming_the_loss_and_the_table(tmp_path,
         train_agent(config, agent, load_data(config), CPU, log=quiet)
     assert all(repr(name) in str(caught.value) for name in PROTOCOLS)
     assert not (tmp_path / "ck").exists()  # refused before anything was written
+
+
+def test_validation_warmup_scores_exactly_the_decisions_after_the_warm_up():
+    """decision_accuracy(warmup=w, n): the agent runs w decisions per lane unscored, then scores the next n."""
+    from nrstream import create
+    from nrstream.data.datasets import load_dataset, make_stream
+
+    toy = load_dataset("toy")
+    torch.manual_seed(0)
+    model = create("architecture", "gru", input_size=toy.feature_size, num_classes=toy.num_classes, hidden_size=8)
+
+    def score(n: int, warmup: int = 0):
+        stream = make_stream(toy, "validation", num_lanes=6, seed=3)  # gaps 5..30: a never-reset agent warms up
+        return decision_accuracy(model, stream, "never", n, chunk_length=16, warmup=warmup)
+
+    first_two, first_five, warm = score(2), score(5), score(3, warmup=2)
+    assert warm.total == 6 * 3
+    # the same frames, the same chunks: the warm decisions are the first five minus the first two
+    assert warm.correct == first_five.correct - first_two.correct
+    assert score(3, warmup=0).total == 6 * 3
+
+
+def test_validation_warmup_is_a_train_key_applied_to_state_carrying_protocols_only(tmp_path, monkeypatch):
+    import nrstream.lab.engine as engine
+    from nrstream import create
+
+    config = toy_config(tmp_path)
+    data = load_data(config).dataset
+    model = create("architecture", "gru", input_size=data.feature_size, num_classes=data.num_classes, hidden_size=8)
+    seen = []
+    real = engine.decision_accuracy
+    monkeypatch.setattr(engine, "decision_accuracy", lambda *a, **k: seen.append(k["warmup"]) or real(*a, **k))
+    config.train.validation_warmup = 2
+    for protocol in ("segmented", "continual"):
+        engine.validate(model, data, config, protocol, torch.device("cpu"))
+    assert seen == [0, 2]  # oracle resets start every sample cold anyway; a never-reset agent is scored warm

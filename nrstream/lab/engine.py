@@ -178,7 +178,12 @@ def steps_per_epoch(config: Config, dataset: Dataset, protocol: str | Protocol) 
 def validate(
     model: nn.Module, dataset: Dataset, config: Config, protocol: str | Protocol, device: torch.device
 ) -> float:
-    """Decision-frame accuracy on the whole validation split, under the training protocol."""
+    """Decision-frame accuracy on the whole validation split, under the training protocol.
+
+    A protocol that carries the state (never reset) is validated as it is evaluated: with
+    ``train.validation_warmup = k > 0`` each lane first runs ``k`` unscored decisions, so the
+    best checkpoint is picked on a warm state, not on the cold start after a zero state.
+    """
     protocol = get_protocol(protocol)
     lanes = min(config.train.validation_lanes, len(dataset.splits["validation"]))
     stream = make_stream(
@@ -191,7 +196,9 @@ def validate(
     )
     per_lane = math.ceil(len(dataset.splits["validation"]) / lanes)
     chunk = config.evaluate.chunk_length
-    return decision_accuracy(model, stream, protocol.train_reset, per_lane, chunk, what="validation").accuracy
+    warmup = config.train.validation_warmup if protocol.carries_state else 0
+    result = decision_accuracy(model, stream, protocol.train_reset, per_lane, chunk, what="validation", warmup=warmup)
+    return result.accuracy
 
 
 # ---------------------------------------------------------------------------- a training run

@@ -77,11 +77,14 @@ def decision_accuracy(
     decisions_per_lane: int,
     chunk_length: int = 1024,
     what: str = "test",
+    warmup: int = 0,
 ) -> LengthResult:
-    """Run every lane of ``stream`` until its ``decisions_per_lane``-th decision frame.
+    """Run every lane of ``stream`` until its ``warmup + decisions_per_lane``-th decision frame.
 
     The prediction at a decision frame is the argmax of the logits ``[B, T, C]`` there.
-    Returns the correct count over exactly ``lanes * decisions_per_lane`` decisions.
+    Returns the correct count over exactly ``lanes * decisions_per_lane`` decisions: each lane's
+    first ``warmup`` decisions run the agent (a warm state, as a never-reset agent has it after
+    a while) but are not scored.
 
     Raises:
         NonFiniteError: the logits held a NaN or infinite value (one ``isfinite`` reduction per
@@ -90,10 +93,10 @@ def decision_accuracy(
     began = time.perf_counter()
     was_training = model.training
     model.eval()
-    n = int(decisions_per_lane)
+    n, w = int(decisions_per_lane), int(warmup)
     agent = Agent(model, reset_policy)
     agent.reset(stream.num_lanes, stream.device)
-    length = _chunk_length(stream, n, chunk_length)
+    length = _chunk_length(stream, n + w, chunk_length)
     stream.block_frames = length  # draw events for one chunk at a time: most lanes need one chunk in all
     seen = torch.zeros(stream.num_lanes, dtype=torch.long, device=stream.device)
     correct = torch.zeros((), dtype=torch.long, device=stream.device)
@@ -102,12 +105,14 @@ def decision_accuracy(
     while True:
         chunk = stream.next_chunk(length)
         logits = agent.observe(chunk)
-        scored = chunk.end & (chunk.sample_index <= n)
+        scored = chunk.end & (chunk.sample_index <= n + w)
+        if w:
+            scored &= chunk.sample_index > w
         # argmax at the scored frames only (a few per lane and chunk), not over all [B, T, C]
         correct += (logits[scored].argmax(-1) == chunk.label[scored]).sum()
         total += scored.sum()
         seen += chunk.end.sum(1)
-        done, finite = torch.stack([(seen >= n).all(), torch.isfinite(logits).all()]).tolist()
+        done, finite = torch.stack([(seen >= n + w).all(), torch.isfinite(logits).all()]).tolist()
         if not finite:
             model.train(was_training)
             raise non_finite_error(what, index, (index * length, (index + 1) * length - 1))

@@ -213,6 +213,9 @@ class TrainConfig:
     amp: bool = key(False, "bfloat16 autocast (CUDA only)", identity=True)
     validate: bool = key(True, "validation accuracy after each epoch", identity=True)
     validation_lanes: int = key(256, "lanes of the validation stream", bounds=(1, 65_536), identity=True)
+    validation_warmup: int = key(
+        0, "state-carrying protocols: unscored decisions per lane before validation scores", bounds=(0, 10_000)
+    )
     checkpoint_every: int = key(0, "steps between checkpoints (0: each epoch)", bounds=(0, 10**9), identity=False)
     reset_state_every: int = key(0, "state-carrying training: zero it every k steps", bounds=(0, 10**9))
     patience: int = key(0, "stop after p epochs without a validation gain", bounds=(0, 100_000))
