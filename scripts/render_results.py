@@ -418,6 +418,34 @@ def t_listen() -> str:
     return table(header, rows, numeric(header, 1)) + "\n\n" + note
 
 
+def t_listen_fsdd() -> str:
+    """``listen --truth`` on FSDD recordings at three SNRs: mean over the three training seeds (min–max)."""
+    data = json.loads((RESULTS / "listen_fsdd" / "scores.json").read_text(encoding="utf-8"))
+    cells: dict[tuple[str, int], list[dict]] = {}
+    for s in data["scores"]:
+        cells.setdefault((s["agent"], s["snr_db"]), []).append(s)
+    snrs = sorted({snr for _, snr in cells}, reverse=True)
+    agents = sorted({a for a, _ in cells}, key=lambda a: LOSS_ORDER.get(a.partition("/")[2], 9))
+
+    def cell(values: list[float], digits: int) -> str:
+        mean = sum(values) / len(values)
+        return f"{mean:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+    header = ["agent (never reset while listening)", "SNR (dB)", "seeds", "recall", "precision", "false alarms / hour"]
+    rows = []
+    for agent in agents:
+        for snr in snrs:
+            got = cells[(agent, snr)]
+            rows.append([f"`{agent}`", str(snr), str(len(got)), cell([g["recall"] for g in got], 3),
+                         cell([g["precision"] for g in got], 3), cell([g["false_alarms_per_hour"] for g in got], 0)])
+    targets = data["scores"][0]["targets"]
+    note = (
+        f"*Data:* `docs/results/listen_fsdd/scores.json` ({data['recording_minutes']}-minute recordings of the test split,"
+        f" {targets} words each; threshold {data['scores'][0]['threshold']}; {data['machine']}); command there."
+    )
+    return table(header, rows, numeric(header, 2)) + "\n\n" + note
+
+
 def t_listen_memory() -> str:
     data = json.loads((RESULTS / "listen_speech_quick" / "listen_memory.json").read_text(encoding="utf-8"))
     header = ["recording", "`make-recording` peak RSS", "its time", "`listen` peak RSS", "its time"]
@@ -650,6 +678,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_speed": t_families_speed,
     "families_scan_forms": lambda: t_families_speed("scan_forms.json"),
     "all_runs": t_all_runs,
+    "listen_fsdd": t_listen_fsdd,
     "fsdd_scene": lambda: t_pooled(["fsdd_seed0", "fsdd_seed1", "fsdd_seed2"], ALL_LENGTHS),
     "fsdd_per_seed": lambda: "\n\n".join(t_first_last(f"fsdd_seed{seed}") for seed in range(3)),
     "continual_class_incremental": lambda: t_continual("continual_fmnist_class_incremental"),
