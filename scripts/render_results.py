@@ -436,12 +436,20 @@ def t_listen_fsdd() -> str:
     for agent in agents:
         for snr in snrs:
             got = cells[(agent, snr)]
-            rows.append([f"`{agent}`", str(snr), str(len(got)), cell([g["recall"] for g in got], 3),
-                         cell([g["precision"] for g in got], 3), cell([g["false_alarms_per_hour"] for g in got], 0)])
+            rows.append(
+                [
+                    f"`{agent}`",
+                    str(snr),
+                    str(len(got)),
+                    cell([g["recall"] for g in got], 3),
+                    cell([g["precision"] for g in got], 3),
+                    cell([g["false_alarms_per_hour"] for g in got], 0),
+                ]
+            )
     targets = data["scores"][0]["targets"]
     note = (
-        f"*Data:* `docs/results/listen_fsdd/scores.json` ({data['recording_minutes']}-minute recordings of the test split,"
-        f" {targets} words each; threshold {data['scores'][0]['threshold']}; {data['machine']}); command there."
+        f"*Data:* `docs/results/listen_fsdd/scores.json` ({data['recording_minutes']}-minute recordings of the test "
+        f"split, {targets} words each; threshold {data['scores'][0]['threshold']}; {data['machine']}); command there."
     )
     return table(header, rows, numeric(header, 2)) + "\n\n" + note
 
