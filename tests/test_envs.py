@@ -46,13 +46,14 @@ def test_single_env_passes_check_env(frames_per_step):
 
 @pytest.mark.filterwarnings("ignore:.*Box observation space (minimum|maximum) value")
 @pytest.mark.parametrize(
-    "env_id", ["nrstream/FashionMNIST-v1", "nrstream/SpeechCommands-v1", "nrstream/SynthSpeech-v1"]
+    "env_id", ["nrstream/FashionMNIST-v1", "nrstream/SpeechCommands-v1", "nrstream/SynthSpeech-v1", "nrstream/FSDD-v1"]
 )
 def test_real_data_ids_pass_check_env(env_id, request):
     options = {
         "nrstream/FashionMNIST-v1": {},
         "nrstream/SpeechCommands-v1": lambda: {"root": str(request.getfixturevalue("speech_sample"))},
         "nrstream/SynthSpeech-v1": lambda: {"words": ["yes", "no", "up"], "renderings_per_word": 3, "progress": False},
+        "nrstream/FSDD-v1": lambda: {"root": str(request.getfixturevalue("fsdd_sample"))},
     }[env_id]
     if env_id == "nrstream/FashionMNIST-v1" and not Path(FASHION_MNIST).is_dir():
         pytest.skip(f"Fashion-MNIST not installed at {FASHION_MNIST} (apt-get install dataset-fashion-mnist)")

@@ -32,6 +32,8 @@ SOURCES: dict[str, dict] = {
     # speech gaps are cut from the data set's own background-noise recordings
     "SpeechCommands": {"source": "speech_commands", "noise": "recorded"},
     "SynthSpeech": {"source": "synth_speech", "noise": "recorded"},
+    # real spoken digits; gaps cut from its background recordings (synthetic by default, or data.options.noise_dir)
+    "FSDD": {"source": "fsdd", "noise": "recorded"},
 }
 
 #: version -> the kwargs that version adds (see the module docstring)
