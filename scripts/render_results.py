@@ -252,6 +252,34 @@ def t_pooled(names: list[str], lengths: list[str]) -> str:
     return table(header, rows, numeric(header, 3)) + "\n\n" + source_note(names)
 
 
+def t_rerun(old: str, new: str, first: str = "1", last: str = "128") -> str:
+    """The same config run again after a change: across-seed means before and after, and by how much they moved."""
+    before = {(e["arch"], e["loss"], e["reset"]): e for e in entries_of(old)}
+    header = ["arch", "loss", "reset", f"n={first} before", f"n={first} after", f"n={last} before", f"n={last} after"]
+    header += ["moved at n=" + last, "noise entropy before → after"]
+    rows = []
+    for e in entries_of(new):
+        b = before.get((e["arch"], e["loss"], e["reset"]))
+        if b is None:
+            continue
+        moved = 100 * (e["accuracy_by_length"][last] - b["accuracy_by_length"][last])
+        ent_b, ent_a = agg_entropy(b)[0], agg_entropy(e)[0]
+        rows.append(
+            [
+                arch_label(e["arch"], e["arch_options"]),
+                e["loss"],
+                e["reset"],
+                agg_cell(b, first),
+                agg_cell(e, first),
+                agg_cell(b, last),
+                agg_cell(e, last),
+                signed(moved),
+                f"{entropy_cell(ent_b)} → {entropy_cell(ent_a)}",
+            ]
+        )
+    return table(header, rows, numeric(header, 3)) + "\n\n" + source_note([old, new])
+
+
 def training_cells(r: dict) -> list[str]:
     hist = r["training"]["history"]
     best = max(hist, key=lambda h: (h.get("val_accuracy") or -1, -h["epoch"]))
@@ -687,6 +715,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_scan_forms": lambda: t_families_speed("scan_forms.json"),
     "all_runs": t_all_runs,
     "listen_fsdd": t_listen_fsdd,
+    "speech_quick_extent": lambda: t_rerun("speech_quick", "speech_quick_floor_extent"),
     "fsdd_scene": lambda: t_pooled(["fsdd_seed0", "fsdd_seed1", "fsdd_seed2"], ALL_LENGTHS),
     "fsdd_per_seed": lambda: "\n\n".join(t_first_last(f"fsdd_seed{seed}") for seed in range(3)),
     "continual_class_incremental": lambda: t_continual("continual_fmnist_class_incremental"),
