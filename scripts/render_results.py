@@ -280,6 +280,28 @@ def t_rerun(old: str, new: str, first: str = "1", last: str = "128") -> str:
     return table(header, rows, numeric(header, 3)) + "\n\n" + source_note([old, new])
 
 
+def t_held_out_speakers(names: list[str], first: str = "1", last: str = "128") -> str:
+    """One row per (held-out speaker, loss, reset): accuracy on a voice never heard in training."""
+    header = ["held-out speaker", "arch", "loss", "reset", f"n={first}", f"n={last}", "noise entropy"]
+    rows = []
+    for name in names:
+        speakers = run(name)["config"]["data"]["options"].get("test_speakers") or ["?"]
+        for r in runs_of(name):
+            ci = r.get("accuracy_ci95_by_length") or {}
+            rows.append(
+                [
+                    ", ".join(speakers),
+                    arch_label(r["arch"], r["arch_options"]),
+                    r["loss"],
+                    r["reset"],
+                    with_ci(r["accuracy_by_length"][first], ci.get(first)),
+                    with_ci(r["accuracy_by_length"][last], ci.get(last)),
+                    entropy_cell(entropy(r)),
+                ]
+            )
+    return table(header, rows, numeric(header, 4)) + "\n\n" + source_note(names)
+
+
 def training_cells(r: dict) -> list[str]:
     hist = r["training"]["history"]
     best = max(hist, key=lambda h: (h.get("val_accuracy") or -1, -h["epoch"]))
@@ -715,6 +737,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_scan_forms": lambda: t_families_speed("scan_forms.json"),
     "all_runs": t_all_runs,
     "listen_fsdd": t_listen_fsdd,
+    "fsdd_speakers": lambda: t_held_out_speakers(
+        [n for n in run_names() if n.startswith("fsdd_speakers_")]
+    ),
     "speech_quick_extent": lambda: t_rerun("speech_quick", "speech_quick_floor_extent"),
     "fsdd_scene": lambda: t_pooled(["fsdd_seed0", "fsdd_seed1", "fsdd_seed2"], ALL_LENGTHS),
     "fsdd_per_seed": lambda: "\n\n".join(t_first_last(f"fsdd_seed{seed}") for seed in range(3)),
