@@ -60,6 +60,7 @@ __all__ = [
     "resolve_device",
     "build_model",
     "make_optimizer",
+    "optimizer_step",
     "make_scheduler",
     "train_step",
     "steps_per_epoch",
@@ -154,15 +155,23 @@ def train_step(
     with torch.autocast(device_type, dtype=torch.bfloat16, enabled=amp and device_type == "cuda"):
         logits = agent.observe(chunk, aux=aux)
     loss = loss_fn(logits.float(), chunk, aux)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(agent.model.parameters(), grad_clip)
-    optimizer.step()
+    optimizer_step(agent.model, loss, optimizer, grad_clip)
     if scheduler is not None:
         scheduler.step()
     agent.detach()
     return loss.detach(), chunk
+
+
+def optimizer_step(model: nn.Module, loss: torch.Tensor, optimizer: torch.optim.Optimizer, grad_clip: float) -> None:
+    """Backpropagate ``loss`` and take one optimiser step, the gradient norm clipped at ``grad_clip`` (0: no clip).
+
+    The one update rule of training and of the prequential protocol (:mod:`nrstream.lab.prequential`).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
 
 
 def steps_per_epoch(config: Config, dataset: Dataset, protocol: str | Protocol) -> int:

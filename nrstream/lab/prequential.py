@@ -41,7 +41,7 @@ from nrstream.agent import Agent, map_state
 from nrstream.data.datasets import make_stream
 from nrstream.errors import ConfigError, NrstreamError
 from nrstream.lab.config import AgentConfig, Config, ContinualConfig
-from nrstream.lab.engine import build_model
+from nrstream.lab.engine import build_model, optimizer_step
 from nrstream.lab.loading import LoadedData
 from nrstream.lab.scoring import decision_accuracy
 from nrstream.plugin.protocols import PREQUENTIAL, prequential_reset, protocol_of
@@ -94,11 +94,7 @@ class Reservoir:
 
 def _learn(agent: Agent, chunk: Chunk, logits: torch.Tensor, aux, loss_fn, optimizer, grad_clip: float) -> torch.Tensor:
     loss = loss_fn(logits.float(), chunk, aux)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(agent.model.parameters(), grad_clip)
-    optimizer.step()
+    optimizer_step(agent.model, loss, optimizer, grad_clip)
     return loss.detach()
 
 

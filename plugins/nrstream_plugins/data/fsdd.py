@@ -92,7 +92,13 @@ from nrstream.data.datafiles import (
 from nrstream.errors import DownloadError
 from nrstream.plugin.contracts import DataSource, SplitAudio
 from nrstream.stream.bank import SPLITS, Dataset, SampleBank
-from nrstream_plugins.data.speech_commands import SkippedClipsWarning, _noise_parts, extract_features
+from nrstream_plugins.data.speech_commands import (
+    SkippedClipsWarning,
+    _noise_parts,
+    extract_features,
+    noise_banks_and_normalization,
+    split_share,
+)
 
 __all__ = ["SOURCE", "load_fsdd", "download_fsdd", "fsdd_split_audio", "read_checksums", "DIGITS", "URL", "VERSION"]
 
@@ -372,17 +378,7 @@ def load_fsdd(
         sample_speaker[split_name] = [speakers.index(clips[kept[j]][1]) for j in rows]
         sample_take[split_name] = [clips[kept[j]][2] for j in rows]
 
-    noise = {
-        s: SampleBank.from_sequences(parts, [0] * len(parts), list(DIGITS))
-        for s, parts in payload["noise"].items()
-        if parts
-    }
-    normalization = None
-    if normalize:
-        mean, std = banks["train"].feature_stats()
-        for bank in (*banks.values(), *noise.values()):
-            bank.features.sub_(mean).div_(std).mul_(bank.valid_mask()[..., None])
-        normalization = {"mean": mean.tolist(), "std": std.tolist()}
+    noise, normalization = noise_banks_and_normalization(banks, payload["noise"], list(DIGITS), normalize)
 
     def speakers_of(name: str) -> list[str]:
         return sorted({speakers[i] for i in sample_speaker[name]})
@@ -432,17 +428,13 @@ def fsdd_split_audio(dataset: Dataset, split: str) -> SplitAudio:
     speakers = info["speakers"]
     numbers = zip(bank.labels.tolist(), info["sample_speaker"][split], info["sample_take"][split], strict=True)
     clips = [(DIGITS[d], root / "recordings" / f"{d}_{speakers[s]}_{take}.wav") for d, s, take in numbers]
-    bounds = [0.0]
-    for share in info["noise_split"]:
-        bounds.append(bounds[-1] + share)
-    i = SPLITS.index(split)
     frontend = dict(info["frontend"])
     return SplitAudio(
         split=split,
         sample_rate=int(frontend["sample_rate"]),
         clips=clips,
         noise=[Path(info["noise_dir"]) / name for name in info["noise_recordings"]],
-        noise_share=(bounds[i], bounds[i + 1]),
+        noise_share=split_share(info["noise_split"], split),
         frontend=frontend,
         clip_seconds=float(info["clip_seconds"]),
         root=root,

@@ -258,6 +258,35 @@ def _valid_payload(payload: Any, frames: int, size: int) -> bool:
     )
 
 
+def noise_banks_and_normalization(
+    banks: dict[str, SampleBank], noise_parts: dict[str, list[torch.Tensor]], class_names: list[str], normalize: bool
+) -> tuple[dict[str, SampleBank], dict | None]:
+    """The per-split noise banks from their parts and, with ``normalize``, every bank standardised in place by
+    the train split's feature statistics; returns ``(noise, normalization)`` (``None`` when not normalised).
+
+    Shared by the audio sources that cut background recordings into parts (this one, ``fsdd``).
+    """
+    noise = {
+        split: SampleBank.from_sequences(parts, [0] * len(parts), list(class_names))
+        for split, parts in noise_parts.items()
+        if parts
+    }
+    if not normalize:
+        return noise, None
+    mean, std = banks["train"].feature_stats()
+    for bank in (*banks.values(), *noise.values()):
+        bank.features.sub_(mean).div_(std).mul_(bank.valid_mask()[..., None])
+    # how to undo it: acoustic-scene streams mix in the linear power domain (nrstream.stream.scene)
+    return noise, {"mean": mean.tolist(), "std": std.tolist()}
+
+
+def split_share(noise_split: list[float] | tuple[float, ...], split: str) -> tuple[float, float]:
+    """``[low, high)``: the fraction of each noise recording that ``split`` gets, from the ``noise_split`` shares."""
+    index = SPLITS.index(split)
+    low = float(sum(noise_split[:index]))
+    return low, low + float(noise_split[index])
+
+
 def build_dataset(
     root: Path,
     *,
@@ -348,18 +377,7 @@ def build_dataset(
         lengths = torch.full((len(y),), frames, dtype=torch.long)
         banks[split] = SampleBank(x.float().contiguous(), lengths, y, list(class_names))
 
-    noise = {
-        split: SampleBank.from_sequences(parts, [0] * len(parts), list(class_names))
-        for split, parts in payload["noise"].items()
-        if parts
-    }
-    normalization = None
-    if normalize:
-        mean, std = banks["train"].feature_stats()
-        for bank in (*banks.values(), *noise.values()):
-            bank.features.sub_(mean).div_(std).mul_(bank.valid_mask()[..., None])
-        # how to undo it: acoustic-scene streams mix in the linear power domain (nrstream.stream.scene)
-        normalization = {"mean": mean.tolist(), "std": std.tolist()}
+    noise, normalization = noise_banks_and_normalization(banks, payload["noise"], class_names, normalize)
 
     info = {
         "source": source,
@@ -501,14 +519,10 @@ def split_audio(dataset: Dataset, split: str) -> SplitAudio:
             rel = f"{word}/{path.name}"
             if ("validation" if rel in validation else "test" if rel in testing else "train") == split:
                 clips.append((word, path))
-    bounds = [0.0]
-    for share in info.get("noise_split") or (0.8, 0.1, 0.1):
-        bounds.append(bounds[-1] + float(share))
-    index = SPLITS.index(split)
     folder = root / NOISE_FOLDER
     noise = sorted(folder.glob("*.wav")) if folder.is_dir() else []
     frontend = dict(info["frontend"])
-    share = (bounds[index], bounds[index + 1])
+    share = split_share(info.get("noise_split") or (0.8, 0.1, 0.1), split)
     rate = int(frontend.get("sample_rate", 16000))
     return SplitAudio(split, rate, clips, noise, share, frontend, float(info.get("clip_seconds", 1.0)), root)
 
