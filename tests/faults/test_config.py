@@ -93,6 +93,13 @@ VALUE_CASES = {
     "executor_unknown": (lambda: _with("run", "executor", "spark"), "run.executor: expected one of local, ray"),
     "config_is_a_list": (lambda: [toy_config_dict()], "a config must be a mapping of sections"),
     "patience_negative": (lambda: _with("train", "patience", -1), "train.patience: must be >= 0, got -1"),
+    "validation_warmup_negative": (
+        lambda: _with("train", "validation_warmup", -2), "train.validation_warmup: must be >= 0, got -2"
+    ),
+    "validation_warmup_huge": (
+        lambda: _with("train", "validation_warmup", 10**6), "train.validation_warmup: must be <= 10000, got 1000000"
+    ),
+    "validation_warmup_text": (lambda: _with("train", "validation_warmup", "warm"), "train.validation_warmup"),
     "patience_without_validation": (
         lambda: _with("train", "patience", 3, train={**toy_config_dict()["train"], "validate": False}),
         "train.patience: early stopping watches the validation accuracy; set train.validate: true",

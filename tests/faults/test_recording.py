@@ -85,3 +85,18 @@ def test_set_with_a_value_that_is_not_yaml(main_in_process, speech_root, fault_h
 def test_set_with_an_out_of_range_setting(main_in_process, speech_root, fault_home):
     result = _make(main_in_process, speech_root, fault_home / "rec.wav", "--set", "snr_db=[10, 0]")
     assert_one_line_error(result, "make-recording --set snr_db", "low <= high")
+
+
+def test_like_agent_with_a_folder_that_holds_no_agent(main_in_process, fault_home):
+    (fault_home / "empty").mkdir()
+    args = ["data", "make-recording", "--like-agent", fault_home / "empty", "--minutes", "0.1"]
+    result = main_in_process(*args, "--out", fault_home / "rec.wav", "--truth", fault_home / "rec.csv")
+    assert_one_line_error(result, str(fault_home / "empty"), "is neither a run folder")
+    assert not (fault_home / "rec.wav").exists() and not (fault_home / "rec.csv").exists()
+
+
+def test_like_agent_and_config_together(main_in_process, fault_home):
+    args = ["data", "make-recording", "--like-agent", fault_home, "--config", "toy", "--minutes", "0.1"]
+    result = main_in_process(*args, "--out", fault_home / "rec.wav", "--truth", fault_home / "rec.csv")
+    assert_one_line_error(result, "give --config or --like-agent, not both")
+    assert not (fault_home / "rec.wav").exists()
