@@ -63,6 +63,30 @@ def test_official_splits_30_labels_and_noise_banks(speech_sample, tmp_cache):
     assert train.mean(0).abs().max() < 1e-3 and (train.std(0) - 1).abs().max() < 1e-2
 
 
+def test_noise_dir_replaces_the_background_noise_folder(speech_sample, tmp_path, tmp_cache):
+    """Any folder of WAV recordings is the background, gaps and split_audio's noise: two 10 s tones, cut 80/10/10."""
+    root = _mini(speech_sample, tmp_path / "sc")
+    folder = tmp_path / "hum"
+    folder.mkdir()
+    t = np.arange(160000) / 16000
+    for name, freq in (("a_hum.wav", 50.0), ("b_whistle.wav", 3000.0)):
+        soundfile.write(folder / name, (0.1 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+    data = sc.load_speech_commands(root=str(root), noise_dir=str(folder))
+    own = sc.load_speech_commands(root=str(root))
+    assert data.info["noise_dir"] == str(folder) and data.info["noise_recordings"] == ["a_hum.wav", "b_whistle.wav"]
+    assert own.info["noise_recordings"] == ["white_noise.wav"]
+    # 10 s = 1,001 frames of 10 ms per recording, split 80/10/10
+    assert {s: b.lengths.tolist() for s, b in data.noise.items()} == {
+        "train": [801, 801], "validation": [101, 101], "test": [101, 101]
+    }
+    # the clips are the same; only the noise (and so nothing else) changed
+    assert torch.equal(data.splits["test"].labels, own.splits["test"].labels)
+    audio = sc.split_audio(data, "test")
+    assert audio.noise == [folder / "a_hum.wav", folder / "b_whistle.wav"] and audio.noise_share == (0.9, 1.0)
+    with pytest.raises(DataNotFoundError, match="noise_dir .* holds no .wav recordings"):
+        sc.load_speech_commands(root=str(root), noise_dir=str(tmp_path))
+
+
 def test_twelve_labels_with_unknown_and_silence(speech_sample, tmp_cache):
     data = sc.load_speech_commands(root=str(speech_sample), labels="12")
     assert data.class_names == [*sc.KEYWORDS_12, "_silence_", "_unknown_"]

@@ -186,6 +186,12 @@ def _sc_info(main_in_process, root: Path, *options: str):
     return main_in_process("data", "info", "speech_commands", *opts)
 
 
+def test_speech_commands_noise_dir_that_is_not_a_folder(main_in_process, speech_root, fault_home):
+    line = assert_one_line_error(_sc_info(main_in_process, speech_root, f"noise_dir={fault_home / 'nowhere'}"),
+                                 "noise_dir")  # fmt: skip
+    assert str(fault_home / "nowhere") in line and "not a folder" in line
+
+
 def _float_wav(path: Path, values: dict[int, float], rate: int = 16000) -> Path:
     wave = (0.1 * np.sin(np.arange(rate) / 7.0)).astype(np.float32)
     for i, v in values.items():

@@ -97,6 +97,7 @@ from nrstream_plugins.data.speech_commands import (
     _noise_parts,
     extract_features,
     noise_banks_and_normalization,
+    noise_recordings,
     split_share,
 )
 
@@ -212,13 +213,7 @@ def default_noise_dir(seed: int = 0) -> Path:
 
 
 def _noise_files(noise_dir: str | Path | None, noise_seed: int) -> tuple[Path, list[Path]]:
-    folder = default_noise_dir(noise_seed) if noise_dir is None else Path(noise_dir).expanduser()
-    if not folder.is_dir():
-        raise DataNotFoundError(f"noise_dir {folder} is not a folder (data option 'noise_dir')")
-    paths = sorted(folder.glob("*.wav"))
-    if not paths:
-        raise DataNotFoundError(f"noise_dir {folder} holds no .wav recordings (data option 'noise_dir')")
-    return folder, paths
+    return noise_recordings(default_noise_dir(noise_seed) if noise_dir is None else noise_dir)
 
 
 # ------------------------------------------------------------------ splits

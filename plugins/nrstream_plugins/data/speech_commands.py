@@ -26,7 +26,9 @@ and loader parameters, so a second load reads one file.
 
 Noise banks: each ``_background_noise_`` recording is cut into three disjoint parts
 (``noise_split``, default first 80 % train, next 10 % validation, last 10 % test); each
-part's feature sequence is one sample of ``Dataset.noise[split]`` (labels 0).
+part's feature sequence is one sample of ``Dataset.noise[split]`` (labels 0). ``noise_dir``
+names another folder of WAV noise recordings to use instead (resampled to the front end's
+rate); the scene background, the gaps and ``_silence_`` then all come from it.
 
 Features are standardised per feature with the train split's mean and standard deviation
 (``normalize``); the noise banks get the same transform.
@@ -199,6 +201,21 @@ def extract_features(
     return (torch.cat(feats) if feats else empty), kept, skipped
 
 
+def noise_recordings(noise_dir: str | Path) -> tuple[Path, list[Path]]:
+    """``(folder, its .wav files)`` for the data option ``noise_dir``: one line naming the option when unusable.
+
+    Any audio source may take its scene background from such a folder (``fsdd``, which has no
+    noise of its own; ``speech_commands`` and ``synth_speech`` instead of ``_background_noise_``).
+    """
+    folder = Path(noise_dir).expanduser()
+    if not folder.is_dir():
+        raise DataNotFoundError(f"noise_dir {folder} is not a folder (data option 'noise_dir')")
+    paths = sorted(folder.glob("*.wav"))
+    if not paths:
+        raise DataNotFoundError(f"noise_dir {folder} holds no .wav recordings (data option 'noise_dir')")
+    return folder, paths
+
+
 def _noise_parts(
     paths: list[Path],
     frontend: FeatureFrontend,
@@ -300,8 +317,12 @@ def build_dataset(
     silence_fraction: float = 0.1,
     normalize: bool = True,
     seed: int = 0,
+    noise_dir: str | None = None,
 ) -> Dataset:
-    """Build a :class:`Dataset` from a folder in Speech Commands layout (shared with ``synth_speech``)."""
+    """Build a :class:`Dataset` from a folder in Speech Commands layout (shared with ``synth_speech``).
+
+    ``noise_dir``: a folder of WAV noise recordings that replaces the layout's ``_background_noise_``.
+    """
     labels = str(labels)
     if labels not in ("all", "12"):
         raise ValueError(f"labels must be 'all' or '12', got {labels!r}")
@@ -321,7 +342,11 @@ def build_dataset(
     if not words:
         raise DataNotFoundError(f"{root} has the Speech Commands split lists but no word folders of .wav clips")
     clips = [f"{w}/{p.name}" for w in words for p in sorted((root / w).glob("*.wav"))]
-    noise_paths = sorted((root / NOISE_FOLDER).glob("*.wav")) if (root / NOISE_FOLDER).is_dir() else []
+    if noise_dir is not None:
+        noise_folder, noise_paths = noise_recordings(noise_dir)
+    else:
+        noise_folder = root / NOISE_FOLDER
+        noise_paths = sorted(noise_folder.glob("*.wav")) if noise_folder.is_dir() else []
 
     clip_paths = [root / c for c in clips]
     params = {
@@ -388,6 +413,7 @@ def build_dataset(
         "num_classes": len(class_names),
         "sizes": {s: len(b) for s, b in banks.items()},
         "silence": silence_counts,
+        "noise_dir": str(noise_folder),
         "noise_recordings": [p.name for p in noise_paths],
         "noise_frames": {s: int(b.lengths.sum()) for s, b in noise.items()},
         "skipped": len(payload["skipped"]),
@@ -428,6 +454,7 @@ def load_speech_commands(
     silence_fraction: float = 0.1,
     normalize: bool = True,
     seed: int = 0,
+    noise_dir: str | None = None,
 ) -> Dataset:
     """Load Speech Commands from the first root found (see the module docstring).
 
@@ -442,6 +469,8 @@ def load_speech_commands(
         silence_fraction: ``_silence_`` samples per split, as a share of its clips (labels 12).
         normalize: standardise features with the train split's statistics.
         seed: seed of the ``_silence_`` window offsets.
+        noise_dir: a folder of WAV noise recordings for the background and gaps, instead of
+            the data set's own ``_background_noise_`` (resampled to the front end's rate).
 
     Returns:
         A :class:`Dataset` of ``[N, 101, F]`` banks (defaults: ``F = 40``) with noise banks.
@@ -460,6 +489,7 @@ def load_speech_commands(
         silence_fraction=silence_fraction,
         normalize=normalize,
         seed=seed,
+        noise_dir=noise_dir,
     )
 
 
@@ -519,8 +549,8 @@ def split_audio(dataset: Dataset, split: str) -> SplitAudio:
             rel = f"{word}/{path.name}"
             if ("validation" if rel in validation else "test" if rel in testing else "train") == split:
                 clips.append((word, path))
-    folder = root / NOISE_FOLDER
-    noise = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+    folder = Path(info.get("noise_dir") or root / NOISE_FOLDER)  # the data option noise_dir, if given
+    noise = [folder / name for name in info.get("noise_recordings", [])]
     frontend = dict(info["frontend"])
     share = split_share(info.get("noise_split") or (0.8, 0.1, 0.1), split)
     rate = int(frontend.get("sample_rate", 16000))

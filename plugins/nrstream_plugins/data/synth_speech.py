@@ -312,6 +312,7 @@ def load_synth_speech(
     silence_fraction: float = 0.1,
     normalize: bool = True,
     progress: bool = True,
+    noise_dir: str | None = None,
 ) -> Dataset:
     """Synthesise (once) and load the keyword corpus.
 
@@ -324,6 +325,8 @@ def load_synth_speech(
             versions) or a mapping overriding some of the hard options.
         labels, frontend, silence_fraction, normalize: as for ``speech_commands``.
         progress: show a progress bar while synthesising (on a terminal only: none in a log file).
+        noise_dir: a folder of WAV noise recordings for scene backgrounds and gaps, instead of
+            the corpus's six synthetic noises (the words' own baked-in noise is unchanged).
 
     Returns:
         A :class:`Dataset` like ``speech_commands`` gives, with ``info["source"] == "synth_speech"``.
@@ -351,6 +354,7 @@ def load_synth_speech(
             silence_fraction=silence_fraction,
             normalize=normalize,
             seed=seed,
+            noise_dir=noise_dir,
         )
     dataset.info.update(words=words, renderings_per_word=renderings_per_word, seed=seed, variation=options or "none")
     return dataset
