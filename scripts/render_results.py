@@ -224,7 +224,7 @@ def t_aggregate(names: list[str], lengths: list[str], short: bool = False) -> st
     return table(header, rows, numeric(header, 3)) + "\n\n" + source_note(names)
 
 
-def t_pooled(names: list[str], lengths: list[str]) -> str:
+def pooled_entries(names: list[str]) -> list[dict]:
     """Runs of one seed each, committed as separate folders, aggregated together (the across-seed block of
     :mod:`nrstream.artifacts.aggregation`, as one run folder with all the seeds would hold it)."""
     from nrstream.artifacts.aggregation import aggregate_runs
@@ -233,7 +233,12 @@ def t_pooled(names: list[str], lengths: list[str]) -> str:
     produces = {k: v for name in names for k, v in run(name).get("produces", {}).items()}
     entries = aggregate_runs(runs, produces)
     archs = list(dict.fromkeys(e["arch"] for e in entries))
-    entries = sorted(entries, key=lambda e: (archs.index(e["arch"]), *sort_key(e)))
+    return sorted(entries, key=lambda e: (archs.index(e["arch"]), *sort_key(e)))
+
+
+def t_pooled(names: list[str], lengths: list[str]) -> str:
+    """One row per (arch, loss, reset) over per-seed run folders: mean ± across-seed 95 % half-width."""
+    entries = pooled_entries(names)
     header = ["arch", "loss", "reset", "seeds", *(f"n={n}" for n in lengths), "flatness", "noise entropy"]
     rows = []
     for e in entries:
@@ -406,6 +411,68 @@ def t_speech_cross() -> str:
         row.append(" / ".join(f"{agg_entropy(by[(loss, 'never')])[0]:.2f}" for loss in ("ce", "ce_kl")))
         rows.append(row)
     return table(header, rows) + "\n\n" + source_note([c[0] for c in cells])
+
+
+def t_fsdd_cross() -> str:
+    """FSDD: scene and paper-style training, each tested on both kinds of stream, n = 1 → 128, seeds pooled."""
+    cells = [
+        ("fsdd_seed", "scene → scene"),
+        ("fsdd_paper_seed", "paper-style → paper-style"),
+        ("fsdd_scene_on_paper_seed", "scene → paper-style"),
+        ("fsdd_paper_on_scene_seed", "paper-style → scene"),
+    ]
+    header = ["trained on → tested on", "`reset`, oracle", "`reset`, never", "`ce`", "`ce_kl`"]
+    header.append("noise entropy `ce` / `ce_kl`")
+    rows, names = [], []
+    for prefix, label in cells:
+        group = [f"{prefix}{seed}" for seed in range(3)]
+        names += group
+        by = {(e["loss"], e["reset"]): e for e in pooled_entries(group)}
+        row = [label]
+        for key in [("reset", "oracle"), ("reset", "never"), ("ce", "never"), ("ce_kl", "never")]:
+            row.append(f"{agg_cell(by[key], '1')} → {agg_cell(by[key], '128')}")
+        row.append(" / ".join(f"{agg_entropy(by[(loss, 'never')])[0]:.2f}" for loss in ("ce", "ce_kl")))
+        rows.append(row)
+    return table(header, rows) + "\n\n" + source_note(names)
+
+
+def t_held_out_speakers_pooled(speakers: list[str], seeds: int = 3) -> str:
+    """Per held-out speaker, every seed's run folder pooled: mean ± across-seed half-width at n = 1 and 128."""
+    header = ["held-out speaker", "arch", "loss", "reset", "seeds", "n=1", "n=128", "noise entropy"]
+    rows, names = [], []
+    for speaker in speakers:
+        group = [f"fsdd_speakers_{speaker}"] + [f"fsdd_speakers_{speaker}_seed{s}" for s in range(1, seeds)]
+        names += group
+        for e in pooled_entries(group):
+            ent, ent_ci = agg_entropy(e)
+            arch = arch_label(e["arch"], e["arch_options"])
+            cells = [agg_cell(e, "1"), agg_cell(e, "128"), entropy_cell(ent, ent_ci)]
+            rows.append([speaker, arch, e["loss"], e["reset"], str(e["n_seeds"]), *cells])
+    return table(header, rows, numeric(header, 4)) + "\n\n" + source_note(names)
+
+
+def t_warmup(name: str, file: str) -> str:
+    """benchmarks/warmup.py: accuracy by word position from a cold (zero) and a warm start, and when the states meet."""
+    data = json.loads((RESULTS / name / file).read_text(encoding="utf-8"))
+    results = data["results"]
+    positions = list(results[0]["accuracy_by_position"])
+    header = ["agent", "", *(f"word {p}: cold / warm" for p in positions), "states within 10 % / 1 % (frame)"]
+    rows = []
+    for r in results:
+        cells = [f"{100 * v['cold']['accuracy']:.1f} / {100 * v['warm']['accuracy']:.1f}"
+                 for v in r["accuracy_by_position"].values()]  # fmt: skip
+        below = r["first_frame_distance_below"]
+        meet = " / ".join(DASH if below[k] is None else str(below[k]) for k in ("0.1", "0.01"))
+        rows.append([r["agent"], r.get("tag") or Path(r["path"]).name, *cells, meet])
+    r0 = results[0]
+    decisions = ", ".join(f"{p}: {v['cold']['decisions']:,}" for p, v in r0["accuracy_by_position"].items())
+    note = (
+        f"*Data:* `docs/results/{name}/{file}` ({r0['lanes']} lanes × {r0['frames']:,} frames of the test "
+        f"stream, warmed on {r0['prefix_frames']:,} frames of another; decisions per cell — {decisions}; "
+        f"{DASH}: not within the {r0['frames']:,} frames; "
+        f"`{data['command']}`)."
+    )
+    return table(header, rows, numeric(header, 2)) + "\n\n" + note
 
 
 def t_first_last(name: str, first: str = "1", last: str = "128") -> str:
@@ -738,11 +805,17 @@ TABLES: dict[str, Callable[[], str]] = {
     "all_runs": t_all_runs,
     "listen_fsdd": t_listen_fsdd,
     "fsdd_speakers": lambda: t_held_out_speakers(
-        [n for n in run_names() if n.startswith("fsdd_speakers_")]
+        [n for n in run_names() if n.startswith("fsdd_speakers_") and "_seed" not in n]
     ),
     "speech_quick_extent": lambda: t_rerun("speech_quick", "speech_quick_floor_extent"),
     "fsdd_scene": lambda: t_pooled(["fsdd_seed0", "fsdd_seed1", "fsdd_seed2"], ALL_LENGTHS),
     "fsdd_per_seed": lambda: "\n\n".join(t_first_last(f"fsdd_seed{seed}") for seed in range(3)),
+    "fsdd_cross": t_fsdd_cross,
+    "fsdd_speakers_seeds": lambda: t_held_out_speakers_pooled(["george", "jackson", "nicolas", "yweweler"]),
+    "fsdd_warmup_60": lambda: t_warmup("fsdd_warmup", "warmup_60_epochs.json"),
+    "fsdd_warmup_15": lambda: "\n\n".join(
+        t_warmup("fsdd_warmup", f"warmup_15_epochs_{kind}.json") for kind in ("never_cold", "cold_every_20_steps")
+    ),
     "continual_class_incremental": lambda: t_continual("continual_fmnist_class_incremental"),
     "continual_domain_incremental": lambda: t_continual("continual_fmnist_domain_incremental"),
     "continual_speech_class_incremental": lambda: t_continual("continual_speech_class_incremental"),

@@ -168,3 +168,43 @@ def test_prequential_smoke(tmp_path):
     _spread_ok(payload)
     assert payload["targets"]["prequential/train"]["target"] == 0.8
     assert 0 <= payload["check"]["prequential_accuracy"] <= 1  # the predictions were scored
+
+
+WARMUP_CONFIG = """
+run: {{name: warm, seed: 0, device: cpu}}
+data:
+  source: speech_commands
+  options: {{root: {root}}}
+  stream: {{gap_min: 10, gap_max: 30, noise: recorded, background: recorded}}
+agents: {{archs: [{{name: gru, options: {{hidden_size: 16}}}}], losses: [ce_kl]}}
+train: {{steps: 20, lanes: 8, chunk_length: 64, validate: false, progress: false}}
+"""
+
+
+def test_warmup_study_cold_equals_warm_without_a_prefix(tmp_path, speech_sample):
+    """benchmarks/warmup.py: with no warming prefix the "warm" run is the cold run, exactly; with one, the same
+    decisions are scored (the same stream) and the states start apart."""
+    from nrstream.cli import main
+
+    config, ck = tmp_path / "warm.yaml", tmp_path / "ck"
+    config.write_text(WARMUP_CONFIG.format(root=speech_sample))
+    assert main(["train", str(config), "--checkpoints", str(ck), "--no-progress"]) == 0
+    (folder,) = ck.iterdir()
+
+    def study(prefix: int) -> dict:
+        out = tmp_path / f"warmup{prefix}.json"
+        args = [str(folder), "--lanes", "8", "--frames", "800", "--prefix", str(prefix), "--words", "6",
+                "--tag", "sc", "--json", str(out)]  # fmt: skip
+        proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "warmup.py"), *args],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads(out.read_text())["results"][0]
+
+    same, warmed = study(0), study(300)
+    for cell in same["accuracy_by_position"].values():
+        assert cell["cold"] == cell["warm"] and cell["cold"]["decisions"] > 0
+    assert same["state_distance_at_frame"]["1"] == 0.0 and same["first_frame_distance_below"] == {"0.1": 1, "0.01": 1}
+    assert same["tag"] == "sc" and same["agent"] == "gru/ce_kl"
+    assert warmed["state_distance_at_frame"]["1"] > 0.1  # a zero state is far from a settled one
+    for a, b in zip(same["accuracy_by_position"].values(), warmed["accuracy_by_position"].values(), strict=True):
+        assert a["cold"] == b["cold"] and b["warm"]["decisions"] == b["cold"]["decisions"]
