@@ -106,7 +106,9 @@ class StreamSettings:
     # a non-stationary stream (nrstream.stream.schedule); null: one distribution forever
     schedule: list[dict] | None = field(
         default=None,
-        metadata=_meta("list of phases or null", "phases: {frames, classes, blend, stream, name}; null: stationary"),
+        metadata=_meta(
+            "list of phases or null", "phases: {frames, classes, speakers, blend, stream, name}; null: stationary"
+        ),
     )
     schedule_lanes: Literal["together", "independent"] = field(
         default="together", metadata=_meta("together|independent", "lanes switch phases at once or staggered")
@@ -153,7 +155,7 @@ class StreamSettings:
 
     def _check_schedule(self) -> None:
         """Build the typed :class:`~nrstream.stream.schedule.Schedule` once; keep the plain data in the field."""
-        from nrstream.stream.schedule import LANE_MODES, Schedule, ScheduleError
+        from nrstream.stream.schedule import LANE_MODES, SCENE_SETTINGS, Schedule, ScheduleError
 
         if self.schedule_lanes not in LANE_MODES:
             raise SettingError(
@@ -174,10 +176,21 @@ class StreamSettings:
                     raise SettingError(
                         f"schedule[{i}].stream.gap_max", f"must be >= gap_min ({gap_min}), got {gap_max}"
                     )
-                if "noise_scale" in phase.stream and (self.scene or self.noise != "gaussian"):
+                for key in SCENE_SETTINGS:
+                    if key in phase.stream and not self.scene:
+                        raise SettingError(
+                            f"schedule[{i}].stream.{key}",
+                            "a phase of a paper-style stream (background: none) has no scene to change; "
+                            "give the stream a background (recorded, gaussian or silence)",
+                        )
+                background = phase.stream.get("background", self.background)
+                gaussian = background == "gaussian" if self.scene else self.noise == "gaussian"
+                if "noise_scale" in phase.stream and not gaussian:
+                    where = f"this phase's background is {background}" if self.scene else f"the gaps are {self.noise}"
                     raise SettingError(
                         f"schedule[{i}].stream.noise_scale",
-                        "a phase can change the scale of Gaussian gap noise only (noise: gaussian, background: none)",
+                        "a phase's noise_scale scales Gaussian noise only (gap noise: gaussian on a paper-style "
+                        f"stream, or a gaussian background); {where}",
                     )
             object.__setattr__(self, "schedule", timeline.to_config())
         object.__setattr__(self, "_timeline", timeline)
@@ -195,6 +208,24 @@ class StreamSettings:
         phase = timeline.phases[index].to_config()
         phase.update(frames=1, blend=0)
         return dataclasses.replace(self, schedule=[phase], schedule_lanes="together", schedule_repeat=False)
+
+    def phase_scenes(self) -> list[tuple[tuple[str, float | None], tuple[float, float], tuple[float, float]]]:
+        """Per phase (one entry on a stationary stream): ``((background, scale), snr_db, level_db)``.
+
+        ``background`` is the kind under the phase's events, ``scale`` the Gaussian
+        background's ``noise_scale`` (``None`` for the other kinds, which have none);
+        ``snr_db`` and ``level_db`` are ``(low, high)`` in dB. A phase's own ``stream``
+        values win over the stream's. What :class:`~nrstream.stream.scene.Scene` builds from.
+        """
+        phases = [p.stream for p in self.timeline.phases] if self.timeline is not None else [{}]
+        out = []
+        for changes in phases:
+            kind = changes.get("background", self.background)
+            scale = float(changes.get("noise_scale", self.noise_scale)) if kind == "gaussian" else None
+            snr = tuple(float(v) for v in changes.get("snr_db", self.snr_db))
+            level = tuple(float(v) for v in changes.get("level_db", self.level_db))
+            out.append(((kind, scale), snr, level))
+        return out
 
     @property
     def max_gap(self) -> int:
