@@ -21,8 +21,9 @@ lanes' event counters, so reading a chunk never waits for the device.
 With a :class:`~nrstream.stream.schedule.Schedule` the stream is non-stationary: each event
 (gap and sample) belongs to the phase of the frame it begins at (one more hashed draw per
 event decides a gradual switch), its gap is drawn from that phase's gap range and its sample
-from that phase's classes (the stream's per-pass permutation restricted to them, so still
-without replacement). An event's begin depends on the lengths before it, which depend on
+from that phase's classes and speakers (the stream's per-pass permutation restricted to them,
+so still without replacement); on a scene, its SNR range, background and level are the
+phase's too (:mod:`nrstream.stream.scene`). An event's begin depends on the lengths before it, which depend on
 their phases: a block's phases are found by iterating "phases -> lengths -> begins ->
 phases" to its fixed point (the first wrong event is right after one more round; in practice
 two or three rounds), all vectorised. ``Chunk.phase`` says each frame's phase.
