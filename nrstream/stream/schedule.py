@@ -39,13 +39,10 @@ Torch-free: importing this module is cheap; the tensor side lives in
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from nrstream.stream.settings import BACKGROUND_KINDS, MAX_NOISE_SCALE, SettingError, _db_range
 
 __all__ = [
     "Phase",
@@ -60,7 +57,8 @@ __all__ = [
 
 #: the keys of one phase in ``data.stream.schedule``
 PHASE_KEYS = ("frames", "classes", "speakers", "blend", "stream", "name")
-#: the stream settings a phase may change (the others are the stream's own, fixed)
+#: the stream settings a phase may change (the others are the stream's own, fixed); their values
+#: are checked here where they stand alone, and by StreamSettings where they depend on the stream
 PHASE_SETTINGS = ("gap_min", "gap_max", "noise_scale", "background", "snr_db", "level_db")
 #: those of them that only an acoustic scene has (``background`` not ``none``)
 SCENE_SETTINGS = ("background", "snr_db", "level_db")
@@ -152,7 +150,8 @@ class Schedule:
             raise ScheduleError("schedule", "needs at least one phase")
         if self.lanes not in LANE_MODES:
             raise ScheduleError("schedule_lanes", f"expected one of {', '.join(LANE_MODES)}, got {_quote(self.lanes)}")
-        object.__setattr__(self, "phases", tuple(_check_phase(i, phase) for i, phase in enumerate(self.phases)))
+        for i, phase in enumerate(self.phases):
+            _check_phase(i, phase)
         # a recurring task must recur with the same content: one class set per task
         seen: dict[Any, int] = {}
         for i, phase in enumerate(self.phases):
@@ -350,8 +349,8 @@ def _sorted(classes: tuple | None) -> tuple | None:
     return None if classes is None else tuple(sorted(map(str, classes)))
 
 
-def _check_phase(i: int, phase: Phase) -> Phase:
-    """Raise :class:`ScheduleError` for a bad value; return the phase, its dB ranges as floats."""
+def _check_phase(i: int, phase: Phase) -> None:
+    """Raise :class:`ScheduleError` for a bad value (scene values, which need the stream's, are StreamSettings')."""
     where = f"schedule[{i}]"
     if not _is_int(phase.frames):
         raise ScheduleError(f"{where}.frames", f"expected an integer number of frames, got {_quote(phase.frames)}")
@@ -385,7 +384,6 @@ def _check_phase(i: int, phase: Phase) -> Phase:
                 raise ScheduleError(f"{where}.speakers", f"expected speaker names or indices >= 0, got {_quote(s)}")
         if len({str(s) for s in phase.speakers}) != len(phase.speakers):
             raise ScheduleError(f"{where}.speakers", f"lists a speaker twice: {_quote(list(phase.speakers))}")
-    stream = dict(phase.stream)
     for k, v in phase.stream.items():
         if k not in PHASE_SETTINGS:
             close = difflib.get_close_matches(str(k), PHASE_SETTINGS, n=1)
@@ -396,24 +394,7 @@ def _check_phase(i: int, phase: Phase) -> Phase:
             )
         if k in ("gap_min", "gap_max") and (not _is_int(v) or v < 0):
             raise ScheduleError(f"{where}.stream.{k}", f"expected an integer >= 0, got {_quote(v)}")
-        if k == "noise_scale" and (
-            isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= MAX_NOISE_SCALE
-        ):
-            raise ScheduleError(f"{where}.stream.{k}", f"expected a number 0..{MAX_NOISE_SCALE:g}, got {_quote(v)}")
-        if k == "background" and (v not in BACKGROUND_KINDS or v == "none"):
-            kinds = [b for b in BACKGROUND_KINDS if b != "none"]
-            if v == "none":
-                reason = f"a phase cannot turn the scene off; expected one of {', '.join(kinds)}"
-            else:
-                close = difflib.get_close_matches(str(v), kinds, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                reason = f"unknown background {_quote(v)}; {hint}expected one of {', '.join(kinds)}"
-            raise ScheduleError(f"{where}.stream.{k}", reason)
-        if k in ("snr_db", "level_db"):
-            try:
-                stream[k] = list(_db_range(k, v))
-            except SettingError as exc:
-                raise ScheduleError(f"{where}.stream.{k}", exc.reason) from None
+        if k == "noise_scale" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1000):
+            raise ScheduleError(f"{where}.stream.{k}", f"expected a number 0..1000, got {_quote(v)}")
     if phase.name is not None and (not isinstance(phase.name, str) or not phase.name.strip()):
         raise ScheduleError(f"{where}.name", f"expected a non-empty string, got {_quote(phase.name)}")
-    return dataclasses.replace(phase, stream=stream)

@@ -155,7 +155,7 @@ class StreamSettings:
 
     def _check_schedule(self) -> None:
         """Build the typed :class:`~nrstream.stream.schedule.Schedule` once; keep the plain data in the field."""
-        from nrstream.stream.schedule import LANE_MODES, SCENE_SETTINGS, Schedule, ScheduleError
+        from nrstream.stream.schedule import LANE_MODES, Schedule, ScheduleError
 
         if self.schedule_lanes not in LANE_MODES:
             raise SettingError(
@@ -169,6 +169,9 @@ class StreamSettings:
                 timeline = Schedule.from_config(self.schedule, lanes=self.schedule_lanes, repeat=self.schedule_repeat)
             except ScheduleError as exc:
                 raise SettingError(exc.key, exc.reason) from None
+            timeline = dataclasses.replace(
+                timeline, phases=tuple(self._check_scene_phase(i, p) for i, p in enumerate(timeline.phases))
+            )
             for i, phase in enumerate(timeline.phases):
                 gap_min = phase.stream.get("gap_min", self.gap_min)
                 gap_max = phase.stream.get("gap_max", self.gap_max)
@@ -176,13 +179,6 @@ class StreamSettings:
                     raise SettingError(
                         f"schedule[{i}].stream.gap_max", f"must be >= gap_min ({gap_min}), got {gap_max}"
                     )
-                for key in SCENE_SETTINGS:
-                    if key in phase.stream and not self.scene:
-                        raise SettingError(
-                            f"schedule[{i}].stream.{key}",
-                            "a phase of a paper-style stream (background: none) has no scene to change; "
-                            "give the stream a background (recorded, gaussian or silence)",
-                        )
                 background = phase.stream.get("background", self.background)
                 gaussian = background == "gaussian" if self.scene else self.noise == "gaussian"
                 if "noise_scale" in phase.stream and not gaussian:
@@ -194,6 +190,37 @@ class StreamSettings:
                     )
             object.__setattr__(self, "schedule", timeline.to_config())
         object.__setattr__(self, "_timeline", timeline)
+
+    def _check_scene_phase(self, i: int, phase: Any) -> Any:
+        """Phase ``i``'s scene settings checked against this stream (one is a scene); its dB ranges as floats."""
+        from nrstream.stream.schedule import SCENE_SETTINGS
+
+        stream = dict(phase.stream)
+        for key in SCENE_SETTINGS:
+            if key not in stream:
+                continue
+            where = f"schedule[{i}].stream.{key}"
+            if not self.scene:
+                raise SettingError(
+                    where,
+                    "a phase of a paper-style stream (background: none) has no scene to change; "
+                    "give the stream a background (recorded, gaussian or silence)",
+                )
+            value = stream[key]
+            if key == "background" and (value not in BACKGROUND_KINDS or value == "none"):
+                kinds = [b for b in BACKGROUND_KINDS if b != "none"]
+                if value == "none":
+                    raise SettingError(where, f"a phase cannot turn the scene off; expected one of {', '.join(kinds)}")
+                close = difflib.get_close_matches(str(value), kinds, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                expected = f"expected one of {', '.join(kinds)}"
+                raise SettingError(where, f"unknown background {_quote(value)}; {hint}{expected}")
+            if key in ("snr_db", "level_db"):
+                try:
+                    stream[key] = list(_db_range(key, value))
+                except SettingError as exc:
+                    raise SettingError(where, exc.reason) from None
+        return dataclasses.replace(phase, stream=stream)
 
     @property
     def timeline(self):  # -> Schedule | None (typed lazily: the schedule module stays out of this import)
