@@ -23,10 +23,10 @@ With a :class:`~nrstream.stream.schedule.Schedule` the stream is non-stationary:
 event decides a gradual switch), its gap is drawn from that phase's gap range and its sample
 from that phase's classes and speakers (the stream's per-pass permutation restricted to them,
 so still without replacement); on a scene, its SNR range, background and level are the
-phase's too (:mod:`nrstream.stream.scene`). An event's begin depends on the lengths before it, which depend on
-their phases: a block's phases are found by iterating "phases -> lengths -> begins ->
-phases" to its fixed point (the first wrong event is right after one more round; in practice
-two or three rounds), all vectorised. ``Chunk.phase`` says each frame's phase.
+phase's too (:mod:`nrstream.stream.scene`). An event's begin depends on the lengths before
+it, which depend on their phases: a block's phases are found by iterating "phases -> lengths
+-> begins -> phases" to its fixed point (the first wrong event is right after one more round;
+in practice two or three rounds), all vectorised. ``Chunk.phase`` says each frame's phase.
 
 With a :class:`~nrstream.stream.scene.Scene` the stream is an acoustic scene: the same events,
 each sample cut to its voiced extent plus a tail, mixed into a background that runs under
