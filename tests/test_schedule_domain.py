@@ -320,3 +320,19 @@ def test_a_recurring_phase_must_recur_with_the_same_scene():
     settings = StreamSettings(background="gaussian", schedule=DOMAINS)
     assert settings.timeline.task_of == [0, 1, 2, 0]
     assert settings.schedule[0]["stream"]["snr_db"] == [20.0, 30.0]  # normalised: floats, as the stream's own
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_domain_schedule_on_cuda_matches_the_cpu(speech):
+    # the same events, phases, labels and rows; the mix agrees up to the devices' exp/log rounding
+    schedule = [
+        {"frames": 700, "stream": {"snr_db": [10, 20]}},
+        {"frames": 700, "blend": 300, "stream": {"background": "gaussian", "snr_db": [0, 5], "level_db": [-12, -6]}},
+    ]
+    settings = {"background": "recorded", "gap_min": 5, "gap_max": 30, "schedule": schedule}
+    cpu = read(make_stream(speech, "train", settings, num_lanes=6, seed=5), 2400, 300)
+    cuda = read(make_stream(speech, "train", settings, num_lanes=6, seed=5, device="cuda"), 2400, 100)
+    for name in FIELDS[1:]:
+        assert torch.equal(getattr(cuda, name).cpu(), getattr(cpu, name)), name
+    torch.testing.assert_close(cuda.x.cpu(), cpu.x, rtol=1e-4, atol=1e-4)
