@@ -42,6 +42,8 @@ PINNED = {
         "815218f8cdbdc3f8",
     ],
     "configs/continual/speech_class_incremental.yaml": ["45ea475f7b745967", "66254c7bbaf30624", "9f38255ab34ddd37"],
+    # issue 27 item 1, the domain: phases that change the scene's SNR and level
+    "configs/continual/speech_domain_incremental.yaml": ["b6cc6441c0957f32", "b4e1bc5b9015cfdc", "b44e9295aa7b6c20"],
     "configs/continual/fmnist_domain_incremental.yaml": [
         "755d37eb2a92063c", "b77e4ee806828d88", "eaafec4bb90a326c", "067470b53f078abc", "9ae4fe1b1a85bf58",
         "7b825b9b0591ddce",

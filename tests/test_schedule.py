@@ -146,7 +146,7 @@ def test_a_stationary_stream_has_phase_zero_and_the_same_bytes(toy):
         ([{"frames": 10}, {"frames": 10, "blend": 11}], "schedule[1].blend", "longer than the phase itself"),
         ([{"frames": 10}, {"frames": 10, "blend": -1}], "schedule[1].blend", "must be >= 0"),
         ([{"frames": 10, "blend": 5}], "schedule[0].blend", "no phase before it"),
-        ([{"frames": 10, "stream": {"background": "recorded"}}], "schedule[0].stream.background", "cannot change"),
+        ([{"frames": 10, "stream": {"background": "recorded"}}], "schedule[0].stream.background", "no scene to change"),
         ([{"frame": 10}], "schedule[0].frame", "did you mean 'frames'"),
         ([{"frames": 10, "stream": {"gap_max": 1}}], "schedule[0].stream.gap_max", "must be >= gap_min"),
     ],

@@ -158,16 +158,26 @@ def make_stream(
     if split not in dataset.splits:
         raise ValueError(f"unknown split {split!r}; choose one of {', '.join(dataset.splits)}")
     bank = dataset.splits[split].to(device)
+    speakers = _speakers(dataset, split, s)
     if background != "none":
         reference = dataset.splits["train"]
-        stats = dataset.train_stats() if background == "gaussian" else None
-        source = make_noise(
-            background, reference, dataset.noise.get(split), scale=noise_scale, seed=seed, stats=stats
-        ).to(device)
-        scene = Scene(bank, source, linear_view(dataset), s)
+        sources = []
+        # one background source per kind (and Gaussian scale) the phases use; one on a stationary stream
+        for kind, scale in Scene.backgrounds_needed(s):
+            stats = dataset.train_stats() if kind == "gaussian" else None
+            scale = noise_scale if scale is None else scale
+            try:
+                source = make_noise(kind, reference, dataset.noise.get(split), scale=scale, seed=seed, stats=stats)
+            except ValueError as exc:
+                key = _phase_using(s, "background", kind)
+                if key == "background":
+                    raise
+                raise SettingError(key, str(exc)) from None
+            sources.append(source.to(device))
+        scene = _scheduled(Scene, bank, sources, linear_view(dataset), s)
         gaps = GapLengths(gap_min, gap_max)
         return _scheduled(Stream, bank, None, num_lanes, gaps, seed=seed, shuffle=shuffle, scene=scene,
-                          schedule=s.timeline)  # fmt: skip
+                          schedule=s.timeline, speakers=speakers)  # fmt: skip
     noise_source = None
     if s.max_gap > 0:
         # built on the CPU beside the training split, then moved: only the noise goes to the device
@@ -184,10 +194,34 @@ def make_stream(
         seed=seed,
         shuffle=shuffle,
         schedule=s.timeline,
+        speakers=speakers,
     )
 
 
-def _scheduled(build: Any, *args: Any, **kwargs: Any) -> Stream:
+def _speakers(dataset: Dataset, split: str, settings: StreamSettings) -> tuple[list[str], torch.Tensor] | None:
+    """``(names, [N] speaker per sample)`` of ``split``, where a phase lists speakers (and the source has them)."""
+    timeline = settings.timeline
+    if timeline is None or all(p.speakers is None for p in timeline.phases):
+        return None
+    names, per_split = dataset.info.get("speakers"), dataset.info.get("sample_speaker") or {}
+    if not names or split not in per_split:
+        source = dataset.info.get("source", "this data source")
+        try:
+            timeline.speaker_indices(None, source=f"data source {source!r}")
+        except ScheduleError as exc:
+            raise SettingError(exc.key, exc.reason) from None
+    return list(names), torch.as_tensor(per_split[split], dtype=torch.long)
+
+
+def _phase_using(settings: StreamSettings, key: str, value: Any) -> str:
+    """``schedule[i].stream.KEY`` of the first phase whose ``stream`` sets ``key`` to ``value``."""
+    for i, phase in enumerate(settings.timeline.phases if settings.timeline is not None else ()):
+        if phase.stream.get(key) == value:
+            return f"schedule[{i}].stream.{key}"
+    return key
+
+
+def _scheduled(build: Any, *args: Any, **kwargs: Any) -> Any:
     """Build the stream; a schedule that does not fit the data is a :class:`SettingError` naming ``schedule[i].KEY``."""
     try:
         return build(*args, **kwargs)

@@ -70,11 +70,19 @@ def load_data(config: Config, notify: Callable[[str], None] | None = None) -> Lo
             f"{loaded.source!r} provides none; use 'gaussian' or 'none'"
         )
     timeline = data.stream.timeline
-    if timeline is not None:  # class names can only be checked against the data set that served
+    if timeline is not None:  # class and speaker names can only be checked against the data set that served
+        info = loaded.dataset.info
         try:
             timeline.class_indices(loaded.dataset.splits["train"].class_names)
+            timeline.speaker_indices(info.get("speakers"), source=f"data source {loaded.source!r}")
         except ScheduleError as exc:
             raise ConfigError(f"{config.path}: data.stream.{exc.key}: {exc.reason}") from None
+        for i, phase in enumerate(timeline.phases):
+            if phase.stream.get("background") == "recorded" and not loaded.dataset.noise:
+                raise ConfigError(
+                    f"{config.path}: data.stream.schedule[{i}].stream.background: 'recorded' needs noise "
+                    f"recordings, and data source {loaded.source!r} provides none; use 'gaussian'"
+                )
     return loaded
 
 

@@ -20,6 +20,20 @@ boundary. A scene stream has no such cue:
   ``snr`` uniform on ``snr_db`` (a counter hash, like every draw of the stream); frame power
   is the sum over bands of ``P`` (power view) or of ``x**2`` (amplitude view). ``level``
   (uniform in dB on ``level_db``) is drawn per lane and scales the whole mix.
+* **Phases change the scene** (:mod:`nrstream.stream.schedule`). On a scheduled stream a
+  phase may change ``snr_db``, ``level_db`` and the ``background`` kind (and, for a
+  Gaussian background, its ``noise_scale``). Each follows the phase of the stream *event*
+  (a gap and its sample: the phase of the frame the event begins at, :class:`Chunk.phase
+  <nrstream.stream.stream.Chunk>`): a sample's SNR is drawn from its event's phase's range
+  (the same hashed uniform as on a stationary stream, mapped into that range); the background
+  under an event's frames is its phase's kind (every kind's table is read at the same
+  position: the lane's segment hash picks a row in each); a lane's level over an event's
+  frames is ``low + (high - low) * u_b`` of that phase's ``level_db``, ``u_b`` drawn once per
+  lane, so a level shift moves every lane while each keeps its place in the range. A blend
+  therefore mixes the two phases' domains event by event, with the blend's fraction, as it
+  mixes class sets; the level and background change where an event (its gap) begins, never
+  inside a sample. A schedule that changes none of these reads the stationary scene's
+  draws, byte for byte.
 * **Samples at their real extent.** A sample spans its voiced part — from the first to the
   last frame whose power is within ``trim_db`` of its loudest frame and clearly above the
   clip's own noise floor (:func:`voiced_extent`; power view only; the amplitude view keeps
@@ -37,6 +51,7 @@ Which view a data set has is read from its ``info``: ``frontend`` (``kind == "lo
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -191,38 +206,82 @@ class Scene:
 
     Args:
         bank: the split the stream draws from.
-        background: the source of the background (in feature space, like gap noise).
+        background: the source of the background (in feature space, like gap noise); on a
+            schedule whose phases change the background, one source per entry of
+            :meth:`backgrounds_needed` (in its order).
         view: the linear view of the features.
-        settings: the stream's settings: ``snr_db``, ``level_db`` (``[low, high]`` in dB) and
-            the sample extent rule ``trim_db``, ``tail`` (see :func:`voiced_extent`).
+        settings: the stream's settings: ``snr_db``, ``level_db`` (``[low, high]`` in dB), the
+            sample extent rule ``trim_db``, ``tail`` (see :func:`voiced_extent`), and the
+            schedule whose phases may change the first two and the background
+            (:meth:`StreamSettings.phase_scenes`).
     """
 
-    def __init__(self, bank: SampleBank, background: NoiseSource, view: LinearView, settings: StreamSettings) -> None:
-        snr_db, level_db, trim_db, tail = settings.snr_db, settings.level_db, settings.trim_db, settings.tail
-        if background.feature_size != bank.feature_size:
-            raise ValueError(f"background has {background.feature_size} features, the bank {bank.feature_size}")
+    def __init__(
+        self,
+        bank: SampleBank,
+        background: NoiseSource | Sequence[NoiseSource],
+        view: LinearView,
+        settings: StreamSettings,
+    ) -> None:
+        trim_db, tail = settings.trim_db, settings.tail
+        phases = settings.phase_scenes()
+        needed = self.backgrounds_needed(settings)
+        sources = [background] if isinstance(background, NoiseSource) else list(background)
+        if len(sources) != len(needed):
+            raise ValueError(f"the scene needs {len(needed)} background sources ({needed}), got {len(sources)}")
+        for source in sources:
+            if source.feature_size != bank.feature_size:
+                raise ValueError(f"background has {source.feature_size} features, the bank {bank.feature_size}")
         device = bank.device
         self.view = view.to(device)
-        if isinstance(background, RecordedNoise) and view.power:
-            background = without_digital_silence(background, self.view)
-        self.snr_db, self.level_db = (float(snr_db[0]), float(snr_db[1])), (float(level_db[0]), float(level_db[1]))
+        sources = [
+            without_digital_silence(s, self.view) if isinstance(s, RecordedNoise) and view.power else s for s in sources
+        ]
+        # per phase: its background source, SNR range and level range; tables only where phases differ
+        self.phase_background = torch.tensor([needed.index(key) for key, _, _ in phases], device=device)
+        self.snr_db, self.level_db = phases[0][1], phases[0][2]
+        snr, level = [p[1] for p in phases], [p[2] for p in phases]
+        as_table = lambda ranges: torch.tensor(ranges, dtype=torch.float64, device=device)  # noqa: E731
+        self.snr_table = None if len(set(snr)) == 1 else as_table(snr)  # [P, 2] dB
+        self.level_table = None if len(set(level)) == 1 else as_table(level)
         self.trim_db, self.tail = trim_db, int(tail)
         self.first, self.kept, self.voiced = voiced_extent(bank, self.view, trim_db, tail)
         self.segment = max(SEGMENT, int(bank.lengths.max()))
         features = bank.features.reshape(-1, bank.feature_size)
         with torch.no_grad():
             self.sample_rows = self.view.to_linear(features).float().contiguous()
-            self.background = background
-            self.background_rows = self.view.to_linear(background.segment_table(self.segment).to(device)).float()
+            self.background, self.backgrounds = sources[0], sources
+            # every source's segment table, one after another: source j's rows start at background_base[j]
+            tables = [self.view.to_linear(s.segment_table(self.segment).to(device)).float() for s in sources]
+            self.background_base = [0]
+            for table in tables[:-1]:
+                self.background_base.append(self.background_base[-1] + table.shape[0])
+            self.background_rows = tables[0] if len(tables) == 1 else torch.cat(tables)
             # mean power of each sample's voiced frames; prefix sums of the background's frame power
             power = self.view.frame_power(self.sample_rows).view(len(bank), -1)
             steps = torch.arange(power.shape[1], device=device)
             voiced = (steps >= self.first[:, None]) & (steps < (self.first + self.voiced)[:, None])
             self.sample_power = (power * voiced).sum(1) / self.voiced.clamp_min(1)
             row_power = self.view.frame_power(self.background_rows)
-            if not bool((row_power > 0).any()):
-                raise ValueError("the background has no power (e.g. silence of zero features): the SNR is undefined")
+            for j, table in enumerate(tables):
+                base = self.background_base[j]
+                if not bool((row_power[base : base + table.shape[0]] > 0).any()):
+                    reason = "the background has no power (e.g. silence of zero features): the SNR is undefined"
+                    user = next(i for i, (key, _, _) in enumerate(phases) if key == needed[j])
+                    if settings.timeline is not None and "background" in settings.timeline.phases[user].stream:
+                        raise ValueError(f"schedule[{user}].stream.background: {needed[j][0]}: {reason}")
+                    raise ValueError(reason)
             self.background_cumsum = torch.cat([row_power.new_zeros(1), torch.cumsum(row_power, 0)])
+
+    @staticmethod
+    def backgrounds_needed(settings: StreamSettings) -> list[tuple[str, float | None]]:
+        """The distinct ``(kind, noise_scale or None)`` backgrounds of the phases, in order of first use."""
+        return list(dict.fromkeys(key for key, _, _ in settings.phase_scenes()))
+
+    def background_starts(self, key: torch.Tensor) -> torch.Tensor:
+        """``[S, ...]``: per background source, the row of its segment with hash ``key`` (``[...]`` int64)."""
+        pairs = zip(self.backgrounds, self.background_base, strict=True)
+        return torch.stack([s.segment_start(key, self.segment) + base for s, base in pairs])
 
     def window_power(self, starts: torch.Tensor, frame: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         """Mean background frame power over ``length`` frames from absolute frame ``frame``.
@@ -241,30 +300,53 @@ class Scene:
         total = total + cum[starts[1] + second] - cum[starts[1]]
         return total / length.clamp_min(1)
 
-    def gains(self, snr_uniform: torch.Tensor, sid: torch.Tensor, background_power: torch.Tensor) -> torch.Tensor:
-        """Linear gains of samples ``sid`` at SNRs drawn from uniforms in ``[0, 1)`` (float32)."""
-        low, high = self.snr_db
+    def gains(
+        self,
+        snr_uniform: torch.Tensor,
+        sid: torch.Tensor,
+        background_power: torch.Tensor,
+        phase: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Linear gains of samples ``sid`` at SNRs drawn from uniforms in ``[0, 1)`` (float32).
+
+        ``phase`` (like ``sid``): each sample's schedule phase, whose ``snr_db`` range it is
+        drawn from; needed when phases change the range.
+        """
+        if self.snr_table is None:
+            low, high = self.snr_db
+        else:
+            if phase is None:
+                raise ValueError("the phases change snr_db: gains need each sample's phase")
+            low, high = self.snr_table[phase].unbind(-1)
         snr = low + (high - low) * snr_uniform
         ratio = 10.0 ** (snr / 10.0) * background_power / self.sample_power[sid].clamp_min(1e-30)
         return self.view.gain(ratio).float()
 
     def levels(self, uniform: torch.Tensor) -> torch.Tensor:
-        """Gains on linear values for per-lane levels from uniforms in ``[0, 1)`` (float32)."""
-        low, high = self.level_db
-        return self.view.gain(10.0 ** ((low + (high - low) * uniform) / 10.0)).float()
+        """``[B, P]`` gains on linear values: per lane (uniform ``[B]`` in ``[0, 1)``) and phase (float32).
+
+        ``P`` is 1 unless the phases change ``level_db``: then column ``p`` is the lane's level
+        in phase ``p``'s range (the same uniform, so each lane keeps its place in the range).
+        """
+        low, high = self.level_db if self.level_table is None else self.level_table.unbind(1)  # floats or [P]
+        return self.view.gain(10.0 ** ((low + (high - low) * uniform[:, None]) / 10.0)).float()
 
     def mix(
         self, sample_row: torch.Tensor, background_row: torch.Tensor, gain: torch.Tensor, level: torch.Tensor
     ) -> torch.Tensor:
         """``[B, T, F]`` frames: ``level * (background + gain * sample)``, back in feature space.
 
-        ``sample_row``, ``background_row``, ``gain``: ``[B, T]``; ``level``: ``[B, 1]``.
+        ``sample_row``, ``background_row``, ``gain``: ``[B, T]``; ``level``: ``[B, 1]`` (one per
+        lane) or ``[B, T]`` (per frame: phases that change ``level_db``).
         """
         size = self.sample_rows.shape[1]
         x = self.background_rows.index_select(0, background_row.reshape(-1))
         sample = self.sample_rows.index_select(0, sample_row.reshape(-1))
         x.addcmul_(sample, gain.reshape(-1, 1))
-        x.view(gain.shape[0], -1).mul_(level)  # one factor per lane: a row scale of [B, T * F]
+        if level.shape[1] == 1:
+            x.view(gain.shape[0], -1).mul_(level)  # one factor per lane: a row scale of [B, T * F]
+        else:
+            x.mul_(level.reshape(-1, 1))
         return self.view.from_linear_(x).view(*gain.shape, size)
 
 

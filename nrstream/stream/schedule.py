@@ -22,8 +22,16 @@ phase 0 for different times and every switch is staggered).
 
 A class-incremental phase lists ``classes`` (names or indices of the data set's classes);
 the stream then draws only that phase's samples, still without replacement (each phase
-walks its own restriction of the stream's per-pass permutation). A domain-incremental phase
-changes ``stream`` settings (gap lengths, the Gaussian noise's scale) and keeps all classes.
+walks its own restriction of the stream's per-pass permutation). A phase may also list
+``speakers`` (names or indices of ``info["speakers"]``, for sources that record a speaker
+per sample, e.g. ``fsdd``): its samples are then those of its classes *and* speakers.
+A domain-incremental phase changes ``stream`` settings (:data:`PHASE_SETTINGS`) and keeps
+all classes: gap lengths and the Gaussian noise's scale on any stream; on an acoustic scene
+(``background`` not ``none``, :data:`SCENE_SETTINGS`) also the background kind, the SNR
+range and the level range. Every one of them follows the phase of the stream event
+(:mod:`nrstream.stream.scene`: the sample's SNR, the background under the event's frames,
+the lane's level over them), so a blend mixes two phases' domains event by event as it
+mixes their class sets.
 
 Torch-free: importing this module is cheap; the tensor side lives in
 :mod:`nrstream.stream.stream`.
@@ -36,12 +44,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Phase", "Schedule", "ScheduleError", "PHASE_KEYS", "PHASE_SETTINGS", "LANE_MODES", "MAX_FRAMES"]
+__all__ = [
+    "Phase",
+    "Schedule",
+    "ScheduleError",
+    "PHASE_KEYS",
+    "PHASE_SETTINGS",
+    "SCENE_SETTINGS",
+    "LANE_MODES",
+    "MAX_FRAMES",
+]
 
 #: the keys of one phase in ``data.stream.schedule``
-PHASE_KEYS = ("frames", "classes", "blend", "stream", "name")
-#: the stream settings a phase may change (the others are the stream's own, fixed)
-PHASE_SETTINGS = ("gap_min", "gap_max", "noise_scale")
+PHASE_KEYS = ("frames", "classes", "speakers", "blend", "stream", "name")
+#: the stream settings a phase may change (the others are the stream's own, fixed); their values
+#: are checked here where they stand alone, and by StreamSettings where they depend on the stream
+PHASE_SETTINGS = ("gap_min", "gap_max", "noise_scale", "background", "snr_db", "level_db")
+#: those of them that only an acoustic scene has (``background`` not ``none``)
+SCENE_SETTINGS = ("background", "snr_db", "level_db")
 #: how lanes switch
 LANE_MODES = ("together", "independent")
 #: longest phase accepted (frames)
@@ -73,6 +93,8 @@ class Phase:
     Attributes:
         frames: its length in frames (per lane), ``>= 1``.
         classes: the classes it draws (names or indices), ``None``: all of them.
+        speakers: the speakers whose samples it draws (names or indices of the data set's
+            ``info["speakers"]``), ``None``: all of them.
         blend: frames over which the switch *into* this phase is a linear blend (``0``:
             abrupt); at most ``frames``; phase 0 has nothing to blend from.
         stream: the :data:`PHASE_SETTINGS` it changes (a partial ``StreamSettings``).
@@ -81,6 +103,7 @@ class Phase:
 
     frames: int
     classes: tuple[int | str, ...] | None = None
+    speakers: tuple[int | str, ...] | None = None
     blend: int = 0
     stream: Mapping[str, Any] = field(default_factory=dict)
     name: str | None = None
@@ -90,6 +113,8 @@ class Phase:
         out: dict[str, Any] = {"frames": self.frames}
         if self.classes is not None:
             out["classes"] = list(self.classes)
+        if self.speakers is not None:
+            out["speakers"] = list(self.speakers)
         if self.blend:
             out["blend"] = self.blend
         if self.stream:
@@ -103,8 +128,8 @@ class Phase:
         """What makes two phases the same task."""
         if self.name is not None:
             return ("name", self.name)
-        classes = None if self.classes is None else tuple(sorted(map(str, self.classes)))
-        return ("content", classes, tuple(sorted(self.stream.items())))
+        settings = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.stream.items()))
+        return ("content", _sorted(self.classes), _sorted(self.speakers), settings)
 
 
 @dataclass(frozen=True)
@@ -132,11 +157,16 @@ class Schedule:
         for i, phase in enumerate(self.phases):
             first = seen.setdefault(phase.task_key, i)
             other = self.phases[first]
-            same = _sorted(other.classes) == _sorted(phase.classes) and dict(other.stream) == dict(phase.stream)
+            same = (
+                _sorted(other.classes) == _sorted(phase.classes)
+                and _sorted(other.speakers) == _sorted(phase.speakers)
+                and dict(other.stream) == dict(phase.stream)
+            )
             if first != i and not same:
                 raise ScheduleError(
                     f"schedule[{i}].name",
-                    f"{phase.name!r} is also schedule[{first}] with other classes or settings; give it another name",
+                    f"{phase.name!r} is also schedule[{first}] with other classes, speakers or settings; "
+                    "give it another name",
                 )
         _check_overlap([None if p.classes is None else {str(c) for c in p.classes} for p in self.phases], self.task_of)
 
@@ -161,11 +191,13 @@ class Schedule:
                     raise ScheduleError(f"schedule[{i}].{k}", f"unknown key; {hint}known: {', '.join(PHASE_KEYS)}")
             if "frames" not in raw:
                 raise ScheduleError(f"schedule[{i}].frames", "missing required key (the phase's length in frames)")
-            classes = raw.get("classes")
-            if classes is not None and not isinstance(classes, (list, tuple)):
-                raise ScheduleError(
-                    f"schedule[{i}].classes", f"expected a list of class names or indices, got {_quote(classes)}"
-                )
+            classes, speakers = raw.get("classes"), raw.get("speakers")
+            for key, value in (("classes", classes), ("speakers", speakers)):
+                if value is not None and not isinstance(value, (list, tuple)):
+                    what = "class" if key == "classes" else "speaker"
+                    raise ScheduleError(
+                        f"schedule[{i}].{key}", f"expected a list of {what} names or indices, got {_quote(value)}"
+                    )
             stream = raw.get("stream") or {}
             if not isinstance(stream, Mapping):
                 raise ScheduleError(
@@ -175,6 +207,7 @@ class Schedule:
                 Phase(
                     frames=raw["frames"],
                     classes=None if classes is None else tuple(classes),
+                    speakers=None if speakers is None else tuple(speakers),
                     blend=raw.get("blend", 0),
                     stream=dict(stream),
                     name=raw.get("name"),
@@ -258,6 +291,43 @@ class Schedule:
         _check_overlap([None if c is None else set(c) for c in out], self.task_of)
         return out
 
+    def speaker_indices(
+        self, speakers: Sequence[str] | None, source: str = "this data source"
+    ) -> list[list[int] | None]:
+        """Per phase, its speakers as indices into ``speakers`` (``None``: all); unknown ones are errors.
+
+        ``speakers`` is the data set's ``info["speakers"]``, ``None`` where the source records
+        no speaker per sample (then a phase that lists speakers is an error).
+        """
+        out: list[list[int] | None] = []
+        for i, phase in enumerate(self.phases):
+            if phase.speakers is None:
+                out.append(None)
+                continue
+            if not speakers:
+                raise ScheduleError(
+                    f"schedule[{i}].speakers",
+                    f"{source} records no speaker per sample (info['speakers']; fsdd does): leave speakers out",
+                )
+            indices = []
+            for s in phase.speakers:
+                if _is_int(s) and 0 <= s < len(speakers):
+                    indices.append(int(s))
+                elif isinstance(s, str) and s in speakers:
+                    indices.append(list(speakers).index(s))
+                else:
+                    close = difflib.get_close_matches(str(s), list(speakers), n=1)
+                    hint = f"did you mean {close[0]!r}? " if close else ""
+                    raise ScheduleError(
+                        f"schedule[{i}].speakers",
+                        f"unknown speaker {_quote(s)}; {hint}the data set has {len(speakers)}: {', '.join(speakers)} "
+                        f"(names or indices 0..{len(speakers) - 1})",
+                    )
+            if len(set(indices)) != len(indices):
+                raise ScheduleError(f"schedule[{i}].speakers", f"lists a speaker twice: {_quote(list(phase.speakers))}")
+            out.append(sorted(indices))
+        return out
+
 
 def _check_overlap(sets: list[set | None], task_of: list[int]) -> None:
     """Two different tasks may not share a class (a class belongs to one task of a class-incremental schedule)."""
@@ -280,6 +350,7 @@ def _sorted(classes: tuple | None) -> tuple | None:
 
 
 def _check_phase(i: int, phase: Phase) -> None:
+    """Raise :class:`ScheduleError` for a bad value (scene values, which need the stream's, are StreamSettings')."""
     where = f"schedule[{i}]"
     if not _is_int(phase.frames):
         raise ScheduleError(f"{where}.frames", f"expected an integer number of frames, got {_quote(phase.frames)}")
@@ -305,6 +376,14 @@ def _check_phase(i: int, phase: Phase) -> None:
                 raise ScheduleError(f"{where}.classes", f"expected class names or indices >= 0, got {_quote(c)}")
         if len({str(c) for c in phase.classes}) != len(phase.classes):
             raise ScheduleError(f"{where}.classes", f"lists a class twice: {_quote(list(phase.classes))}")
+    if phase.speakers is not None:
+        if not phase.speakers:
+            raise ScheduleError(f"{where}.speakers", "is empty; list at least one speaker, or leave it out for all")
+        for s in phase.speakers:
+            if not (_is_int(s) and s >= 0) and not isinstance(s, str):
+                raise ScheduleError(f"{where}.speakers", f"expected speaker names or indices >= 0, got {_quote(s)}")
+        if len({str(s) for s in phase.speakers}) != len(phase.speakers):
+            raise ScheduleError(f"{where}.speakers", f"lists a speaker twice: {_quote(list(phase.speakers))}")
     for k, v in phase.stream.items():
         if k not in PHASE_SETTINGS:
             close = difflib.get_close_matches(str(k), PHASE_SETTINGS, n=1)

@@ -106,7 +106,9 @@ class StreamSettings:
     # a non-stationary stream (nrstream.stream.schedule); null: one distribution forever
     schedule: list[dict] | None = field(
         default=None,
-        metadata=_meta("list of phases or null", "phases: {frames, classes, blend, stream, name}; null: stationary"),
+        metadata=_meta(
+            "list of phases or null", "phases: {frames, classes, speakers, blend, stream, name}; null: stationary"
+        ),
     )
     schedule_lanes: Literal["together", "independent"] = field(
         default="together", metadata=_meta("together|independent", "lanes switch phases at once or staggered")
@@ -167,6 +169,9 @@ class StreamSettings:
                 timeline = Schedule.from_config(self.schedule, lanes=self.schedule_lanes, repeat=self.schedule_repeat)
             except ScheduleError as exc:
                 raise SettingError(exc.key, exc.reason) from None
+            timeline = dataclasses.replace(
+                timeline, phases=tuple(self._check_scene_phase(i, p) for i, p in enumerate(timeline.phases))
+            )
             for i, phase in enumerate(timeline.phases):
                 gap_min = phase.stream.get("gap_min", self.gap_min)
                 gap_max = phase.stream.get("gap_max", self.gap_max)
@@ -174,13 +179,48 @@ class StreamSettings:
                     raise SettingError(
                         f"schedule[{i}].stream.gap_max", f"must be >= gap_min ({gap_min}), got {gap_max}"
                     )
-                if "noise_scale" in phase.stream and (self.scene or self.noise != "gaussian"):
+                background = phase.stream.get("background", self.background)
+                gaussian = background == "gaussian" if self.scene else self.noise == "gaussian"
+                if "noise_scale" in phase.stream and not gaussian:
+                    where = f"this phase's background is {background}" if self.scene else f"the gaps are {self.noise}"
                     raise SettingError(
                         f"schedule[{i}].stream.noise_scale",
-                        "a phase can change the scale of Gaussian gap noise only (noise: gaussian, background: none)",
+                        "a phase's noise_scale scales Gaussian noise only (gap noise: gaussian on a paper-style "
+                        f"stream, or a gaussian background); {where}",
                     )
             object.__setattr__(self, "schedule", timeline.to_config())
         object.__setattr__(self, "_timeline", timeline)
+
+    def _check_scene_phase(self, i: int, phase: Any) -> Any:
+        """Phase ``i``'s scene settings checked against this stream (one is a scene); its dB ranges as floats."""
+        from nrstream.stream.schedule import SCENE_SETTINGS
+
+        stream = dict(phase.stream)
+        for key in SCENE_SETTINGS:
+            if key not in stream:
+                continue
+            where = f"schedule[{i}].stream.{key}"
+            if not self.scene:
+                raise SettingError(
+                    where,
+                    "a phase of a paper-style stream (background: none) has no scene to change; "
+                    "give the stream a background (recorded, gaussian or silence)",
+                )
+            value = stream[key]
+            if key == "background" and (value not in BACKGROUND_KINDS or value == "none"):
+                kinds = [b for b in BACKGROUND_KINDS if b != "none"]
+                if value == "none":
+                    raise SettingError(where, f"a phase cannot turn the scene off; expected one of {', '.join(kinds)}")
+                close = difflib.get_close_matches(str(value), kinds, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                expected = f"expected one of {', '.join(kinds)}"
+                raise SettingError(where, f"unknown background {_quote(value)}; {hint}{expected}")
+            if key in ("snr_db", "level_db"):
+                try:
+                    stream[key] = list(_db_range(key, value))
+                except SettingError as exc:
+                    raise SettingError(where, exc.reason) from None
+        return dataclasses.replace(phase, stream=stream)
 
     @property
     def timeline(self):  # -> Schedule | None (typed lazily: the schedule module stays out of this import)
@@ -195,6 +235,24 @@ class StreamSettings:
         phase = timeline.phases[index].to_config()
         phase.update(frames=1, blend=0)
         return dataclasses.replace(self, schedule=[phase], schedule_lanes="together", schedule_repeat=False)
+
+    def phase_scenes(self) -> list[tuple[tuple[str, float | None], tuple[float, float], tuple[float, float]]]:
+        """Per phase (one entry on a stationary stream): ``((background, scale), snr_db, level_db)``.
+
+        ``background`` is the kind under the phase's events, ``scale`` the Gaussian
+        background's ``noise_scale`` (``None`` for the other kinds, which have none);
+        ``snr_db`` and ``level_db`` are ``(low, high)`` in dB. A phase's own ``stream``
+        values win over the stream's. What :class:`~nrstream.stream.scene.Scene` builds from.
+        """
+        phases = [p.stream for p in self.timeline.phases] if self.timeline is not None else [{}]
+        out = []
+        for changes in phases:
+            kind = changes.get("background", self.background)
+            scale = float(changes.get("noise_scale", self.noise_scale)) if kind == "gaussian" else None
+            snr = tuple(float(v) for v in changes.get("snr_db", self.snr_db))
+            level = tuple(float(v) for v in changes.get("level_db", self.level_db))
+            out.append(((kind, scale), snr, level))
+        return out
 
     @property
     def max_gap(self) -> int:

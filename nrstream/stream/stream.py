@@ -21,11 +21,12 @@ lanes' event counters, so reading a chunk never waits for the device.
 With a :class:`~nrstream.stream.schedule.Schedule` the stream is non-stationary: each event
 (gap and sample) belongs to the phase of the frame it begins at (one more hashed draw per
 event decides a gradual switch), its gap is drawn from that phase's gap range and its sample
-from that phase's classes (the stream's per-pass permutation restricted to them, so still
-without replacement). An event's begin depends on the lengths before it, which depend on
-their phases: a block's phases are found by iterating "phases -> lengths -> begins ->
-phases" to its fixed point (the first wrong event is right after one more round; in practice
-two or three rounds), all vectorised. ``Chunk.phase`` says each frame's phase.
+from that phase's classes and speakers (the stream's per-pass permutation restricted to them,
+so still without replacement); on a scene, its SNR range, background and level are the
+phase's too (:mod:`nrstream.stream.scene`). An event's begin depends on the lengths before
+it, which depend on their phases: a block's phases are found by iterating "phases -> lengths
+-> begins -> phases" to its fixed point (the first wrong event is right after one more round;
+in practice two or three rounds), all vectorised. ``Chunk.phase`` says each frame's phase.
 
 With a :class:`~nrstream.stream.scene.Scene` the stream is an acoustic scene: the same events,
 each sample cut to its voiced extent plus a tail, mixed into a background that runs under
@@ -36,6 +37,7 @@ the paper-style stream, byte for byte as before.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
 import torch
@@ -157,7 +159,11 @@ class Stream:
             the tail and are mixed in at a drawn SNR. ``None``: the paper-style stream.
         schedule: make it non-stationary (:mod:`nrstream.stream.schedule`); a phase's ``gap_min``
             and ``gap_max`` replace ``gaps``', its ``noise_scale`` rescales Gaussian gap noise
-            around its mean. ``None``: one distribution forever, byte for byte as before.
+            around its mean (paper-style) and its scene settings are the ``scene``'s per-phase
+            tables. ``None``: one distribution forever, byte for byte as before.
+        speakers: ``(names, [N] int64)``: the data set's speakers and, per bank sample, an
+            index into them (``info["speakers"]``, ``info["sample_speaker"][split]``); needed
+            only by a schedule whose phases list ``speakers``.
 
     Example::
 
@@ -183,6 +189,7 @@ class Stream:
         shuffle: bool = True,
         scene: Scene | None = None,
         schedule: Schedule | None = None,
+        speakers: tuple[Sequence[str], torch.Tensor] | None = None,
     ) -> None:
         if num_lanes < 1:
             raise ValueError(f"num_lanes must be >= 1, got {num_lanes!r}")
@@ -218,10 +225,10 @@ class Stream:
             self._snr_state = counter_rng.absorb(start, _SNR, self._lanes)
             self._background_state = counter_rng.absorb(start, _BACKGROUND, self._lanes)
             level = counter_rng.absorb(start, _LEVEL, self._lanes, 0).double() / 2.0**32
-            self._level = scene.levels(level)[:, None]  # [B, 1]
+            self._level = scene.levels(level)  # [B, P]: P == 1 unless phases change level_db
             self._background_cache: dict[int, torch.Tensor] = {}
         if schedule is not None:
-            self._setup_schedule(schedule, phase_gaps)
+            self._setup_schedule(schedule, phase_gaps, speakers)
         self._build_table()
         # where the lanes stand: event `_first` is column 0 of the block, `_pos` the frame in block coordinates
         self._first = torch.zeros(self.num_lanes, dtype=torch.long, device=self.device)
@@ -361,7 +368,12 @@ class Stream:
 
     # -- a schedule of phases (nrstream.stream.schedule) --------------------------------------
 
-    def _setup_schedule(self, schedule: Schedule, phase_gaps: list[tuple[int, int]]) -> None:
+    def _setup_schedule(
+        self,
+        schedule: Schedule,
+        phase_gaps: list[tuple[int, int]],
+        speakers: tuple[Sequence[str], torch.Tensor] | None = None,
+    ) -> None:
         """Per-phase tables on the device: clock starts, blends, gap ranges, tasks and their samples."""
         device = self.device
         self._starts = torch.tensor(schedule.starts, device=device)
@@ -370,17 +382,32 @@ class Stream:
         self._gap_high = torch.tensor([high for _, high in phase_gaps], device=device)
         self._task_of = torch.tensor(schedule.task_of, device=device)
         classes = schedule.class_indices(self.bank.class_names)  # ScheduleError names schedule[i].classes
+        voices = schedule.speaker_indices(None if speakers is None else list(speakers[0]))
         labels, ids = self.bank.labels, torch.arange(len(self.bank), device=device)
         self._task_samples: list[torch.Tensor] = []
         for task in range(schedule.num_tasks):
-            wanted = classes[schedule.task_of.index(task)]
-            if wanted is None:
+            i = schedule.task_of.index(task)
+            wanted, spoken_by = classes[i], voices[i]
+            if wanted is None and spoken_by is None:
                 self._task_samples.append(ids)
                 continue
-            rows = ids[torch.isin(labels, torch.tensor(wanted, device=device))]
+            keep = torch.ones_like(ids, dtype=torch.bool)
+            if wanted is not None:
+                keep &= torch.isin(labels, torch.tensor(wanted, device=device))
+            if spoken_by is not None:
+                sample_speaker = torch.as_tensor(speakers[1], device=device)
+                if sample_speaker.shape != ids.shape:
+                    raise ValueError(f"speakers: {len(sample_speaker)} entries for a bank of {len(ids)} samples")
+                keep &= torch.isin(sample_speaker, torch.tensor(spoken_by, device=device))
+            rows = ids[keep]
             if len(rows) == 0:
-                i = schedule.task_of.index(task)
-                raise ValueError(f"schedule[{i}].classes: the split has no sample of {schedule.phases[i].classes}")
+                phase = schedule.phases[i]
+                if spoken_by is None:
+                    raise ValueError(f"schedule[{i}].classes: the split has no sample of {phase.classes}")
+                of = f"classes {list(phase.classes)} " if wanted is not None else ""
+                raise ValueError(
+                    f"schedule[{i}].speakers: the split has no sample {of}by speakers {list(phase.speakers)}"
+                )
             self._task_samples.append(rows)
         self._task_orders: list[dict[int, torch.Tensor]] = [{} for _ in self._task_samples]
         start = counter_rng.seed_state(self.seed)
@@ -392,7 +419,7 @@ class Stream:
             self._delay = torch.zeros_like(self._lanes)
         scales = [p.stream.get("noise_scale") for p in schedule.phases]
         self._noise_ratio = None
-        if any(v is not None for v in scales):
+        if self.scene is None and any(v is not None for v in scales):  # a scene's is its background's
             if not isinstance(self.noise, GaussianNoise) or self.noise.scale <= 0:
                 raise ValueError("a phase's noise_scale rescales Gaussian gap noise, which needs noise_scale > 0")
             base = self.noise.scale
@@ -507,7 +534,7 @@ class Stream:
         extra = {}
         if self.scene is not None:
             sample_row = sample_row + self._first_frame[sid]
-            gain = self._scene_gains(k, sid, sample_begins - offset[:, None])
+            gain = self._scene_gains(k, sid, sample_begins - offset[:, None], phase)
             extra["gain"] = interleave(torch.zeros((), device=self.device), gain)
         if phase is not None:
             extra["phase"] = interleave(phase, phase)
@@ -528,21 +555,33 @@ class Stream:
         }
         self._first, self._pos = event, offset
 
-    def _scene_gains(self, k: torch.Tensor, sid: torch.Tensor, ahead: torch.Tensor) -> torch.Tensor:
-        """``[B, K]`` linear gains of the samples of events ``k``, which start ``ahead`` frames from now."""
+    def _scene_gains(
+        self, k: torch.Tensor, sid: torch.Tensor, ahead: torch.Tensor, phase: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[B, K]`` linear gains of the samples of events ``k``, which start ``ahead`` frames from now.
+
+        ``phase`` (``[B, K]``, scheduled streams): each event's phase, whose SNR range the draw
+        maps into and whose background the SNR is measured against (over the voiced frames).
+        """
         scene, size = self.scene, self.scene.segment
         start = self.frames_read + ahead  # absolute frame of each sample's first frame
         segment = torch.div(start, size, rounding_mode="floor")
-        rows = [self._background_starts(segment + i) for i in (0, 1)]
+        source = None if phase is None or len(scene.backgrounds) == 1 else scene.phase_background[phase][None]
+        rows = [self._pick(self._background_starts(segment + i), source) for i in (0, 1)]
         power = scene.window_power(rows, start, scene.voiced[sid])
         uniform = counter_rng.absorb(self._snr_state[:, None], k).double() / 2.0**32
-        return scene.gains(uniform, sid, power)
+        return scene.gains(uniform, sid, power, phase)
+
+    @staticmethod
+    def _pick(rows: torch.Tensor, source: torch.Tensor | None) -> torch.Tensor:
+        """``rows [S, ...]`` (one per background source) → ``[...]``, source ``source[0]`` (``None``: the only one)."""
+        return rows[0] if source is None else rows.gather(0, source).squeeze(0)
 
     def _background_starts(self, segment: torch.Tensor) -> torch.Tensor:
-        """Segment-table row where each lane's background segment ``segment`` (``[B, ...]``) begins."""
+        """``[S, B, ...]``: per background source, the row where lane ``b``'s segment ``segment[b]`` begins."""
         state = self._background_state.view(-1, *([1] * (segment.dim() - 1)))
         key = counter_rng.absorb(state, segment)
-        return self.scene.background.segment_start(key, self.scene.segment)
+        return self.scene.background_starts(key)
 
     def next_chunk(self, length: int) -> Chunk:
         """The next ``length`` frames of every lane; lanes keep their place across calls."""
@@ -555,11 +594,13 @@ class Stream:
         segment = self._segments(length)
         row = block["row"].gather(1, segment) + frame
         mask = block["mask"].gather(1, segment)
+        phase = block["phase"].gather(1, segment) if "phase" in block else None
         if self.scene is None:
             x = self._rows(row, mask)
         else:
             gain = block["gain"].gather(1, segment)  # 0 on gaps, whose sample row is then any valid one
-            x = self.scene.mix(torch.where(mask, row, 0), self._background_rows(length), gain, self._level)
+            level = self._level if self._level.shape[1] == 1 else self._level.gather(1, phase)  # [B, 1] or [B, T]
+            x = self.scene.mix(torch.where(mask, row, 0), self._background_rows(length, phase), gain, level)
         if "scale" in block:  # a phase's noise scale: Gaussian gap noise stretched around its mean
             scale = block["scale"].gather(1, segment)[..., None]
             x = torch.where(mask[..., None], x, self._noise_mean + scale * (x - self._noise_mean))
@@ -571,7 +612,7 @@ class Stream:
             end=frame == block["last"].gather(1, segment),
             sample_index=block["sample_index"].gather(1, segment),
             sample_id=block["sample_id"].gather(1, segment),
-            phase=block["phase"].gather(1, segment) if "phase" in block else None,
+            phase=phase,
         )
         self._pos = self._pos + length
         self._since += length
@@ -596,20 +637,29 @@ class Stream:
         counts.scatter_add_(1, inside, torch.ones_like(inside))
         return torch.cumsum(counts[:, :length], 1).add_(first)
 
-    def _background_rows(self, length: int) -> torch.Tensor:
-        """``[B, T]`` background table rows of the next ``length`` frames (absolute frames from ``frames_read``)."""
+    def _background_rows(self, length: int, phase: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T]`` background table rows of the next ``length`` frames (absolute frames from ``frames_read``).
+
+        ``phase`` (``[B, T]``): each frame's phase, whose background source it reads (needed
+        when the phases change the background).
+        """
         size = self.scene.segment
         absolute = self.frames_read + torch.arange(length, device=self.device)
         first, last = self.frames_read // size, (self.frames_read + length - 1) // size
-        cached = self._background_cache  # segment -> [B] rows, hashed once
+        cached = self._background_cache  # segment -> [S, B] rows, hashed once
         for old in [j for j in cached if j < first]:
             del cached[old]
         new = [j for j in range(first, last + 1) if j not in cached]
         if new:
             segments = torch.tensor(new, device=self.device).expand(self.num_lanes, -1)
-            cached.update(zip(new, self._background_starts(segments).unbind(1), strict=True))
-        starts = torch.stack([cached[j] for j in range(first, last + 1)], 1)  # [B, segments]
-        return starts[:, absolute // size - first] + absolute % size
+            cached.update(zip(new, self._background_starts(segments).unbind(2), strict=True))
+        starts = torch.stack([cached[j] for j in range(first, last + 1)], 2)  # [S, B, segments]
+        rows = starts[:, :, absolute // size - first] + absolute % size  # [S, B, T]
+        if len(self.scene.backgrounds) == 1:
+            return rows[0]
+        if phase is None:
+            raise ValueError("the phases change the background: its rows need each frame's phase")
+        return self._pick(rows, self.scene.phase_background[phase][None])
 
     def _rows(self, row: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``[B, T, F]`` frames of the table rows ``row`` (``[B, T]``)."""

@@ -10,10 +10,15 @@ import yaml
 from faults.conftest import assert_nothing_lost, assert_one_line_error, snapshot, toy_config_dict
 
 
-def _schedule(*phases: dict) -> dict:
+def _schedule(*phases: dict, **stream) -> dict:
     config = toy_config_dict()
-    config["data"]["stream"]["schedule"] = list(phases)
+    config["data"]["stream"].update(stream, schedule=list(phases))
     return config
+
+
+def _scene(*phases: dict) -> dict:
+    """A toy scene stream (a Gaussian background) with ``phases``."""
+    return _schedule(*phases, background="gaussian")
 
 
 CASES = {
@@ -47,6 +52,39 @@ CASES = {
         "data.stream.schedule[0].stream.noise: a phase cannot change this setting",
     ),
     "not_a_list": (_schedule(), "data.stream.schedule: needs at least one phase"),
+    # a phase's scene (issue 27, item 1: the domain)
+    "snr_range_low_above_high": (
+        _scene({"frames": 100}, {"frames": 100, "stream": {"snr_db": [20, 5]}}),
+        "data.stream.schedule[1].stream.snr_db: needs -120 <= low <= high <= 120, got [20, 5]",
+    ),
+    "level_range_not_a_pair": (
+        _scene({"frames": 100, "stream": {"level_db": [6]}}),
+        "data.stream.schedule[0].stream.level_db: expected [low, high] in dB, got [6]",
+    ),
+    "unknown_background_kind": (
+        _scene({"frames": 100}, {"frames": 100, "stream": {"background": "recordedd"}}),
+        "data.stream.schedule[1].stream.background: unknown background 'recordedd'; did you mean 'recorded'?",
+    ),
+    "background_none_in_a_scene": (
+        _scene({"frames": 100, "stream": {"background": "none"}}),
+        "data.stream.schedule[0].stream.background: a phase cannot turn the scene off",
+    ),
+    "scene_field_on_a_paper_style_stream": (
+        _schedule({"frames": 100}, {"frames": 100, "stream": {"snr_db": [0, 5]}}),
+        "data.stream.schedule[1].stream.snr_db: a phase of a paper-style stream (background: none) has no scene",
+    ),
+    "recorded_background_without_recordings": (
+        _scene({"frames": 100}, {"frames": 100, "stream": {"background": "recorded"}}),
+        "data.stream.schedule[1].stream.background: 'recorded' needs noise recordings, and data source 'toy'",
+    ),
+    "speakers_on_a_source_without_speakers": (
+        _schedule({"frames": 100, "speakers": ["george"]}),
+        "data.stream.schedule[0].speakers: data source 'toy' records no speaker per sample",
+    ),
+    "empty_speaker_list": (
+        _schedule({"frames": 100, "speakers": []}),
+        "data.stream.schedule[0].speakers: is empty",
+    ),
 }
 
 
