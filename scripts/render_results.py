@@ -475,6 +475,26 @@ def t_warmup(name: str, file: str) -> str:
     return table(header, rows, numeric(header, 2)) + "\n\n" + note
 
 
+def t_endless(name: str) -> str:
+    """The endless run of each agent: hidden-state norm and rolling accuracy early and late, frames per lane."""
+    header = ["arch", "loss", "reset", "frames per lane", "state norm, first 10 %", "last 10 %", "max",
+              "rolling acc., first 10 %", "last 10 %"]  # fmt: skip
+
+    def tenths(series: dict) -> tuple[float, float, float]:
+        y = series["y"]
+        k = max(1, len(y) // 10)
+        return sum(y[:k]) / k, sum(y[-k:]) / k, max(y)
+
+    rows = []
+    for r in runs_of(name):
+        norm = tenths(r["metrics"]["state_norm"]["state_norm"])
+        acc = tenths(r["metrics"]["rolling_accuracy"]["rolling_accuracy"])
+        rows.append([arch_label(r["arch"], r["arch_options"]), r["loss"], r["reset"],
+                     half_up(r["endless"]["frames_per_lane"]), f"{norm[0]:.2f}", f"{norm[1]:.2f}", f"{norm[2]:.2f}",
+                     pct(acc[0]), pct(acc[1])])  # fmt: skip
+    return table(header, rows, numeric(header, 3)) + "\n\n" + source_note([name])
+
+
 def t_first_last(name: str, first: str = "1", last: str = "128") -> str:
     header = ["arch", "loss", "reset", f"n={first}", f"n={last}", "noise entropy"]
     rows = [
@@ -771,6 +791,50 @@ def t_continual(name: str) -> str:
     return "\n".join(out)
 
 
+def t_continual_seeds(names: list[str]) -> str:
+    """Per (arch, loss, replay) over every seed of several prequential run folders: mean ± across-seed 95 %
+    Student-t half-width of prequential accuracy, ACC, BWT, forgetting and recovery time."""
+    from nrstream.stats import student_t_interval
+
+    groups: dict[tuple, list[dict]] = {}
+    for name in names:
+        data = prequential_run(name)
+        replay = int(data["config"].get("continual", {}).get("replay", 0))
+        for r in data["runs"]:
+            groups.setdefault((r["arch"], r["loss"], r["reset"], replay), []).append(r)
+
+    def cell(values: list[float | None], scale: float = 100, sign: bool = False, digits: int = 1) -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return DASH
+        mean, lo, hi = student_t_interval([scale * v for v in values])
+        text = (signed(mean) if sign else f"{mean:.{digits}f}") if scale == 100 else half_up(mean)
+        if lo is None:
+            return text
+        width = (hi - lo) / 2
+        return f"{text} ±{width:.{digits}f}" if scale == 100 else f"{text} ±{half_up(width)}"
+
+    header = ["arch", "loss", "reset", "replay", "seeds", "prequential acc.", "ACC", "BWT", "forgetting",
+              "recovery (frames)"]  # fmt: skip
+    order = sorted(groups, key=lambda k: (k[0], k[3], LOSS_ORDER.get(k[1], 9)))
+    rows = []
+    for key in order:
+        runs = groups[key]
+        m = [r["matrix"] for r in runs]
+        rows.append([key[0], key[1], key[2], str(key[3]), str(len({r["seed"] for r in runs})),
+                     cell([r["metrics"]["accuracy"] for r in runs]), cell([x["average_accuracy"] for x in m]),
+                     cell([x["backward_transfer"] for x in m], sign=True), cell([x["forgetting"] for x in m]),
+                     cell([r["metrics"].get("mean_recovery_frames") for r in runs], scale=1)])  # fmt: skip
+    notes = []
+    for name in names:
+        data = prequential_run(name)
+        env = data["environment"]
+        seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in data["runs"]}))
+        notes.append(f"`docs/results/{name}/` (seeds {seeds}; {env.get('torch_threads')} thread(s), "
+                     f"commit {(env.get('git_commit') or '')[:7]})")  # fmt: skip
+    return table(header, rows, numeric(header, 5)) + "\n\n*Data:* " + "; ".join(notes) + "."
+
+
 ALL_LENGTHS = ["1", "2", "4", "8", "16", "32", "64", "128"]
 FIVE = ["1", "2", "8", "32", "128"]
 SHIFT_LENGTHS = ["1", "2", "8", "32", "128", "1024"]
@@ -817,8 +881,22 @@ TABLES: dict[str, Callable[[], str]] = {
         t_warmup("fsdd_warmup", f"warmup_15_epochs_{kind}.json") for kind in ("never_cold", "cold_every_20_steps")
     ),
     "continual_class_incremental": lambda: t_continual("continual_fmnist_class_incremental"),
+    "families_1epoch": lambda: t_families(["families_fmnist_1epoch_seed0"], FIVE),
+    "families_endless": lambda: t_endless("families_endless_1m_1epoch_seed0"),
+    "families_gaps0": lambda: t_families(["families_gaps0_1epoch_seed0"], SHIFT_LENGTHS),
     "continual_domain_incremental": lambda: t_continual("continual_fmnist_domain_incremental"),
     "continual_speech_class_incremental": lambda: t_continual("continual_speech_class_incremental"),
+    **{
+        f"continual_{key}_seeds": (lambda base=base: t_continual_seeds(
+            [n for n in (f"continual_{base}", f"continual_{base}_gru_seeds12", f"continual_{base}_gru_replay200")
+             if (RESULTS / n / "prequential.json").exists()]
+        ))
+        for key, base in (("class_incremental", "fmnist_class_incremental"),
+                          ("domain_incremental", "fmnist_domain_incremental"),
+                          ("speech_class_incremental", "speech_class_incremental"))
+    },  # fmt: skip
+    "continual_speech_domain_incremental_seeds": lambda: t_continual_seeds(["continual_speech_domain_incremental"]),
+    "continual_class_incremental_ssm": lambda: t_continual_seeds(["continual_fmnist_class_incremental_ssm"]),
 }
 
 
