@@ -808,7 +808,7 @@ def t_continual_seeds(names: list[str]) -> str:
         if not values:
             return DASH
         mean, lo, hi = student_t_interval([scale * v for v in values])
-        text = (signed(mean) if sign else f"{mean:.{digits}f}") if scale == 100 else half_up(mean)
+        text = (signed(mean) if sign else f"{mean:.{digits}f}".replace("-", "−")) if scale == 100 else half_up(mean)
         if lo is None:
             return text
         width = (hi - lo) / 2
