@@ -39,6 +39,7 @@ from ._common import (
     reset_columns,
     zero_lanes,
 )
+from ._selective_scan import selective_scan
 
 __all__ = ["RMSNorm", "MambaLayer", "MambaClassifier", "causal_conv", "MAMBA_SCANS", "NORMS"]
 
@@ -58,24 +59,28 @@ def causal_conv(
         reset: ``[B, T]`` bool or None; an input before a lane's reset frame is invisible
             to every output from that frame on, as if the window had been zeroed there.
 
-    Returns ``(out [B, T, D], window' [B, D, k - 1])``. Written as ``k`` shifted products
-    (``k`` is small) so that it traces and exports like any elementwise graph.
+    Returns ``(out [B, T, D], window' [B, D, k - 1])``. A frame whose window reaches past a
+    reset is recomputed as ``k`` shifted products with the hidden inputs masked out.
     """
     k, steps = weight.shape[1], u.shape[1]
     ext = torch.cat([window.transpose(1, 2), u], dim=1)  # [B, k - 1 + T, D]
-    if reset is not None:
-        flags = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], dim=1)
-        seen = torch.cumsum(flags.to(torch.int32), dim=1)  # resets up to each position
-    out = bias
-    for j in range(k):
-        term = ext[:, j : j + steps] * weight[:, j]
-        if reset is not None:  # visible iff no reset in (t + j, t + k - 1]
-            visible = seen[:, k - 1 :] == seen[:, j : j + steps]
-            term = term * visible[..., None].to(term.dtype)
-        out = out + term
+    # one depthwise convolution, [B, k - 1 + T, D] read as a channels-last [B, D, 1, k - 1 + T]
+    # image (no transposed copy): about twice as fast as k products and their backward on the CPU
+    image = ext[:, None].permute(0, 3, 1, 2)
+    out = F.conv2d(image, weight[:, None, None, :], bias, groups=weight.shape[0]).permute(0, 2, 3, 1)[:, 0]
     tail = ext[:, -(k - 1) :]
-    if reset is not None:
-        tail = tail * (seen[:, -1:] == seen[:, -(k - 1) :])[..., None].to(tail.dtype)
+    if reset is None or not bool(reset.any()):
+        return out, tail.transpose(1, 2)
+    flags = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], dim=1)
+    seen = torch.cumsum(flags.to(torch.int32), dim=1)  # resets up to each position
+    masked = bias
+    for j in range(k):  # tap j is visible iff no reset in (t + j, t + k - 1]
+        visible = seen[:, k - 1 :] == seen[:, j : j + steps]
+        masked = masked + ext[:, j : j + steps] * weight[:, j] * visible[..., None].to(ext.dtype)
+    # frames whose window reaches past a reset take the masked sum; every other frame keeps the
+    # convolution's bits, so a reset changes nothing before it or in another lane
+    out = torch.where((seen[:, k - 1 :] != seen[:, :steps])[..., None], masked, out)
+    tail = tail * (seen[:, -1:] == seen[:, -(k - 1) :])[..., None].to(tail.dtype)
     return out, tail.transpose(1, 2)
 
 
@@ -147,7 +152,9 @@ class MambaLayer(nn.Module):
         delta = F.softplus(self.dt_proj(dt))  # [B, T, D]
         a_matrix = -torch.exp(self.A_log)  # [D, N]
         scan = self.scan if self.scan != "auto" else ("sequential" if x.device.type == "cpu" else "log")
-        if scan == "sequential" or steps == 1:
+        if (scan == "sequential" and steps > 1) and not torch.jit.is_tracing():
+            y, h_last, h = selective_scan(delta, a_matrix, delta * u, b, c, h0, reset, keep)
+        elif scan == "sequential" or steps == 1:
             y, h_last, h = self._steps(delta, a_matrix, u, b, c, h0, reset, keep)
         else:
             log_a = delta[..., None] * a_matrix  # [B, T, D, N], <= 0
