@@ -59,18 +59,33 @@ def causal_conv(
         reset: ``[B, T]`` bool or None; an input before a lane's reset frame is invisible
             to every output from that frame on, as if the window had been zeroed there.
 
-    Returns ``(out [B, T, D], window' [B, D, k - 1])``. A frame whose window reaches past a
-    reset is recomputed as ``k`` shifted products with the hidden inputs masked out.
+    Returns ``(out [B, T, D], window' [B, D, k - 1])``. A chunk is one depthwise convolution;
+    a single frame, and a frame whose window reaches past a reset, are ``k`` shifted products
+    (with the hidden inputs masked out), which trace and export as elementwise maths.
     """
     k, steps = weight.shape[1], u.shape[1]
     ext = torch.cat([window.transpose(1, 2), u], dim=1)  # [B, k - 1 + T, D]
-    # one depthwise convolution, [B, k - 1 + T, D] read as a channels-last [B, D, 1, k - 1 + T]
-    # image (no transposed copy): about twice as fast as k products and their backward on the CPU
-    image = ext[:, None].permute(0, 3, 1, 2)
-    out = F.conv2d(image, weight[:, None, None, :], bias, groups=weight.shape[0]).permute(0, 2, 3, 1)[:, 0]
-    tail = ext[:, -(k - 1) :]
-    if reset is None or not bool(reset.any()):
-        return out, tail.transpose(1, 2)
+    tail, seen = ext[:, -(k - 1) :], None
+    if reset is not None and bool(reset.any()):
+        flags = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], dim=1)
+        seen = torch.cumsum(flags.to(torch.int32), dim=1)  # resets up to each position
+        tail = tail * (seen[:, -1:] == seen[:, -(k - 1) :])[..., None].to(tail.dtype)
+    out = bias
+    if steps == 1 or seen is not None:  # k shifted products: cheap for one frame, and maskable
+        for j in range(k):
+            term = ext[:, j : j + steps] * weight[:, j]
+            if seen is not None:  # visible iff no reset in (t + j, t + k - 1]
+                term = term * (seen[:, k - 1 :] == seen[:, j : j + steps])[..., None].to(term.dtype)
+            out = out + term
+    if steps > 1:
+        # one depthwise convolution, [B, k - 1 + T, D] read as a channels-last [B, D, 1, k - 1 + T]
+        # image (no transposed copy): about twice as fast as the k products and their backward
+        image = ext[:, None].permute(0, 3, 1, 2)
+        conv = F.conv2d(image, weight[:, None, None, :], bias, groups=weight.shape[0]).permute(0, 2, 3, 1)[:, 0]
+        # frames whose window reaches past a reset keep the masked products; all others take the
+        # convolution's bits, so a reset changes nothing before it or in another lane
+        out = conv if seen is None else torch.where((seen[:, k - 1 :] != seen[:, :steps])[..., None], out, conv)
+    return out, tail.transpose(1, 2)
     flags = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], dim=1)
     seen = torch.cumsum(flags.to(torch.int32), dim=1)  # resets up to each position
     masked = bias
