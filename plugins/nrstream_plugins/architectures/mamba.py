@@ -11,9 +11,18 @@ One block, with ``D = expand * d_model`` channels and ``N = d_state`` states per
 
 The recurrence is linear in ``h``, so a chunk can be computed by a log-space scan in blocks
 of ``chunk_size`` frames (:func:`~nrstream_plugins.architectures._common.chunked_scan`), not
-a loop over frames: ``scan: auto`` does so on accelerators. On the CPU it runs the stepwise
-update frame by frame instead, fused so that no ``[B, T, D, N]`` input is built, which
-measured several times faster there (``benchmarks/architectures.py``, ``mamba_n4_log``).
+a loop over frames: ``scan: auto`` does so on accelerators, where it is a few kernels. With
+``scan: sequential`` (what ``auto`` picks on the CPU) a chunk runs the frame loop instead, as
+one autograd node with a hand-written backward
+(:func:`~nrstream_plugins.architectures._selective_scan.selective_scan`). Recorded frame by
+frame, autograd kept about ten nodes per frame, saved each frame's intermediates and reduced
+``delta (x) A`` broadcasts over ``[B, D, N]`` in every frame's backward; the fused scan walks
+cache-sized blocks of lanes, keeps a state every few frames and recomputes the rest in the
+backward. With the depthwise convolution as one ``conv2d`` a training step got 1.8x faster on
+the CPU (``benchmarks/architectures.py --threads 1``: 9.0x to 5.1x the GRU's time per frame at
+a matched size; the log-space scan is far slower still there, ``mamba_n4_log``). What is left,
+and why it stays above the 2.5x target, is measured by ``benchmarks/mamba_parts.py``. A single
+frame (``B = 1`` streaming, export) takes the plain stepwise update, as before.
 A reset is exact: the SSM decay is zero at the reset frame and the convolution window
 hides every input before it, per lane.
 """
@@ -192,8 +201,8 @@ class MambaLayer(nn.Module):
     def _steps(delta, a_matrix, u, b, c, h0, reset, keep: bool):
         """The stepwise form, frame by frame, with no [B, T, D, N] inputs: ``(y [B, T, D], h_T [B, D, N], h | None)``.
 
-        On the CPU this is the fastest form: each frame's ``[B, D, N]`` work stays in cache,
-        where the scans stream several ``[B, T, D, N]`` tensors through memory.
+        Plain autograd ops: a single frame (streaming at ``B = 1``), a traced export, and the
+        reference the fused :func:`selective_scan` is tested against.
         """
         cuts = set(reset_columns(reset))
         h, outputs, states = h0, [], []
@@ -228,8 +237,9 @@ class MambaClassifier(Architecture):
         norm: ``rms`` (RMSNorm, as Mamba) or ``layer`` (LayerNorm).
         chunk_size: frames per block of the log-space scan (its rounding and memory).
         scan: ``log`` (log-space scan), ``parallel`` (log-depth associative scan),
-            ``sequential`` (a loop over frames, vectorised over lanes and channels) or
-            ``auto``: sequential on the CPU, where it is the fastest, ``log`` on accelerators.
+            ``sequential`` (a loop over frames, vectorised over lanes and channels; a chunk
+            goes through the fused scan with its hand-written backward) or ``auto``:
+            sequential on the CPU, where it is the fastest, ``log`` on accelerators.
             All give the same numbers within rounding.
 
     State: ``(window [B, L, D, k - 1], h [B, L, D, N])``: each layer's last ``k - 1``
