@@ -11,8 +11,9 @@ the backward the reverse loop written out (``dh``, ``d a`` → ``d delta``, ``d 
 * the state is kept as ``[lanes, N, D]`` (``D`` innermost, long rows), where the products
   with ``C_t`` and ``B_t`` are batched matrix-vector products and the reductions over ``N``
   are cheap;
-* lanes are processed in blocks of about 64k state numbers (``32`` lanes for ``D = 126,
-  N = 16``), so a frame's ``[lanes, N, D]`` work stays in the L2 cache;
+* lanes are processed in blocks of about 64k state numbers per torch thread (``32`` lanes
+  for ``D = 126, N = 16`` on one thread), so a frame's ``[lanes, N, D]`` work stays in the
+  L2 caches, and an op parallelised over ``n`` threads still gives each of them that much;
 * the forward keeps only the state at the start of every ``SEGMENT`` (10) frames; the backward
   recomputes a segment's states and decays into a small reused buffer and walks it
   backwards, instead of writing and reading all ``T`` states ``[T, B, N, D]`` through memory.
@@ -38,9 +39,10 @@ SEGMENT = 10
 
 
 def _block_lanes(lanes: int, numbers: int, device: torch.device) -> int:
+    """Lanes per block: ``BLOCK_NUMBERS`` state numbers per CPU thread (each op splits over the threads)."""
     if device.type != "cpu":
         return lanes  # an accelerator wants the widest ops, not cache-sized ones
-    return max(1, min(lanes, BLOCK_NUMBERS // numbers))
+    return max(1, min(lanes, BLOCK_NUMBERS * torch.get_num_threads() // numbers))
 
 
 def _run(dl, at, dut, bt, ct, keep, cuts, h0, block, hlast, y, checkpoints=None, states=None):

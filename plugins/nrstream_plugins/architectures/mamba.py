@@ -95,17 +95,6 @@ def causal_conv(
         # convolution's bits, so a reset changes nothing before it or in another lane
         out = conv if seen is None else torch.where((seen[:, k - 1 :] != seen[:, :steps])[..., None], out, conv)
     return out, tail.transpose(1, 2)
-    flags = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], dim=1)
-    seen = torch.cumsum(flags.to(torch.int32), dim=1)  # resets up to each position
-    masked = bias
-    for j in range(k):  # tap j is visible iff no reset in (t + j, t + k - 1]
-        visible = seen[:, k - 1 :] == seen[:, j : j + steps]
-        masked = masked + ext[:, j : j + steps] * weight[:, j] * visible[..., None].to(ext.dtype)
-    # frames whose window reaches past a reset take the masked sum; every other frame keeps the
-    # convolution's bits, so a reset changes nothing before it or in another lane
-    out = torch.where((seen[:, k - 1 :] != seen[:, :steps])[..., None], masked, out)
-    tail = tail * (seen[:, -1:] == seen[:, -(k - 1) :])[..., None].to(tail.dtype)
-    return out, tail.transpose(1, 2)
 
 
 class RMSNorm(nn.Module):
