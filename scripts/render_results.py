@@ -704,6 +704,32 @@ def t_families_speed(file: str = "speed.json") -> str:
     return table(header, rows, numeric(header, 2)) + "\n\n" + note
 
 
+def t_mamba_parts() -> str:
+    """``benchmarks/mamba_parts.py``: a mamba training step, the step without its scan, and the scan alone."""
+    data = json.loads((RESULTS / "families_speed" / "mamba_parts.json").read_text(encoding="utf-8"))
+    what = {
+        "gru": "the GRU's training step (the reference)",
+        "mamba": "the whole training step",
+        "mamba_no_scan": "the step with the scan replaced by a two-pass stand-in (the rest of the block)",
+        "scan": "the selective scan alone, forward and backward, once per layer",
+    }
+    header = ["case", "what", "frames/s", "GRU / case (min–max)"]
+    rows = []
+    for name, fps in data["fps"].items():
+        st = data["ratios"].get(f"gru/{name} training", {"median": 1.0, "min": 1.0, "max": 1.0})
+        rows.append([f"`{name}`", what[name], f"{fps:,.0f}", f"{st['median']:.2f}× ({st['min']:.2f}–{st['max']:.2f})"])
+    s, m, case = data["settings"], data["machine"], data["case"]
+    options = ", ".join(f"{k} {v}" for k, v in case["options"].items())
+    note = (
+        f"*Data:* `docs/results/families_speed/mamba_parts.json` (`{data['command']}`; `mamba` with {options}; "
+        f"B = {s['batch']}, T = {s['chunk']}, {s['repeats']} rounds of {s['seconds']:g} s blocks; "
+        f"{m['cpu_count']}-core {m['processor']} CPU, {m['torch_threads']} torch thread"
+        f"{'s' if m['torch_threads'] != 1 else ''}, torch {m['torch']}, load {m['loadavg_start'][0]} at start and "
+        f"{m['loadavg'][0]} at end)."
+    )
+    return table(header, rows, numeric(header, 2)) + "\n\n" + note
+
+
 def t_from_readme(name: str) -> str:
     """A table whose run files were never committed: its CSV, transcribed from README."""
     with open(RESULTS / "from_readme" / f"{name}.csv", newline="", encoding="utf-8") as f:
@@ -866,6 +892,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "training_benchmark": t_training_benchmark,
     "families_speed": t_families_speed,
     "families_scan_forms": lambda: t_families_speed("scan_forms.json"),
+    "mamba_parts": t_mamba_parts,
     "all_runs": t_all_runs,
     "listen_fsdd": t_listen_fsdd,
     "fsdd_speakers": lambda: t_held_out_speakers(

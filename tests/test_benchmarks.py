@@ -147,6 +147,16 @@ def test_architectures_smoke(tmp_path):
     assert payload["machine"]["torch_threads"] == 1 and len(payload["machine"]["loadavg"]) == 3
 
 
+def test_mamba_parts_smoke(tmp_path):
+    """The whole mamba step, the step without its scan and the scan alone, each against the GRU, paired per round."""
+    payload = run_script("mamba_parts", TINY, tmp_path)
+    assert set(payload["fps"]) == {"gru", "mamba", "mamba_no_scan", "scan"} and _positive(payload["fps"].values())
+    assert set(payload["ratios"]) == {"gru/mamba training", "gru/mamba_no_scan training", "gru/scan training"}
+    for st in payload["ratios"].values():
+        assert st["min"] <= st["median"] <= st["max"] and len(st["rounds"]) == 2
+    assert payload["case"]["options"]["d_state"] == 16 and payload["machine"]["torch_threads"] == 1
+
+
 @pytest.mark.parametrize("extra", [["--train-steps", "2"], ["--train-steps", "0", "--reset", "oracle"]])
 def test_soak_smoke(tmp_path, extra):
     payload = run_script("soak", [*TINY, "--frames", "20000", *extra], tmp_path, tiny_shapes=True)

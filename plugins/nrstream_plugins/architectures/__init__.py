@@ -18,6 +18,7 @@ all-zero state, and reset a lane by zeroing it. Kind-specific keys are in each c
 docstring; ``lstm`` takes ``forget_gate`` (default ``true``; ``false`` is the LSTM
 without a forget gate, ``c_t = c_{t-1} + i_t * g_t``, a per-frame loop). ``mingru``,
 ``minlstm`` (Feng et al. 2024) and ``mamba`` (a selective SSM, Gu & Dao 2023) train with a
-log-space scan in blocks of ``chunk_size`` frames and step frame by frame. Each passes
+log-space scan in blocks of ``chunk_size`` frames on accelerators and a frame loop on the CPU
+(``mamba``'s as one autograd node, ``_selective_scan``), and step frame by frame. Each passes
 :func:`nrstream.testing.check_architecture`.
 """

@@ -11,9 +11,18 @@ One block, with ``D = expand * d_model`` channels and ``N = d_state`` states per
 
 The recurrence is linear in ``h``, so a chunk can be computed by a log-space scan in blocks
 of ``chunk_size`` frames (:func:`~nrstream_plugins.architectures._common.chunked_scan`), not
-a loop over frames: ``scan: auto`` does so on accelerators. On the CPU it runs the stepwise
-update frame by frame instead, fused so that no ``[B, T, D, N]`` input is built, which
-measured several times faster there (``benchmarks/architectures.py``, ``mamba_n4_log``).
+a loop over frames: ``scan: auto`` does so on accelerators, where it is a few kernels. With
+``scan: sequential`` (what ``auto`` picks on the CPU) a chunk runs the frame loop instead, as
+one autograd node with a hand-written backward
+(:func:`~nrstream_plugins.architectures._selective_scan.selective_scan`). Recorded frame by
+frame, autograd kept about ten nodes per frame, saved each frame's intermediates and reduced
+``delta (x) A`` broadcasts over ``[B, D, N]`` in every frame's backward; the fused scan walks
+cache-sized blocks of lanes, keeps a state every few frames and recomputes the rest in the
+backward. With the depthwise convolution as one ``conv2d`` a training step got 1.8x faster on
+the CPU (``benchmarks/architectures.py --threads 1``: 9.0x to 5.1x the GRU's time per frame at
+a matched size; the log-space scan is far slower still there, ``mamba_n4_log``). What is left,
+and why it stays above the 2.5x target, is measured by ``benchmarks/mamba_parts.py``. A single
+frame (``B = 1`` streaming, export) takes the plain stepwise update, as before.
 A reset is exact: the SSM decay is zero at the reset frame and the convolution window
 hides every input before it, per lane.
 """
@@ -39,6 +48,7 @@ from ._common import (
     reset_columns,
     zero_lanes,
 )
+from ._selective_scan import selective_scan
 
 __all__ = ["RMSNorm", "MambaLayer", "MambaClassifier", "causal_conv", "MAMBA_SCANS", "NORMS"]
 
@@ -58,24 +68,32 @@ def causal_conv(
         reset: ``[B, T]`` bool or None; an input before a lane's reset frame is invisible
             to every output from that frame on, as if the window had been zeroed there.
 
-    Returns ``(out [B, T, D], window' [B, D, k - 1])``. Written as ``k`` shifted products
-    (``k`` is small) so that it traces and exports like any elementwise graph.
+    Returns ``(out [B, T, D], window' [B, D, k - 1])``. A chunk is one depthwise convolution;
+    a single frame, and a frame whose window reaches past a reset, are ``k`` shifted products
+    (with the hidden inputs masked out), which trace and export as elementwise maths.
     """
     k, steps = weight.shape[1], u.shape[1]
     ext = torch.cat([window.transpose(1, 2), u], dim=1)  # [B, k - 1 + T, D]
-    if reset is not None:
+    tail, seen = ext[:, -(k - 1) :], None
+    if reset is not None and bool(reset.any()):
         flags = torch.cat([reset.new_zeros(reset.shape[0], k - 1), reset], dim=1)
         seen = torch.cumsum(flags.to(torch.int32), dim=1)  # resets up to each position
-    out = bias
-    for j in range(k):
-        term = ext[:, j : j + steps] * weight[:, j]
-        if reset is not None:  # visible iff no reset in (t + j, t + k - 1]
-            visible = seen[:, k - 1 :] == seen[:, j : j + steps]
-            term = term * visible[..., None].to(term.dtype)
-        out = out + term
-    tail = ext[:, -(k - 1) :]
-    if reset is not None:
         tail = tail * (seen[:, -1:] == seen[:, -(k - 1) :])[..., None].to(tail.dtype)
+    out = bias
+    if steps == 1 or seen is not None:  # k shifted products: cheap for one frame, and maskable
+        for j in range(k):
+            term = ext[:, j : j + steps] * weight[:, j]
+            if seen is not None:  # visible iff no reset in (t + j, t + k - 1]
+                term = term * (seen[:, k - 1 :] == seen[:, j : j + steps])[..., None].to(term.dtype)
+            out = out + term
+    if steps > 1:
+        # one depthwise convolution, [B, k - 1 + T, D] read as a channels-last [B, D, 1, k - 1 + T]
+        # image (no transposed copy): about twice as fast as the k products and their backward
+        image = ext[:, None].permute(0, 3, 1, 2)
+        conv = F.conv2d(image, weight[:, None, None, :], bias, groups=weight.shape[0]).permute(0, 2, 3, 1)[:, 0]
+        # frames whose window reaches past a reset keep the masked products; all others take the
+        # convolution's bits, so a reset changes nothing before it or in another lane
+        out = conv if seen is None else torch.where((seen[:, k - 1 :] != seen[:, :steps])[..., None], out, conv)
     return out, tail.transpose(1, 2)
 
 
@@ -147,7 +165,9 @@ class MambaLayer(nn.Module):
         delta = F.softplus(self.dt_proj(dt))  # [B, T, D]
         a_matrix = -torch.exp(self.A_log)  # [D, N]
         scan = self.scan if self.scan != "auto" else ("sequential" if x.device.type == "cpu" else "log")
-        if scan == "sequential" or steps == 1:
+        if (scan == "sequential" and steps > 1) and not torch.jit.is_tracing():
+            y, h_last, h = selective_scan(delta, a_matrix, delta * u, b, c, h0, reset, keep)
+        elif scan == "sequential" or steps == 1:
             y, h_last, h = self._steps(delta, a_matrix, u, b, c, h0, reset, keep)
         else:
             log_a = delta[..., None] * a_matrix  # [B, T, D, N], <= 0
@@ -170,8 +190,8 @@ class MambaLayer(nn.Module):
     def _steps(delta, a_matrix, u, b, c, h0, reset, keep: bool):
         """The stepwise form, frame by frame, with no [B, T, D, N] inputs: ``(y [B, T, D], h_T [B, D, N], h | None)``.
 
-        On the CPU this is the fastest form: each frame's ``[B, D, N]`` work stays in cache,
-        where the scans stream several ``[B, T, D, N]`` tensors through memory.
+        Plain autograd ops: a single frame (streaming at ``B = 1``), a traced export, and the
+        reference the fused :func:`selective_scan` is tested against.
         """
         cuts = set(reset_columns(reset))
         h, outputs, states = h0, [], []
@@ -206,8 +226,9 @@ class MambaClassifier(Architecture):
         norm: ``rms`` (RMSNorm, as Mamba) or ``layer`` (LayerNorm).
         chunk_size: frames per block of the log-space scan (its rounding and memory).
         scan: ``log`` (log-space scan), ``parallel`` (log-depth associative scan),
-            ``sequential`` (a loop over frames, vectorised over lanes and channels) or
-            ``auto``: sequential on the CPU, where it is the fastest, ``log`` on accelerators.
+            ``sequential`` (a loop over frames, vectorised over lanes and channels; a chunk
+            goes through the fused scan with its hand-written backward) or ``auto``:
+            sequential on the CPU, where it is the fastest, ``log`` on accelerators.
             All give the same numbers within rounding.
 
     State: ``(window [B, L, D, k - 1], h [B, L, D, N])``: each layer's last ``k - 1``
