@@ -911,6 +911,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_1epoch": lambda: t_families(["families_fmnist_1epoch_seed0"], FIVE),
     "families_endless": lambda: t_endless("families_endless_1m_1epoch_seed0"),
     "families_gaps0": lambda: t_families(["families_gaps0_1epoch_seed0"], SHIFT_LENGTHS),
+    "fsdd_families": lambda: t_families(["fsdd_seed0", "fsdd_families_seed0"], ["1", "2", "8", "32", "128"]),
     "families_fsdd": lambda: t_families(["fsdd_seed0", "fsdd_mamba_seed0"], ["1", "2", "8", "32", "128"]),
     "continual_domain_incremental": lambda: t_continual("continual_fmnist_domain_incremental"),
     "continual_speech_class_incremental": lambda: t_continual("continual_speech_class_incremental"),
@@ -925,6 +926,7 @@ TABLES: dict[str, Callable[[], str]] = {
     },  # fmt: skip
     "continual_speech_domain_incremental_seeds": lambda: t_continual_seeds(["continual_speech_domain_incremental"]),
     "continual_class_incremental_ssm": lambda: t_continual_seeds(["continual_fmnist_class_incremental_ssm"]),
+    "continual_speech_domain_incremental_ssm": lambda: t_continual_seeds(["continual_speech_domain_incremental_ssm"]),
 }
 
 
