@@ -270,24 +270,8 @@ class Schedule:
             if phase.classes is None:
                 out.append(None)
                 continue
-            indices = []
-            for c in phase.classes:
-                if _is_int(c) and 0 <= c < len(class_names):
-                    indices.append(int(c))
-                elif isinstance(c, str) and c in class_names:
-                    indices.append(list(class_names).index(c))
-                else:
-                    close = difflib.get_close_matches(str(c), list(class_names), n=1)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
-                    shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
-                    raise ScheduleError(
-                        f"schedule[{i}].classes",
-                        f"unknown class {_quote(c)}; {hint}the data set has {len(class_names)}: {shown} "
-                        f"(names or indices 0..{len(class_names) - 1})",
-                    )
-            if len(set(indices)) != len(indices):
-                raise ScheduleError(f"schedule[{i}].classes", f"lists a class twice: {_quote(list(phase.classes))}")
-            out.append(sorted(indices))
+            shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
+            out.append(_indices(phase.classes, list(class_names), f"schedule[{i}].classes", "class", shown))
         _check_overlap([None if c is None else set(c) for c in out], self.task_of)
         return out
 
@@ -309,24 +293,30 @@ class Schedule:
                     f"schedule[{i}].speakers",
                     f"{source} records no speaker per sample (info['speakers']; fsdd does): leave speakers out",
                 )
-            indices = []
-            for s in phase.speakers:
-                if _is_int(s) and 0 <= s < len(speakers):
-                    indices.append(int(s))
-                elif isinstance(s, str) and s in speakers:
-                    indices.append(list(speakers).index(s))
-                else:
-                    close = difflib.get_close_matches(str(s), list(speakers), n=1)
-                    hint = f"did you mean {close[0]!r}? " if close else ""
-                    raise ScheduleError(
-                        f"schedule[{i}].speakers",
-                        f"unknown speaker {_quote(s)}; {hint}the data set has {len(speakers)}: {', '.join(speakers)} "
-                        f"(names or indices 0..{len(speakers) - 1})",
-                    )
-            if len(set(indices)) != len(indices):
-                raise ScheduleError(f"schedule[{i}].speakers", f"lists a speaker twice: {_quote(list(phase.speakers))}")
-            out.append(sorted(indices))
+            key = f"schedule[{i}].speakers"
+            out.append(_indices(phase.speakers, list(speakers), key, "speaker", ", ".join(speakers)))
         return out
+
+
+def _indices(values: Sequence, names: list[str], key: str, what: str, shown: str) -> list[int]:
+    """``values`` (names or indices into ``names``) as sorted indices; an unknown or repeated one: error on ``key``."""
+    indices = []
+    for v in values:
+        if _is_int(v) and 0 <= v < len(names):
+            indices.append(int(v))
+        elif isinstance(v, str) and v in names:
+            indices.append(names.index(v))
+        else:
+            close = difflib.get_close_matches(str(v), names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ScheduleError(
+                key,
+                f"unknown {what} {_quote(v)}; {hint}the data set has {len(names)}: {shown} "
+                f"(names or indices 0..{len(names) - 1})",
+            )
+    if len(set(indices)) != len(indices):
+        raise ScheduleError(key, f"lists a {what} twice: {_quote(list(values))}")
+    return sorted(indices)
 
 
 def _check_overlap(sets: list[set | None], task_of: list[int]) -> None:
