@@ -912,7 +912,9 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_endless": lambda: t_endless("families_endless_1m_1epoch_seed0"),
     "families_gaps0": lambda: t_families(["families_gaps0_1epoch_seed0"], SHIFT_LENGTHS),
     "fsdd_families": lambda: t_families(["fsdd_seed0", "fsdd_families_seed0"], ["1", "2", "8", "32", "128"]),
-    "families_fsdd": lambda: t_families(["fsdd_seed0", "fsdd_mamba_seed0"], ["1", "2", "8", "32", "128"]),
+    "families_fsdd": lambda: t_families(
+        ["fsdd_seed0", "fsdd_mingru_seed0", "fsdd_minlstm_seed0", "fsdd_mamba_seed0"], ["1", "2", "8", "32", "128"]
+    ),
     "continual_domain_incremental": lambda: t_continual("continual_fmnist_domain_incremental"),
     "continual_speech_class_incremental": lambda: t_continual("continual_speech_class_incremental"),
     **{
