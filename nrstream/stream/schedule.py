@@ -319,6 +319,17 @@ def _indices(values: Sequence, names: list[str], key: str, what: str, shown: str
     return sorted(indices)
 
 
+def _check_names(values: Sequence, key: str, what: str) -> None:
+    """A phase's class or speaker list, before the data set is known: non-empty, names or indices, none twice."""
+    if not values:
+        raise ScheduleError(key, f"is empty; list at least one {what}, or leave it out for all")
+    for v in values:
+        if not (_is_int(v) and v >= 0) and not isinstance(v, str):
+            raise ScheduleError(key, f"expected {what} names or indices >= 0, got {_quote(v)}")
+    if len({str(v) for v in values}) != len(values):
+        raise ScheduleError(key, f"lists a {what} twice: {_quote(list(values))}")
+
+
 def _check_overlap(sets: list[set | None], task_of: list[int]) -> None:
     """Two different tasks may not share a class (a class belongs to one task of a class-incremental schedule)."""
     for i, classes in enumerate(sets):
@@ -359,21 +370,9 @@ def _check_phase(i: int, phase: Phase) -> None:
     if i == 0 and phase.blend:
         raise ScheduleError(f"{where}.blend", "the first phase has no phase before it to blend from; use 0")
     if phase.classes is not None:
-        if not phase.classes:
-            raise ScheduleError(f"{where}.classes", "is empty; list at least one class, or leave it out for all")
-        for c in phase.classes:
-            if not (_is_int(c) and c >= 0) and not isinstance(c, str):
-                raise ScheduleError(f"{where}.classes", f"expected class names or indices >= 0, got {_quote(c)}")
-        if len({str(c) for c in phase.classes}) != len(phase.classes):
-            raise ScheduleError(f"{where}.classes", f"lists a class twice: {_quote(list(phase.classes))}")
+        _check_names(phase.classes, f"{where}.classes", "class")
     if phase.speakers is not None:
-        if not phase.speakers:
-            raise ScheduleError(f"{where}.speakers", "is empty; list at least one speaker, or leave it out for all")
-        for s in phase.speakers:
-            if not (_is_int(s) and s >= 0) and not isinstance(s, str):
-                raise ScheduleError(f"{where}.speakers", f"expected speaker names or indices >= 0, got {_quote(s)}")
-        if len({str(s) for s in phase.speakers}) != len(phase.speakers):
-            raise ScheduleError(f"{where}.speakers", f"lists a speaker twice: {_quote(list(phase.speakers))}")
+        _check_names(phase.speakers, f"{where}.speakers", "speaker")
     for k, v in phase.stream.items():
         if k not in PHASE_SETTINGS:
             close = difflib.get_close_matches(str(k), PHASE_SETTINGS, n=1)
