@@ -64,12 +64,17 @@ def load_data(config: Config, notify: Callable[[str], None] | None = None) -> Lo
             f"{config.path}: data.stream.noise: 'recorded' needs noise recordings, and data source "
             f"{loaded.source!r} provides none; use 'gaussian' or 'silence'"
         )
-    if data.stream.background == "recorded" and not loaded.dataset.noise:
-        raise ConfigError(
-            f"{config.path}: data.stream.background: 'recorded' needs noise recordings, and data source "
-            f"{loaded.source!r} provides none; use 'gaussian' or 'none'"
-        )
     timeline = data.stream.timeline
+    # the stream's background, then each phase's own: 'recorded' needs the source's noise recordings
+    backgrounds = [("background", data.stream.background, "'gaussian' or 'none'")]
+    backgrounds += [(f"schedule[{i}].stream.background", p.stream.get("background"), "'gaussian'")
+                    for i, p in enumerate(timeline.phases if timeline is not None else ())]  # fmt: skip
+    for key, kind, instead in backgrounds:
+        if kind == "recorded" and not loaded.dataset.noise:
+            raise ConfigError(
+                f"{config.path}: data.stream.{key}: 'recorded' needs noise recordings, and data source "
+                f"{loaded.source!r} provides none; use {instead}"
+            )
     if timeline is not None:  # class and speaker names can only be checked against the data set that served
         info = loaded.dataset.info
         try:
@@ -77,12 +82,6 @@ def load_data(config: Config, notify: Callable[[str], None] | None = None) -> Lo
             timeline.speaker_indices(info.get("speakers"), source=f"data source {loaded.source!r}")
         except ScheduleError as exc:
             raise ConfigError(f"{config.path}: data.stream.{exc.key}: {exc.reason}") from None
-        for i, phase in enumerate(timeline.phases):
-            if phase.stream.get("background") == "recorded" and not loaded.dataset.noise:
-                raise ConfigError(
-                    f"{config.path}: data.stream.schedule[{i}].stream.background: 'recorded' needs noise "
-                    f"recordings, and data source {loaded.source!r} provides none; use 'gaussian'"
-                )
     return loaded
 
 
