@@ -77,6 +77,11 @@ CASES = {
         _scene({"frames": 100}, {"frames": 100, "stream": {"background": "recorded"}}),
         "data.stream.schedule[1].stream.background: 'recorded' needs noise recordings, and data source 'toy'",
     ),
+    "recorded_stream_background_without_recordings": (  # its stationary twin, checked by the same loop
+        _schedule({"frames": 100}, background="recorded"),
+        "data.stream.background: 'recorded' needs noise recordings, and data source 'toy' provides none; "
+        "use 'gaussian' or 'none'",
+    ),
     "speakers_on_a_source_without_speakers": (
         _schedule({"frames": 100, "speakers": ["george"]}),
         "data.stream.schedule[0].speakers: data source 'toy' records no speaker per sample",
