@@ -336,3 +336,10 @@ def test_a_domain_schedule_on_cuda_matches_the_cpu(speech):
     for name in FIELDS[1:]:
         assert torch.equal(getattr(cuda, name).cpu(), getattr(cpu, name)), name
     torch.testing.assert_close(cuda.x.cpu(), cpu.x, rtol=1e-4, atol=1e-4)
+
+
+def test_a_phase_background_without_power_names_the_phase(toy):
+    schedule = [{"frames": 300, "stream": {}}, {"frames": 300, "stream": {"background": "silence"}}]
+    message = r"^stream setting schedule\[1\]\.stream\.background: silence: the background has no power"
+    with pytest.raises(ValueError, match=message):
+        toy_scene(toy, schedule)

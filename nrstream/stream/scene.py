@@ -263,15 +263,27 @@ class Scene:
             voiced = (steps >= self.first[:, None]) & (steps < (self.first + self.voiced)[:, None])
             self.sample_power = (power * voiced).sum(1) / self.voiced.clamp_min(1)
             row_power = self.view.frame_power(self.background_rows)
-            for j, table in enumerate(tables):
-                base = self.background_base[j]
-                if not bool((row_power[base : base + table.shape[0]] > 0).any()):
-                    reason = "the background has no power (e.g. silence of zero features): the SNR is undefined"
-                    user = next(i for i, (key, _, _) in enumerate(phases) if key == needed[j])
-                    if settings.timeline is not None and "background" in settings.timeline.phases[user].stream:
-                        raise ValueError(f"schedule[{user}].stream.background: {needed[j][0]}: {reason}")
-                    raise ValueError(reason)
+            sizes = [table.shape[0] for table in tables]
+            self._require_power(row_power, sizes, needed, settings)
             self.background_cumsum = torch.cat([row_power.new_zeros(1), torch.cumsum(row_power, 0)])
+
+    def _require_power(
+        self,
+        row_power: torch.Tensor,
+        sizes: list[int],
+        needed: list[tuple[str, float | None]],
+        settings: StreamSettings,
+    ) -> None:
+        """Every background source needs some power, or the SNR is undefined; the error names the phase that set it."""
+        phases = settings.phase_scenes()
+        for j, (base, size) in enumerate(zip(self.background_base, sizes, strict=True)):
+            if bool((row_power[base : base + size] > 0).any()):
+                continue
+            reason = "the background has no power (e.g. silence of zero features): the SNR is undefined"
+            user = next(i for i, (key, _, _) in enumerate(phases) if key == needed[j])
+            if settings.timeline is not None and "background" in settings.timeline.phases[user].stream:
+                raise ValueError(f"schedule[{user}].stream.background: {needed[j][0]}: {reason}")
+            raise ValueError(reason)
 
     @staticmethod
     def backgrounds_needed(settings: StreamSettings) -> list[tuple[str, float | None]]:
