@@ -30,6 +30,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from . import _scan_kernel
+
 __all__ = ["selective_scan", "BLOCK_NUMBERS", "SEGMENT"]
 
 #: state numbers per lane block on the CPU: ``[lanes, N, D]`` float32 of 256 KiB, a few of which fit the L2 cache
@@ -83,6 +85,17 @@ def _frames(x: torch.Tensor, lo: int, hi: int, column: bool) -> tuple[torch.Tens
     return (x[:, lo:hi, :, None] if column else x[:, lo:hi, None, :]).unbind(0)
 
 
+def _compiled(x: torch.Tensor):
+    """The compiled kernel where it serves ``x`` (a CPU float32/float64 tensor and a kernel that built), else None."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    return _scan_kernel.kernel()
+
+
+def _none() -> torch.Tensor:
+    return torch.empty(0)
+
+
 class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, dl, at, dut, bt, ct, h0, keep, cuts, want_states):
@@ -91,14 +104,22 @@ class _SelectiveScan(torch.autograd.Function):
         y, hlast = dl.new_empty(steps, lanes, at.shape[1]), torch.empty_like(h0)
         checkpoints = dl.new_empty(-(-steps // SEGMENT), *h0.shape)
         states = dl.new_empty(steps, *h0.shape) if want_states else None
-        _run(dl, at, dut, bt, ct, keep, cuts, h0, block, hlast, y, checkpoints, states)
+        kernel = _compiled(dl)
+        if kernel is not None:
+            none = _none()
+            keep_or = keep if keep is not None else none
+            kernel.forward(dl, at, dut, bt, ct, keep_or, h0, y, hlast, checkpoints, _or(states, none), SEGMENT)
+        else:
+            _run(dl, at, dut, bt, ct, keep, cuts, h0, block, hlast, y, checkpoints, states)
         ctx.save_for_backward(dl, at, dut, bt, ct, keep, checkpoints)
-        ctx.cuts, ctx.block = cuts, block
+        ctx.cuts, ctx.block, ctx.kernel, ctx.segment = cuts, block, kernel, SEGMENT
         return y, hlast, states
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy, ghlast, gstates):
+        if ctx.kernel is not None:
+            return _kernel_backward(ctx, gy, ghlast, gstates)
         dl, at, dut, bt, ct, keep, checkpoints = ctx.saved_tensors
         cuts, block = ctx.cuts, ctx.block
         steps, lanes = dl.shape[:2]
@@ -150,6 +171,27 @@ class _SelectiveScan(torch.autograd.Function):
         return g_dl, g_at.sum(0), g_dut, g_bt, g_ct, g_h0, None, None, None
 
 
+def _or(x: torch.Tensor | None, none: torch.Tensor) -> torch.Tensor:
+    return none if x is None else x
+
+
+def _kernel_backward(ctx, gy, ghlast, gstates):
+    """The backward through the compiled kernel: the same gradients as the Python loop above."""
+    dl, at, dut, bt, ct, keep, checkpoints = ctx.saved_tensors
+    none = _none()
+    g_dl, g_dut = torch.empty_like(dl), torch.empty_like(dut)
+    g_bt, g_ct, g_h0 = torch.empty_like(bt), torch.empty_like(ct), torch.empty_like(checkpoints[0])
+    g_at = torch.empty_like(checkpoints[0])  # dA per lane, [B, N, D]: summed below, in a fixed order
+    gy = gy.contiguous() if gy is not None else torch.zeros_like(dl)
+    ghlast = ghlast.contiguous() if ghlast is not None else none
+    gstates = gstates.contiguous() if gstates is not None else none
+    ctx.kernel.backward(
+        dl, at, dut, bt, ct, _or(keep, none), checkpoints, gy, ghlast, gstates,
+        g_dl, g_at, g_dut, g_bt, g_ct, g_h0, ctx.segment,
+    )  # fmt: skip
+    return g_dl, g_at.sum(0), g_dut, g_bt, g_ct, g_h0, None, None, None
+
+
 def selective_scan(
     delta: torch.Tensor,
     a_matrix: torch.Tensor,
@@ -192,7 +234,13 @@ def selective_scan(
         dl, at, dut, bt, ct, h0t = args
         y, hlast = dl.new_empty(steps, lanes, inner), torch.empty_like(h0t)
         states = dl.new_empty(steps, *h0t.shape) if keep_states else None
-        _run(dl, at, dut, bt, ct, keep, cuts, h0t, _block_lanes(lanes, at.numel(), dl.device), hlast, y, None, states)
+        kernel = _compiled(dl)
+        if kernel is not None:
+            none = _none()
+            kernel.forward(dl, at, dut, bt, ct, _or(keep, none), h0t, y, hlast, none, _or(states, none), SEGMENT)
+        else:
+            block = _block_lanes(lanes, at.numel(), dl.device)
+            _run(dl, at, dut, bt, ct, keep, cuts, h0t, block, hlast, y, None, states)
     if states is not None:  # [T, B, N, D] -> [B, T, D * N], D-major like the state
         states = states.permute(1, 0, 3, 2).reshape(lanes, steps, -1)
     return y.transpose(0, 1), hlast.transpose(1, 2), states
