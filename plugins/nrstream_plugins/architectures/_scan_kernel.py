@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import threading
 from pathlib import Path
 from types import ModuleType
@@ -56,9 +57,18 @@ def kernel() -> ModuleType | None:
 
 
 def _build() -> ModuleType | None:
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return _fall_back(f"no C++ compiler: {compiler!r} is not on PATH")
     try:
         import torch
-        from torch.utils import cpp_extension
+
+        quiet = logging.getLogger("torch.utils.cpp_extension")
+        level, quiet.level = quiet.level, logging.ERROR  # its import warns about CUDA, which this build never uses
+        try:
+            from torch.utils import cpp_extension
+        finally:
+            quiet.setLevel(level)
 
         source = SOURCE.read_text(encoding="utf-8")
         # the name carries the hash of the source and flags: a changed kernel never loads another's build
@@ -76,10 +86,12 @@ def _build() -> ModuleType | None:
             verbose=False,
         )
     except Exception as error:  # noqa: BLE001 - any failure means: run the Python loop
-        reason = " ".join(str(error).split())[:300] or type(error).__name__
-        _log.warning(
-            "the selective scan's C++ kernel did not build (%s): mamba runs its PyTorch loop on the CPU, "
-            "with the same numbers but slower training (set NRSTREAM_NO_CPP=1 to skip the build)",
-            reason,
-        )
-        return None
+        return _fall_back(" ".join(str(error).split())[:300] or type(error).__name__)
+
+
+def _fall_back(reason: str) -> None:
+    _log.warning(
+        "the selective scan's C++ kernel did not build (%s): mamba runs its PyTorch loop on the CPU, "
+        "with the same numbers but slower training (set NRSTREAM_NO_CPP=1 to skip the build)",
+        reason,
+    )
