@@ -1,7 +1,8 @@
 // Mamba's selective scan on the CPU: the forward and backward loops of _selective_scan.py in C++.
 //
-// Same recurrence and layout as _run / _SelectiveScan.backward there: time-major inputs dl, du [T, B, D],
-// bt, ct [T, B, N], at [N, D], keep [T, B] (1, or 0 at a reset; empty: no resets), the state [B, N, D].
+// Same recurrence as _run / _SelectiveScan.backward there, in the model's layout (no transposed copies):
+// dl, du [B, T, D], bt, ct [B, T, N], keep [B, T] (1, or 0 at a reset; empty: no resets), the states
+// h0, hlast [B, D, N] and states [B, T, D, N]; at [N, D] and the kept states ckpt [S, B, N, D] as there.
 // One lane's state (N * D numbers, 8 KiB for N = 16, D = 126 in float32) stays in the L1 cache for the
 // whole frame loop; lanes are split over torch's threads (at::parallel_for, torch.get_num_threads()).
 // The inner loop over D is written for the compiler's vectoriser, with an exp of our own (below) so that
@@ -99,12 +100,23 @@ NRS_INLINE void load_row(S* __restrict dst, const S* __restrict src, int64_t d) 
   std::memcpy(dst, src, d * sizeof(S));
 }
 
-// A lane's rows of one frame lie B rows apart, a page or more: the hardware prefetcher does not follow,
-// so the next frame's rows are asked for while this one is computed.
+// The next frame's rows are asked for while this one is computed (the backward walks them backwards).
 template <typename S>
 NRS_INLINE void prefetch_row(const S* p, int64_t d) {
   for (int64_t i = 0; i < d; i += 64 / sizeof(S)) __builtin_prefetch(p + i);
   __builtin_prefetch(p + d - 1);
+}
+
+// a state in the model's layout [D, N] (src) <-> [N, dp] (buffer)
+template <typename S>
+NRS_INLINE void load_t(S* __restrict dst, const S* __restrict src, int64_t n, int64_t d, int64_t dp) {
+  for (int64_t j = 0; j < d; ++j)
+    for (int64_t i = 0; i < n; ++i) dst[i * dp + j] = src[j * n + i];
+}
+template <typename S>
+NRS_INLINE void store_t(S* __restrict dst, const S* __restrict src, int64_t n, int64_t d, int64_t dp) {
+  for (int64_t j = 0; j < d; ++j)
+    for (int64_t i = 0; i < n; ++i) dst[j * n + i] = src[i * dp + j];
 }
 
 // [N, D] (src, row stride d) <-> [N, dp] (buffer)
@@ -132,12 +144,12 @@ NRS_INLINE void forward_impl(const Shape& sh, const S* dl, const S* at, const S*
   S* __restrict y_t = du_t + dp;
   load_rows(ap, at, N, D, dp);
   for (int64_t b = lo; b < hi; ++b) {
-    load_rows(h, h0 + b * ND, N, D, dp);
+    load_t(h, h0 + b * ND, N, D, dp);
     for (int64_t t = 0; t < sh.steps; ++t) {
       if (ckpt && t % sh.segment == 0) store_rows(ckpt + ((t / sh.segment) * B + b) * ND, h, N, D, dp);
-      const int64_t row = t * B + b;
+      const int64_t row = b * sh.steps + t;
       if (t + 1 < sh.steps) {
-        const int64_t next = row + B;
+        const int64_t next = row + 1;
         prefetch_row(dl + next * D, D), prefetch_row(du + next * D, D);
         prefetch_row(bt + next * N, N), prefetch_row(ct + next * N, N);
       }
@@ -160,9 +172,9 @@ NRS_INLINE void forward_impl(const Shape& sh, const S* dl, const S* at, const S*
         }
       }
       std::memcpy(y + row * D, y_t, D * sizeof(S));
-      if (states) store_rows(states + row * ND, h, N, D, dp);
+      if (states) store_t(states + row * ND, h, N, D, dp);
     }
-    store_rows(hlast + b * ND, h, N, D, dp);
+    store_t(hlast + b * ND, h, N, D, dp);
   }
 }
 
@@ -191,7 +203,7 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
   load_rows(ap, at, N, D, dp);
   for (int64_t b = lo; b < hi; ++b) {
     if (ghlast) {
-      load_rows(g, ghlast + b * ND, N, D, dp);
+      load_t(g, ghlast + b * ND, N, D, dp);
     } else {
       for (int64_t i = 0; i < NP; ++i) g[i] = 0;
     }
@@ -201,9 +213,9 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
       load_rows(first, ckpt + (s * B + b) * ND, N, D, dp);
       const S* prev = first;
       for (int64_t t = begin; t < end; ++t) {  // this segment's decays and states again
-        const int64_t row = t * B + b;
+        const int64_t row = b * sh.steps + t;
         if (t + 1 < end) {
-          const int64_t next = row + B;
+          const int64_t next = row + 1;
           prefetch_row(dl + next * D, D), prefetch_row(du + next * D, D), prefetch_row(bt + next * N, N);
         }
         load_row(dl_t, dl + row * D, D);
@@ -228,9 +240,9 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
         prev = h_out;
       }
       for (int64_t t = end - 1; t >= begin; --t) {
-        const int64_t row = t * B + b;
+        const int64_t row = b * sh.steps + t;
         if (t > begin) {  // the previous frame's inputs (its dl, du, b were just read again: gy and c)
-          const int64_t next = row - B;
+          const int64_t next = row - 1;
           prefetch_row(gy + next * D, D), prefetch_row(ct + next * N, N);
           if (gstates) prefetch_row(gstates + next * ND, ND);
         } else if (s > 0) {  // the segment before: its checkpoint and first inputs
@@ -239,7 +251,7 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
         load_row(dl_t, dl + row * D, D);
         load_row(du_t, du + row * D, D);
         load_row(gy_t, gy + row * D, D);
-        if (gstates) load_rows(gs, gstates + row * ND, N, D, dp);
+        if (gstates) load_t(gs, gstates + row * ND, N, D, dp);
         const S* __restrict b_t = bt + row * N;
         const S* __restrict c_t = ct + row * N;
         const S* __restrict h_t = seg_h + (t - begin) * NP;
@@ -279,7 +291,7 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
         std::memcpy(gdu + row * D, gdu_t, D * sizeof(S));
       }
     }
-    store_rows(gh0 + b * ND, g, N, D, dp);
+    store_t(gh0 + b * ND, g, N, D, dp);
     store_rows(ga + b * ND, acc, N, D, dp);
   }
 }
@@ -366,14 +378,14 @@ void check(const torch::Tensor& x, const torch::Tensor& like, const char* name) 
 
 }  // namespace
 
-// Writes y [T, B, D], hlast [B, N, D], and where they are not empty ckpt [S, B, N, D], states [T, B, N, D].
+// Writes y [B, T, D], hlast [B, D, N], and where they are not empty ckpt [S, B, N, D], states [B, T, D, N].
 void forward(torch::Tensor dl, torch::Tensor at, torch::Tensor du, torch::Tensor bt, torch::Tensor ct,
              torch::Tensor keep, torch::Tensor h0, torch::Tensor y, torch::Tensor hlast, torch::Tensor ckpt,
              torch::Tensor states, int64_t segment) {
   const char* names[] = {"dl", "at", "du", "bt", "ct", "keep", "h0", "y", "hlast", "ckpt", "states"};
   int i = 0;
   for (const auto* x : {&dl, &at, &du, &bt, &ct, &keep, &h0, &y, &hlast, &ckpt, &states}) check(*x, dl, names[i++]);
-  const Shape sh{dl.size(0), dl.size(1), at.size(0), at.size(1), segment};
+  const Shape sh{dl.size(1), dl.size(0), at.size(0), at.size(1), segment};
   AT_DISPATCH_FLOATING_TYPES(dl.scalar_type(), "selective_scan_forward", [&] {
     at::parallel_for(0, sh.lanes, 1, [&](int64_t lo, int64_t hi) {
       forward_lanes<scalar_t>(sh, dl.data_ptr<scalar_t>(), at.data_ptr<scalar_t>(), du.data_ptr<scalar_t>(),
@@ -384,7 +396,7 @@ void forward(torch::Tensor dl, torch::Tensor at, torch::Tensor du, torch::Tensor
   });
 }
 
-// Writes the gradients gdl, gdu [T, B, D], gb, gc [T, B, N], gh0 [B, N, D] and ga [B, N, D] (dA per lane).
+// Writes the gradients gdl, gdu [B, T, D], gb, gc [B, T, N], gh0 [B, D, N] and ga [B, N, D] (dA per lane).
 void backward(torch::Tensor dl, torch::Tensor at, torch::Tensor du, torch::Tensor bt, torch::Tensor ct,
               torch::Tensor keep, torch::Tensor ckpt, torch::Tensor gy, torch::Tensor ghlast, torch::Tensor gstates,
               torch::Tensor gdl, torch::Tensor ga, torch::Tensor gdu, torch::Tensor gb, torch::Tensor gc,
@@ -395,7 +407,7 @@ void backward(torch::Tensor dl, torch::Tensor at, torch::Tensor du, torch::Tenso
   for (const auto* x : {&dl, &at, &du, &bt, &ct, &keep, &ckpt, &gy, &ghlast, &gstates, &gdl, &ga, &gdu, &gb, &gc, &gh0})
     check(*x, dl, names[i++]);
   TORCH_CHECK(gy.numel() == dl.numel(), "selective scan kernel: gy must be given");
-  const Shape sh{dl.size(0), dl.size(1), at.size(0), at.size(1), segment};
+  const Shape sh{dl.size(1), dl.size(0), at.size(0), at.size(1), segment};
   AT_DISPATCH_FLOATING_TYPES(dl.scalar_type(), "selective_scan_backward", [&] {
     at::parallel_for(0, sh.lanes, 1, [&](int64_t lo, int64_t hi) {
       backward_lanes<scalar_t>(sh, dl.data_ptr<scalar_t>(), at.data_ptr<scalar_t>(), du.data_ptr<scalar_t>(),

@@ -104,22 +104,14 @@ class _SelectiveScan(torch.autograd.Function):
         y, hlast = dl.new_empty(steps, lanes, at.shape[1]), torch.empty_like(h0)
         checkpoints = dl.new_empty(-(-steps // SEGMENT), *h0.shape)
         states = dl.new_empty(steps, *h0.shape) if want_states else None
-        kernel = _compiled(dl)
-        if kernel is not None:
-            none = _none()
-            keep_or = keep if keep is not None else none
-            kernel.forward(dl, at, dut, bt, ct, keep_or, h0, y, hlast, checkpoints, _or(states, none), SEGMENT)
-        else:
-            _run(dl, at, dut, bt, ct, keep, cuts, h0, block, hlast, y, checkpoints, states)
+        _run(dl, at, dut, bt, ct, keep, cuts, h0, block, hlast, y, checkpoints, states)
         ctx.save_for_backward(dl, at, dut, bt, ct, keep, checkpoints)
-        ctx.cuts, ctx.block, ctx.kernel, ctx.segment = cuts, block, kernel, SEGMENT
+        ctx.cuts, ctx.block = cuts, block
         return y, hlast, states
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy, ghlast, gstates):
-        if ctx.kernel is not None:
-            return _kernel_backward(ctx, gy, ghlast, gstates)
         dl, at, dut, bt, ct, keep, checkpoints = ctx.saved_tensors
         cuts, block = ctx.cuts, ctx.block
         steps, lanes = dl.shape[:2]
@@ -175,21 +167,51 @@ def _or(x: torch.Tensor | None, none: torch.Tensor) -> torch.Tensor:
     return none if x is None else x
 
 
-def _kernel_backward(ctx, gy, ghlast, gstates):
-    """The backward through the compiled kernel: the same gradients as the Python loop above."""
-    dl, at, dut, bt, ct, keep, checkpoints = ctx.saved_tensors
-    none = _none()
-    g_dl, g_dut = torch.empty_like(dl), torch.empty_like(dut)
-    g_bt, g_ct, g_h0 = torch.empty_like(bt), torch.empty_like(ct), torch.empty_like(checkpoints[0])
-    g_at = torch.empty_like(checkpoints[0])  # dA per lane, [B, N, D]: summed below, in a fixed order
-    gy = gy.contiguous() if gy is not None else torch.zeros_like(dl)
-    ghlast = ghlast.contiguous() if ghlast is not None else none
-    gstates = gstates.contiguous() if gstates is not None else none
-    ctx.kernel.backward(
-        dl, at, dut, bt, ct, _or(keep, none), checkpoints, gy, ghlast, gstates,
-        g_dl, g_at, g_dut, g_bt, g_ct, g_h0, ctx.segment,
-    )  # fmt: skip
-    return g_dl, g_at.sum(0), g_dut, g_bt, g_ct, g_h0, None, None, None
+class _CompiledScan(torch.autograd.Function):
+    """The same node through the C++ kernel, in the caller's layout: ``dl, du [B, T, D]``, ``bt, ct [B, T, N]``,
+    ``at [N, D]``, ``h0 [B, D, N]``, ``keep [B, T]`` or None; returns ``y [B, T, D]``, ``h_T [B, D, N]`` and
+    ``states [B, T, D, N]`` or None."""
+
+    @staticmethod
+    def forward(ctx, kernel, dl, at, dut, bt, ct, h0, keep, want_states):
+        lanes, steps, inner = dl.shape
+        none = _none()
+        y, hlast = torch.empty_like(dl), torch.empty_like(h0)
+        checkpoints = dl.new_empty(-(-steps // SEGMENT), lanes, *at.shape) if ctx is not None else none
+        states = dl.new_empty(lanes, steps, *h0.shape[1:]) if want_states else None
+        kernel.forward(dl, at, dut, bt, ct, _or(keep, none), h0, y, hlast, checkpoints, _or(states, none), SEGMENT)
+        if ctx is not None:
+            ctx.save_for_backward(dl, at, dut, bt, ct, keep, checkpoints)
+            ctx.kernel, ctx.segment = kernel, SEGMENT
+        return y, hlast, states
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy, ghlast, gstates):
+        dl, at, dut, bt, ct, keep, checkpoints = ctx.saved_tensors
+        none = _none()
+        g_dl, g_dut, g_bt, g_ct = (torch.empty_like(t) for t in (dl, dut, bt, ct))
+        g_h0 = dl.new_empty(dl.shape[0], at.shape[1], at.shape[0])
+        g_at = dl.new_empty(dl.shape[0], *at.shape)  # dA per lane, [B, N, D]: summed below, in a fixed order
+        gy = gy.contiguous() if gy is not None else torch.zeros_like(dl)
+        grads = [_or(g if g is None else g.contiguous(), none) for g in (ghlast, gstates)]
+        ctx.kernel.backward(
+            dl, at, dut, bt, ct, _or(keep, none), checkpoints, gy, *grads,
+            g_dl, g_at, g_dut, g_bt, g_ct, g_h0, ctx.segment,
+        )  # fmt: skip
+        return None, g_dl, g_at.sum(0), g_dut, g_bt, g_ct, g_h0, None, None
+
+
+def _compiled_scan(kernel, delta, a_matrix, du, b, c, h0, reset, keep_states):
+    """:func:`selective_scan` through the C++ kernel."""
+    keep = (~reset).to(delta.dtype).contiguous() if reset is not None and bool(reset.any()) else None
+    args = (delta.contiguous(), a_matrix.t().contiguous(), du.contiguous(), b.contiguous(), c.contiguous())
+    args = (*args, h0.contiguous(), keep, keep_states)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (delta, a_matrix, du, b, c, h0)):
+        y, hlast, states = _CompiledScan.apply(kernel, *args)
+    else:
+        y, hlast, states = _CompiledScan.forward(None, kernel, *args)
+    return y, hlast, (states.flatten(2) if states is not None else None)
 
 
 def selective_scan(
@@ -214,6 +236,9 @@ def selective_scan(
     Returns ``(y [B, T, D], h_T [B, D, N], h [B, T, D * N] or None)``, differentiable in
     every tensor input (through one autograd node when any needs a gradient).
     """
+    kernel = _compiled(delta)
+    if kernel is not None:
+        return _compiled_scan(kernel, delta, a_matrix, du, b, c, h0, reset, keep_states)
     lanes, steps, inner = delta.shape
     keep, cuts = None, frozenset()
     if reset is not None:
@@ -234,13 +259,8 @@ def selective_scan(
         dl, at, dut, bt, ct, h0t = args
         y, hlast = dl.new_empty(steps, lanes, inner), torch.empty_like(h0t)
         states = dl.new_empty(steps, *h0t.shape) if keep_states else None
-        kernel = _compiled(dl)
-        if kernel is not None:
-            none = _none()
-            kernel.forward(dl, at, dut, bt, ct, _or(keep, none), h0t, y, hlast, none, _or(states, none), SEGMENT)
-        else:
-            block = _block_lanes(lanes, at.numel(), dl.device)
-            _run(dl, at, dut, bt, ct, keep, cuts, h0t, block, hlast, y, None, states)
+        block = _block_lanes(lanes, at.numel(), dl.device)
+        _run(dl, at, dut, bt, ct, keep, cuts, h0t, block, hlast, y, None, states)
     if states is not None:  # [T, B, N, D] -> [B, T, D * N], D-major like the state
         states = states.permute(1, 0, 3, 2).reshape(lanes, steps, -1)
     return y.transpose(0, 1), hlast.transpose(1, 2), states
