@@ -284,37 +284,61 @@ def test_mamba_sequential_scan_trains_like_the_parallel_scan():
         torch.testing.assert_close(grads["sequential"][name], want, rtol=1e-9, atol=1e-12, msg=name)
 
 
-def scan_outputs_and_gradients(inputs, reset, keep_states):
-    """Every output of the selective scan and the gradients of all six inputs under random output weights."""
+def scan_outputs_and_gradients(inputs, reset, keep_states, form="du"):
+    """Every output of the selective scan and the gradients of all its inputs under random output weights.
+
+    ``form="u"``: the third input is ``u`` (``du = delta * u`` formed inside) and a seventh, ``skip [D]``, is added.
+    """
     from nrstream_plugins.architectures._selective_scan import selective_scan
 
-    outputs = [t for t in selective_scan(*inputs, reset, keep_states=keep_states) if t is not None]
+    if form == "u":
+        delta, a_matrix, u, b, c, h0, skip = inputs
+        outputs = selective_scan(delta, a_matrix, None, b, c, h0, reset, keep_states, u=u, skip=skip)
+    else:
+        outputs = selective_scan(*inputs, reset, keep_states=keep_states)
+    outputs = [t for t in outputs if t is not None]
     g = torch.Generator().manual_seed(7)
     weights = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in outputs]
     grads = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, outputs, strict=True)), inputs)
     return [t.detach() for t in outputs], grads
 
 
+@pytest.mark.parametrize("form", ["du", "u"])
 @pytest.mark.parametrize("keep_states", [False, True])
 @pytest.mark.parametrize("segment", [3, 10])
-def test_compiled_scan_equals_the_pytorch_loop(compiled_scan, monkeypatch, keep_states, segment):
+def test_compiled_scan_equals_the_pytorch_loop(compiled_scan, monkeypatch, keep_states, segment, form):
     """The C++ kernel's outputs and gradients == the PyTorch loop's (float64, 1e-10), with resets at frame 0,
-    mid-sequence and on the last frame, segments that do or do not divide the length, and no resets at all."""
+    mid-sequence and on the last frame, segments that do or do not divide the length, and no resets at all;
+    given ``du``, or ``u`` and the skip term fused."""
     from nrstream_plugins.architectures import _selective_scan
 
     monkeypatch.setattr(_selective_scan, "SEGMENT", segment)
     for reset_case in ("resets", "none"):
         inputs, reset = scan_case(lanes=4, steps=23, inner=5, states=3, seed=4)
+        if form == "u":
+            inputs.append(torch.randn(5, dtype=torch.float64, generator=torch.Generator().manual_seed(9)))
+            inputs[-1].requires_grad_()
         reset = reset if reset_case == "resets" else None
         results = {}
         for impl in ("cpp", "python"):
             monkeypatch.setenv("NRSTREAM_NO_CPP", "1" if impl == "python" else "0")
-            results[impl] = scan_outputs_and_gradients(inputs, reset, keep_states)
+            results[impl] = scan_outputs_and_gradients(inputs, reset, keep_states, form)
         (outputs, grads), (want_outputs, want_grads) = results["cpp"], results["python"]
         for got, want in zip(outputs, want_outputs, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
-        for name, got, want in zip(["delta", "A", "du", "b", "c", "h0"], grads, want_grads, strict=True):
+        names = ["delta", "A", "du" if form == "du" else "u", "b", "c", "h0", "skip"][: len(inputs)]
+        for name, got, want in zip(names, grads, want_grads, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=f"gradient of {name} ({reset_case})")
+
+
+def test_selective_scan_takes_du_or_u():
+    from nrstream_plugins.architectures._selective_scan import selective_scan
+
+    (delta, a_matrix, du, b, c, h0), _ = scan_case()
+    with pytest.raises(ValueError, match="takes du or u"):
+        selective_scan(delta, a_matrix, du, b, c, h0, u=du)
+    with pytest.raises(ValueError, match="skip only with u"):
+        selective_scan(delta, a_matrix, du, b, c, h0, skip=delta[0, 0])
 
 
 def test_compiled_scan_trains_mamba_like_the_pytorch_loop(compiled_scan, monkeypatch):

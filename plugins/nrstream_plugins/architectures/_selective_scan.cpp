@@ -89,6 +89,7 @@ NRS_INLINE double vexp(double x) {
 
 struct Shape {
   int64_t steps, lanes, n, d, segment;
+  bool times_delta;  // the input is u and du = delta * u is formed here (its gradients too)
 };
 
 // Rows are padded to a multiple of 16 numbers (dp) in per-thread buffers, so that every inner loop is whole
@@ -105,6 +106,18 @@ template <typename S>
 NRS_INLINE void prefetch_row(const S* p, int64_t d) {
   for (int64_t i = 0; i < d; i += 64 / sizeof(S)) __builtin_prefetch(p + i);
   __builtin_prefetch(p + d - 1);
+}
+
+// this frame's du (and u, where the input is u) into padded rows
+template <typename S>
+NRS_INLINE void load_inputs(const Shape& sh, S* __restrict du_t, S* __restrict u_t, const S* __restrict dl_t,
+                            const S* __restrict src, int64_t dp) {
+  if (sh.times_delta) {
+    load_row(u_t, src, sh.d);
+    for (int64_t d = 0; d < dp; ++d) du_t[d] = dl_t[d] * u_t[d];
+  } else {
+    load_row(du_t, src, sh.d);
+  }
 }
 
 // a state in the model's layout [D, N] (src) <-> [N, dp] (buffer)
@@ -133,15 +146,16 @@ NRS_INLINE void store_rows(S* __restrict dst, const S* __restrict src, int64_t n
 // (ckpt [S, B, N, D]) and every state (states [T, B, N, D]).
 template <typename S>
 NRS_INLINE void forward_impl(const Shape& sh, const S* dl, const S* at, const S* du, const S* bt, const S* ct,
-                             const S* keep, const S* h0, S* y, S* hlast, S* ckpt, S* states, int64_t lo,
-                             int64_t hi) {
+                             const S* keep, const S* skip, const S* h0, S* y, S* hlast, S* ckpt, S* states,
+                             int64_t lo, int64_t hi) {
   const int64_t N = sh.n, D = sh.d, B = sh.lanes, ND = N * D, dp = padded(D), NP = N * dp;
-  std::vector<S> work(2 * NP + 3 * dp, S(0));
+  std::vector<S> work(2 * NP + 4 * dp, S(0));
   S* __restrict h = work.data();
   S* __restrict ap = h + NP;
   S* __restrict dl_t = ap + NP;
   S* __restrict du_t = dl_t + dp;
   S* __restrict y_t = du_t + dp;
+  S* __restrict u_t = y_t + dp;
   load_rows(ap, at, N, D, dp);
   for (int64_t b = lo; b < hi; ++b) {
     load_t(h, h0 + b * ND, N, D, dp);
@@ -154,7 +168,7 @@ NRS_INLINE void forward_impl(const Shape& sh, const S* dl, const S* at, const S*
         prefetch_row(bt + next * N, N), prefetch_row(ct + next * N, N);
       }
       load_row(dl_t, dl + row * D, D);
-      load_row(du_t, du + row * D, D);
+      load_inputs(sh, du_t, u_t, dl_t, du + row * D, dp);
       const S* __restrict b_t = bt + row * N;
       const S* __restrict c_t = ct + row * N;
       const S k = keep ? keep[row] : S(1);
@@ -171,6 +185,9 @@ NRS_INLINE void forward_impl(const Shape& sh, const S* dl, const S* at, const S*
           y_t[d] += cn * v;
         }
       }
+      if (skip) {
+        for (int64_t d = 0; d < D; ++d) y_t[d] += skip[d] * u_t[d];
+      }
       std::memcpy(y + row * D, y_t, D * sizeof(S));
       if (states) store_t(states + row * ND, h, N, D, dp);
     }
@@ -183,11 +200,12 @@ NRS_INLINE void forward_impl(const Shape& sh, const S* dl, const S* at, const S*
 // gets each lane's share of dA (summed over lanes by the caller: deterministic whatever the threads).
 template <typename S>
 NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S* du, const S* bt, const S* ct,
-                              const S* keep, const S* ckpt, const S* gy, const S* ghlast, const S* gstates,
-                              S* gdl, S* ga, S* gdu, S* gb, S* gc, S* gh0, int64_t lo, int64_t hi) {
+                              const S* keep, const S* skip, const S* ckpt, const S* gy, const S* ghlast,
+                              const S* gstates, S* gdl, S* ga, S* gdu, S* gb, S* gc, S* gh0, S* gskip, int64_t lo,
+                              int64_t hi) {
   const int64_t N = sh.n, D = sh.d, B = sh.lanes, ND = N * D, seg = sh.segment, dp = padded(D), NP = N * dp;
   const int64_t n_seg = (sh.steps + seg - 1) / seg;
-  std::vector<S> work((2 * seg + 5) * NP + 6 * dp, S(0));
+  std::vector<S> work((2 * seg + 5) * NP + 8 * dp, S(0));
   S* __restrict g = work.data();
   S* __restrict acc = g + NP;
   S* __restrict ap = acc + NP;
@@ -200,6 +218,8 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
   S* __restrict gy_t = du_t + dp;
   S* __restrict gdl_t = gy_t + dp;
   S* __restrict gdu_t = gdl_t + dp;
+  S* __restrict u_t = gdu_t + dp;
+  S* __restrict gsk = u_t + dp;  // this lane's d skip
   load_rows(ap, at, N, D, dp);
   for (int64_t b = lo; b < hi; ++b) {
     if (ghlast) {
@@ -208,6 +228,7 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
       for (int64_t i = 0; i < NP; ++i) g[i] = 0;
     }
     for (int64_t i = 0; i < NP; ++i) acc[i] = 0;
+    for (int64_t d = 0; d < dp; ++d) gsk[d] = 0;
     for (int64_t s = n_seg - 1; s >= 0; --s) {
       const int64_t begin = s * seg, end = std::min(sh.steps, begin + seg);
       load_rows(first, ckpt + (s * B + b) * ND, N, D, dp);
@@ -219,7 +240,7 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
           prefetch_row(dl + next * D, D), prefetch_row(du + next * D, D), prefetch_row(bt + next * N, N);
         }
         load_row(dl_t, dl + row * D, D);
-        load_row(du_t, du + row * D, D);
+        load_inputs(sh, du_t, u_t, dl_t, du + row * D, dp);
         const S* __restrict b_t = bt + row * N;
         const S k = keep ? keep[row] : S(1);
         S* __restrict a_out = seg_a + (t - begin) * NP;
@@ -249,7 +270,7 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
           prefetch_row(ckpt + ((s - 1) * B + b) * ND, ND);
         }
         load_row(dl_t, dl + row * D, D);
-        load_row(du_t, du + row * D, D);
+        load_inputs(sh, du_t, u_t, dl_t, du + row * D, dp);
         load_row(gy_t, gy + row * D, D);
         if (gstates) load_t(gs, gstates + row * ND, N, D, dp);
         const S* __restrict b_t = bt + row * N;
@@ -287,12 +308,25 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
           gc[row * N + n] = sc;
           gb[row * N + n] = sb;
         }
+        if (sh.times_delta) {  // du = delta * u
+          for (int64_t d = 0; d < dp; ++d) {
+            gdl_t[d] += gdu_t[d] * u_t[d];
+            gdu_t[d] = gdu_t[d] * dl_t[d];  // now d u
+          }
+        }
+        if (skip) {  // y += skip * u
+          for (int64_t d = 0; d < dp; ++d) {
+            gdu_t[d] += gy_t[d] * skip[d];
+            gsk[d] += gy_t[d] * u_t[d];
+          }
+        }
         std::memcpy(gdl + row * D, gdl_t, D * sizeof(S));
         std::memcpy(gdu + row * D, gdu_t, D * sizeof(S));
       }
     }
     store_t(gh0 + b * ND, g, N, D, dp);
     store_rows(ga + b * ND, acc, N, D, dp);
+    if (gskip) std::memcpy(gskip + b * D, gsk, D * sizeof(S));
   }
 }
 
@@ -306,14 +340,16 @@ NRS_INLINE void backward_impl(const Shape& sh, const S* dl, const S* at, const S
 
 #define NRS_VARIANT(ATTR, SUFFIX, S)                                                                              \
   ATTR void forward_##SUFFIX(const Shape& sh, const S* dl, const S* at, const S* du, const S* bt, const S* ct,   \
-                             const S* keep, const S* h0, S* y, S* hlast, S* ckpt, S* states, int64_t lo,          \
-                             int64_t hi) {                                                                        \
-    forward_impl<S>(sh, dl, at, du, bt, ct, keep, h0, y, hlast, ckpt, states, lo, hi);                            \
+                             const S* keep, const S* skip, const S* h0, S* y, S* hlast, S* ckpt, S* states,       \
+                             int64_t lo, int64_t hi) {                                                            \
+    forward_impl<S>(sh, dl, at, du, bt, ct, keep, skip, h0, y, hlast, ckpt, states, lo, hi);                      \
   }                                                                                                               \
   ATTR void backward_##SUFFIX(const Shape& sh, const S* dl, const S* at, const S* du, const S* bt, const S* ct,  \
-                              const S* keep, const S* ckpt, const S* gy, const S* ghlast, const S* gstates,       \
-                              S* gdl, S* ga, S* gdu, S* gb, S* gc, S* gh0, int64_t lo, int64_t hi) {              \
-    backward_impl<S>(sh, dl, at, du, bt, ct, keep, ckpt, gy, ghlast, gstates, gdl, ga, gdu, gb, gc, gh0, lo, hi); \
+                              const S* keep, const S* skip, const S* ckpt, const S* gy, const S* ghlast,          \
+                              const S* gstates, S* gdl, S* ga, S* gdu, S* gb, S* gc, S* gh0, S* gskip,            \
+                              int64_t lo, int64_t hi) {                                                           \
+    backward_impl<S>(sh, dl, at, du, bt, ct, keep, skip, ckpt, gy, ghlast, gstates, gdl, ga, gdu, gb, gc, gh0,   \
+                     gskip, lo, hi);                                                                              \
   }
 
 NRS_VARIANT(, base, float)
@@ -379,42 +415,51 @@ void check(const torch::Tensor& x, const torch::Tensor& like, const char* name) 
 }  // namespace
 
 // Writes y [B, T, D], hlast [B, D, N], and where they are not empty ckpt [S, B, N, D], states [B, T, D, N].
+// times_delta: du holds u, and du = delta * u; skip [D] (or empty): y += skip * u (times_delta only).
 void forward(torch::Tensor dl, torch::Tensor at, torch::Tensor du, torch::Tensor bt, torch::Tensor ct,
-             torch::Tensor keep, torch::Tensor h0, torch::Tensor y, torch::Tensor hlast, torch::Tensor ckpt,
-             torch::Tensor states, int64_t segment) {
-  const char* names[] = {"dl", "at", "du", "bt", "ct", "keep", "h0", "y", "hlast", "ckpt", "states"};
+             torch::Tensor keep, torch::Tensor skip, torch::Tensor h0, torch::Tensor y, torch::Tensor hlast,
+             torch::Tensor ckpt, torch::Tensor states, int64_t segment, bool times_delta) {
+  const char* names[] = {"dl", "at", "du", "bt", "ct", "keep", "skip", "h0", "y", "hlast", "ckpt", "states"};
   int i = 0;
-  for (const auto* x : {&dl, &at, &du, &bt, &ct, &keep, &h0, &y, &hlast, &ckpt, &states}) check(*x, dl, names[i++]);
-  const Shape sh{dl.size(1), dl.size(0), at.size(0), at.size(1), segment};
+  for (const auto* x : {&dl, &at, &du, &bt, &ct, &keep, &skip, &h0, &y, &hlast, &ckpt, &states})
+    check(*x, dl, names[i++]);
+  TORCH_CHECK(times_delta || skip.numel() == 0, "selective scan kernel: a skip needs u (times_delta)");
+  const Shape sh{dl.size(1), dl.size(0), at.size(0), at.size(1), segment, times_delta};
   AT_DISPATCH_FLOATING_TYPES(dl.scalar_type(), "selective_scan_forward", [&] {
     at::parallel_for(0, sh.lanes, 1, [&](int64_t lo, int64_t hi) {
       forward_lanes<scalar_t>(sh, dl.data_ptr<scalar_t>(), at.data_ptr<scalar_t>(), du.data_ptr<scalar_t>(),
-                    bt.data_ptr<scalar_t>(), ct.data_ptr<scalar_t>(), opt<scalar_t>(keep), h0.data_ptr<scalar_t>(),
-                    y.data_ptr<scalar_t>(), hlast.data_ptr<scalar_t>(), opt_mut<scalar_t>(ckpt),
-                    opt_mut<scalar_t>(states), lo, hi);
+                              bt.data_ptr<scalar_t>(), ct.data_ptr<scalar_t>(), opt<scalar_t>(keep),
+                              opt<scalar_t>(skip), h0.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(),
+                              hlast.data_ptr<scalar_t>(), opt_mut<scalar_t>(ckpt), opt_mut<scalar_t>(states), lo, hi);
     });
   });
 }
 
-// Writes the gradients gdl, gdu [B, T, D], gb, gc [B, T, N], gh0 [B, D, N] and ga [B, N, D] (dA per lane).
+// Writes the gradients gdl, gdu [B, T, D] (of u where times_delta), gb, gc [B, T, N], gh0 [B, D, N],
+// ga [B, N, D] (dA per lane) and, where a skip is given, gskip [B, D] (per lane).
 void backward(torch::Tensor dl, torch::Tensor at, torch::Tensor du, torch::Tensor bt, torch::Tensor ct,
-              torch::Tensor keep, torch::Tensor ckpt, torch::Tensor gy, torch::Tensor ghlast, torch::Tensor gstates,
-              torch::Tensor gdl, torch::Tensor ga, torch::Tensor gdu, torch::Tensor gb, torch::Tensor gc,
-              torch::Tensor gh0, int64_t segment) {
-  const char* names[] = {"dl", "at", "du", "bt", "ct", "keep", "ckpt", "gy", "ghlast", "gstates",
-                         "gdl", "ga", "gdu", "gb", "gc", "gh0"};
+              torch::Tensor keep, torch::Tensor skip, torch::Tensor ckpt, torch::Tensor gy, torch::Tensor ghlast,
+              torch::Tensor gstates, torch::Tensor gdl, torch::Tensor ga, torch::Tensor gdu, torch::Tensor gb,
+              torch::Tensor gc, torch::Tensor gh0, torch::Tensor gskip, int64_t segment, bool times_delta) {
+  const char* names[] = {"dl", "at", "du", "bt", "ct", "keep", "skip", "ckpt", "gy", "ghlast", "gstates",
+                         "gdl", "ga", "gdu", "gb", "gc", "gh0", "gskip"};
   int i = 0;
-  for (const auto* x : {&dl, &at, &du, &bt, &ct, &keep, &ckpt, &gy, &ghlast, &gstates, &gdl, &ga, &gdu, &gb, &gc, &gh0})
+  for (const auto* x : {&dl, &at, &du, &bt, &ct, &keep, &skip, &ckpt, &gy, &ghlast, &gstates, &gdl, &ga, &gdu, &gb,
+                        &gc, &gh0, &gskip})
     check(*x, dl, names[i++]);
   TORCH_CHECK(gy.numel() == dl.numel(), "selective scan kernel: gy must be given");
-  const Shape sh{dl.size(1), dl.size(0), at.size(0), at.size(1), segment};
+  TORCH_CHECK(times_delta || skip.numel() == 0, "selective scan kernel: a skip needs u (times_delta)");
+  TORCH_CHECK(skip.numel() == 0 || gskip.numel() == dl.size(0) * dl.size(2), "selective scan kernel: gskip [B, D]");
+  const Shape sh{dl.size(1), dl.size(0), at.size(0), at.size(1), segment, times_delta};
   AT_DISPATCH_FLOATING_TYPES(dl.scalar_type(), "selective_scan_backward", [&] {
     at::parallel_for(0, sh.lanes, 1, [&](int64_t lo, int64_t hi) {
       backward_lanes<scalar_t>(sh, dl.data_ptr<scalar_t>(), at.data_ptr<scalar_t>(), du.data_ptr<scalar_t>(),
-                     bt.data_ptr<scalar_t>(), ct.data_ptr<scalar_t>(), opt<scalar_t>(keep), ckpt.data_ptr<scalar_t>(),
-                     gy.data_ptr<scalar_t>(), opt<scalar_t>(ghlast), opt<scalar_t>(gstates), gdl.data_ptr<scalar_t>(),
-                     ga.data_ptr<scalar_t>(), gdu.data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(),
-                     gc.data_ptr<scalar_t>(), gh0.data_ptr<scalar_t>(), lo, hi);
+                               bt.data_ptr<scalar_t>(), ct.data_ptr<scalar_t>(), opt<scalar_t>(keep),
+                               opt<scalar_t>(skip), ckpt.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>(),
+                               opt<scalar_t>(ghlast), opt<scalar_t>(gstates), gdl.data_ptr<scalar_t>(),
+                               ga.data_ptr<scalar_t>(), gdu.data_ptr<scalar_t>(), gb.data_ptr<scalar_t>(),
+                               gc.data_ptr<scalar_t>(), gh0.data_ptr<scalar_t>(),
+                               skip.numel() ? gskip.data_ptr<scalar_t>() : nullptr, lo, hi);
     });
   });
 }
