@@ -37,9 +37,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def stand_in(delta, a_matrix, du, b, c, h0, reset=None, keep_states=False):
-    """No scan: ``y`` from every input at the cost of two ``[B, T, D]`` passes; the state passes through."""
-    y = du + (b.sum(-1, keepdim=True) + c.sum(-1, keepdim=True)) * a_matrix.sum()
+def stand_in(delta, a_matrix, du, b, c, h0, reset=None, keep_states=False, *, u=None, skip=None):
+    """No scan: ``y`` from every input at the cost of two ``[B, T, D]`` passes (three with ``u``, whose
+    ``delta * u`` keeps ``delta``'s gradient path); the state passes through."""
+    du = delta * u if u is not None else du
+    y = du + (b.sum(-1, keepdim=True) + c.sum(-1, keepdim=True)) * (
+        a_matrix.sum() + (skip.sum() if skip is not None else 0)
+    )
     states = h0.flatten(1)[:, None].expand(-1, du.shape[1], -1) if keep_states else None
     return y, h0, states
 
