@@ -6,9 +6,10 @@ Four cases, each a bare training step on one pre-built chunk ``[B, T, F]`` as in
 * ``gru``: the reference;
 * ``mamba``: the whole step;
 * ``mamba_no_scan``: the same step with the selective scan replaced by a stand-in that keeps
-  every gradient path but costs two ``[B, T, D]`` passes (``y = du + (sum B + sum C) * sum A``):
-  the rest of the block (projections, convolution, gating, norms, the optimizer), a floor that
-  no faster scan can go below;
+  every gradient path but costs three ``[B, T, D]`` passes (``y = delta * u + (sum B + sum C) *
+  (sum A + sum D)``): the rest of the block (projections, convolution, gating, norms, the
+  optimizer), a floor that no faster scan can go below (the fused scan forms ``delta * u`` and
+  the ``D`` term itself, which the stand-in still pays for);
 * ``scan``: the selective scan alone (forward and backward) on random inputs of one layer's
   shapes, run ``num_layers`` times per call.
 

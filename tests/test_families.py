@@ -209,8 +209,8 @@ def compiled_scan():
 
     if _scan_kernel.disabled():
         pytest.skip("NRSTREAM_NO_CPP is set: the C++ selective scan is not built")
-    if shutil.which(os.environ.get("CXX", "c++")) is None:
-        pytest.skip("no C++ compiler (g++) on PATH: the selective scan runs its PyTorch loop")
+    if shutil.which(os.environ.get("CXX", "c++")) is None or shutil.which("ninja") is None:
+        pytest.skip("no C++ compiler (g++) or no ninja on PATH: the selective scan runs its PyTorch loop")
     kernel = _scan_kernel.kernel()
     assert kernel is not None, "a C++ compiler is on PATH, yet the selective scan kernel did not build (see the log)"
     return kernel

@@ -60,6 +60,8 @@ def _build() -> ModuleType | None:
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         return _fall_back(f"no C++ compiler: {compiler!r} is not on PATH")
+    if shutil.which("ninja") is None:  # torch's builder runs it from PATH
+        return _fall_back("ninja is not on PATH (Debian: ninja-build; or pip install ninja)")
     try:
         import torch
 

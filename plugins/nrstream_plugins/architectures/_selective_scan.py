@@ -1,5 +1,17 @@
 """Mamba's selective scan as one autograd node: a frame loop with a hand-written backward.
 
+On CPU tensors (float32, float64) the node runs a compiled C++ kernel (``_selective_scan.cpp``,
+built on first use by :mod:`._scan_kernel`; ``NRSTREAM_NO_CPP=1`` or a failed build keeps the
+PyTorch loop below, which stays the reference it is tested against). The kernel walks one lane at
+a time with its ``[N, D]`` state in the L1 cache, a frame's whole update in one pass (its own
+vectorised ``exp``), in the model's ``[B, T, D]`` layout (no time-major copies), lanes split over
+torch's threads, the backward recomputing states from a checkpoint every ``SEGMENT`` frames as
+below. It can also form ``du = delta * u`` and add Mamba's ``D * u`` term itself (``u=``,
+``skip=``), saving those passes over memory and their backward. On a step of ``B = 256, T = 100,
+D = 126, N = 16`` (one thread) forward and backward took 290 ms through the PyTorch loop and 80 ms
+through the kernel (``benchmarks/mamba_parts.py``'s ``scan`` case: 3.1x to 0.74x the GRU's step).
+The rest of this docstring is the PyTorch loop.
+
 ``h_t = a_t * h_{t-1} + B_t (x) du_t`` and ``y_t = C_t . h_t`` with ``a_t = exp(delta_t A)``
 (real, in ``(0, 1]``), ``h [B, D, N]``. Written with per-frame autograd, the loop records
 about ten nodes per frame, saves every frame's intermediates and reduces broadcasts over
