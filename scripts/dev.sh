@@ -7,8 +7,8 @@
 #   bash scripts/dev.sh docs [serve]                      # the docs site into site/ (mkdocs --strict), or a preview
 #   bash scripts/dev.sh setup                             # only install
 #
-# Set-up: Debian packages espeak-ng, dataset-fashion-mnist, g++ and ninja-build (the last two
-# build mamba's fused CPU scan on first use; without them it runs a slower PyTorch loop), through
+# Set-up: Debian packages espeak-ng, dataset-fashion-mnist, g++, ninja-build and python3-dev (the
+# last three build mamba's fused CPU scan on first use; without them it runs a slower PyTorch loop), through
 # apt-get when run as root, otherwise it says what to install; then a virtual environment in .venv
 # (override with VENV=...) with nrstream installed in editable mode with every extra that
 # pyproject.toml defines (dev, compat: TorchRL + SB3, ray, ...; override with EXTRAS=dev,compat),
@@ -26,6 +26,8 @@ system_setup() {
   "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
   command -v g++ >/dev/null 2>&1 || missing+=(g++)
   command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
+  "$PYTHON" -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+    >/dev/null 2>&1 || missing+=(python3-dev)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "nrstream setup: apt-get install ${missing[*]}" >&2

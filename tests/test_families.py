@@ -211,8 +211,10 @@ def compiled_scan():
         pytest.skip("NRSTREAM_NO_CPP is set: the C++ selective scan is not built")
     if shutil.which(os.environ.get("CXX", "c++")) is None or shutil.which("ninja") is None:
         pytest.skip("no C++ compiler (g++) or no ninja on PATH: the selective scan runs its PyTorch loop")
+    if not _scan_kernel.python_headers():
+        pytest.skip("no Python.h (python3-dev): the selective scan runs its PyTorch loop")
     kernel = _scan_kernel.kernel()
-    assert kernel is not None, "a C++ compiler is on PATH, yet the selective scan kernel did not build (see the log)"
+    assert kernel is not None, "g++, ninja and Python.h are there, yet the selective scan kernel did not build (log)"
     return kernel
 
 

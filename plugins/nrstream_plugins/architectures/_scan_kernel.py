@@ -1,7 +1,8 @@
 """The compiled CPU kernel of the selective scan (``_selective_scan.cpp``), built on first use.
 
 :func:`kernel` compiles the C++ source with :func:`torch.utils.cpp_extension.load_inline` the first
-time a CPU scan runs in a process (a C++ compiler and ninja are needed; about a minute once, then the
+time a CPU scan runs in a process (a C++ compiler, ninja and the Python headers are needed; under a
+minute once, then the
 build is reused from torch's extension folder, ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``,
 keyed by the source, so an edit rebuilds). Several processes that start at once (pytest-xdist workers,
 parallel jobs) wait on torch's lock file in that folder and load the one build.
@@ -17,11 +18,12 @@ import hashlib
 import logging
 import os
 import shutil
+import sysconfig
 import threading
 from pathlib import Path
 from types import ModuleType
 
-__all__ = ["kernel", "disabled", "SOURCE"]
+__all__ = ["kernel", "disabled", "python_headers", "SOURCE"]
 
 SOURCE = Path(__file__).with_name("_selective_scan.cpp")
 _log = logging.getLogger("nrstream.plugins.selective_scan")
@@ -56,12 +58,19 @@ def kernel() -> ModuleType | None:
     return _state["module"]
 
 
+def python_headers() -> bool:
+    """True when this Python's C headers, which every extension build includes, are installed."""
+    return (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()
+
+
 def _build() -> ModuleType | None:
     compiler = os.environ.get("CXX", "c++")
     if shutil.which(compiler) is None:
         return _fall_back(f"no C++ compiler: {compiler!r} is not on PATH")
     if shutil.which("ninja") is None:  # torch's builder runs it from PATH
         return _fall_back("ninja is not on PATH (Debian: ninja-build; or pip install ninja)")
+    if not python_headers():
+        return _fall_back("no Python.h for this Python (Debian: python3-dev)")
     try:
         import torch
 
