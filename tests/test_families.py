@@ -343,6 +343,40 @@ def test_selective_scan_takes_du_or_u():
         selective_scan(delta, a_matrix, du, b, c, h0, skip=delta[0, 0])
 
 
+@pytest.mark.parametrize("isa", ["0", "3"])
+def test_every_instruction_set_of_the_kernel_equals_the_pytorch_loop(compiled_scan, isa):
+    """The baseline x86-64 and AVX2 copies of the loops (``NRSTREAM_SCAN_ISA`` caps the one picked, once per
+    process: hence a child process) give the PyTorch loop's numbers too; the tests above run the best one."""
+    import subprocess
+    import sys
+
+    script = """
+import os, torch, torch.nn.functional as F
+from nrstream_plugins.architectures._selective_scan import selective_scan
+torch.set_default_dtype(torch.float64)
+g = torch.Generator().manual_seed(0)
+delta, u = F.softplus(torch.randn(3, 23, 21, generator=g)), torch.randn(3, 23, 21, generator=g)
+a_matrix = -torch.rand(21, 4, generator=g) - 0.1
+b, c = torch.randn(3, 23, 4, generator=g), torch.randn(3, 23, 4, generator=g)
+h0, skip = torch.randn(3, 21, 4, generator=g), torch.randn(21, generator=g)
+reset = torch.zeros(3, 23, dtype=torch.bool)
+reset[1, 9] = True
+inputs = [t.requires_grad_() for t in (delta, a_matrix, u, b, c, h0, skip)]
+results = []
+for flag in ("0", "1"):
+    os.environ["NRSTREAM_NO_CPP"] = flag
+    y, h_last, h = selective_scan(delta, a_matrix, None, b, c, h0, reset, True, u=u, skip=skip)
+    loss = y.square().sum() + h_last.sum() + h.sin().sum()
+    results.append([y, h_last, h, *torch.autograd.grad(loss, inputs)])
+for got, want in zip(*results, strict=True):
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+print("same")
+"""
+    env = {**os.environ, "NRSTREAM_SCAN_ISA": isa}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-2000:]
+
+
 def test_compiled_scan_trains_mamba_like_the_pytorch_loop(compiled_scan, monkeypatch):
     """One float32 AdamW step of a two-layer mamba with resets: the same loss and parameters with the kernel as
     with the PyTorch loop, to float32 rounding."""

@@ -10,6 +10,9 @@ parallel jobs) wait on torch's lock file in that folder and load the one build.
 When the build fails (no compiler, no ninja, any error) or ``NRSTREAM_NO_CPP=1`` is set, the scan
 runs its pure-PyTorch loop instead: the same numbers, slower to train. That choice is logged once per
 process, on ``nrstream.plugins.selective_scan``.
+
+The kernel's loops are compiled three times (AVX-512, AVX2 + FMA, baseline x86-64) and the best one
+the CPU has is picked when it loads; ``NRSTREAM_SCAN_ISA=0`` or ``3`` caps that choice (tests, timing).
 """
 
 from __future__ import annotations
