@@ -6,9 +6,10 @@ Four cases, each a bare training step on one pre-built chunk ``[B, T, F]`` as in
 * ``gru``: the reference;
 * ``mamba``: the whole step;
 * ``mamba_no_scan``: the same step with the selective scan replaced by a stand-in that keeps
-  every gradient path but costs two ``[B, T, D]`` passes (``y = du + (sum B + sum C) * sum A``):
-  the rest of the block (projections, convolution, gating, norms, the optimizer), a floor that
-  no faster scan can go below;
+  every gradient path but costs three ``[B, T, D]`` passes (``y = delta * u + (sum B + sum C) *
+  (sum A + sum D)``): the rest of the block (projections, convolution, gating, norms, the
+  optimizer), a floor that no faster scan can go below (the fused scan forms ``delta * u`` and
+  the ``D`` term itself, which the stand-in still pays for);
 * ``scan``: the selective scan alone (forward and backward) on random inputs of one layer's
   shapes, run ``num_layers`` times per call.
 
@@ -37,9 +38,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def stand_in(delta, a_matrix, du, b, c, h0, reset=None, keep_states=False):
-    """No scan: ``y`` from every input at the cost of two ``[B, T, D]`` passes; the state passes through."""
-    y = du + (b.sum(-1, keepdim=True) + c.sum(-1, keepdim=True)) * a_matrix.sum()
+def stand_in(delta, a_matrix, du, b, c, h0, reset=None, keep_states=False, *, u=None, skip=None):
+    """No scan: ``y`` from every input at the cost of two ``[B, T, D]`` passes (three with ``u``, whose
+    ``delta * u`` keeps ``delta``'s gradient path); the state passes through."""
+    du = delta * u if u is not None else du
+    y = du + (b.sum(-1, keepdim=True) + c.sum(-1, keepdim=True)) * (
+        a_matrix.sum() + (skip.sum() if skip is not None else 0)
+    )
     states = h0.flatten(1)[:, None].expand(-1, du.shape[1], -1) if keep_states else None
     return y, h0, states
 

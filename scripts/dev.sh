@@ -7,8 +7,9 @@
 #   bash scripts/dev.sh docs [serve]                      # the docs site into site/ (mkdocs --strict), or a preview
 #   bash scripts/dev.sh setup                             # only install
 #
-# Set-up: Debian packages espeak-ng and dataset-fashion-mnist (through apt-get when run
-# as root, otherwise it says what to install), then a virtual environment in .venv
+# Set-up: Debian packages espeak-ng, dataset-fashion-mnist, g++, ninja-build and python3-dev (the
+# last three build mamba's fused CPU scan on first use; without them it runs a slower PyTorch loop), through
+# apt-get when run as root, otherwise it says what to install; then a virtual environment in .venv
 # (override with VENV=...) with nrstream installed in editable mode with every extra that
 # pyproject.toml defines (dev, compat: TorchRL + SB3, ray, ...; override with EXTRAS=dev,compat),
 # under constraints.txt so that no extra can move torch off 2.9. It re-installs when
@@ -23,6 +24,10 @@ system_setup() {
   command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
   [ -e /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || missing+=(dataset-fashion-mnist)
   "$PYTHON" -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
+  command -v g++ >/dev/null 2>&1 || missing+=(g++)
+  command -v ninja >/dev/null 2>&1 || missing+=(ninja-build)
+  "$PYTHON" -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
+    >/dev/null 2>&1 || missing+=(python3-dev)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "nrstream setup: apt-get install ${missing[*]}" >&2
@@ -30,7 +35,8 @@ system_setup() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "nrstream setup: please install ${missing[*]} (Debian/Ubuntu: sudo apt-get install ${missing[*]});" \
-         "without them the Fashion-MNIST and synthesized-speech sources and their tests are unavailable." >&2
+         "without them the Fashion-MNIST and synthesized-speech sources and their tests are unavailable," \
+         "and mamba trains with its slower PyTorch scan." >&2
   fi
 }
 

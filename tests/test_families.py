@@ -3,6 +3,9 @@ every scan against the frame loop, the carried convolution window, and hand-writ
 
 from __future__ import annotations
 
+import logging
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -197,7 +200,36 @@ def small_scan_blocks(monkeypatch):
     monkeypatch.setattr(_selective_scan, "SEGMENT", 3)
 
 
-@pytest.mark.usefixtures("small_scan_blocks")
+@pytest.fixture(scope="module")
+def compiled_scan():
+    """The C++ kernel, built once per session (cached by torch across sessions); skipped without a compiler."""
+    import shutil
+
+    from nrstream_plugins.architectures import _scan_kernel
+
+    if _scan_kernel.disabled():
+        pytest.skip("NRSTREAM_NO_CPP is set: the C++ selective scan is not built")
+    if shutil.which(os.environ.get("CXX", "c++")) is None or shutil.which("ninja") is None:
+        pytest.skip("no C++ compiler (g++) or no ninja on PATH: the selective scan runs its PyTorch loop")
+    if not _scan_kernel.python_headers():
+        pytest.skip("no Python.h (python3-dev): the selective scan runs its PyTorch loop")
+    kernel = _scan_kernel.kernel()
+    assert kernel is not None, "g++, ninja and Python.h are there, yet the selective scan kernel did not build (log)"
+    return kernel
+
+
+@pytest.fixture(params=["cpp", "python"])
+def scan_impl(request, monkeypatch):
+    """Each scan test twice: through the compiled kernel and through the PyTorch loop (``NRSTREAM_NO_CPP=1``)."""
+    if request.param == "cpp":
+        request.getfixturevalue("compiled_scan")
+        monkeypatch.delenv("NRSTREAM_NO_CPP", raising=False)
+    else:
+        monkeypatch.setenv("NRSTREAM_NO_CPP", "1")
+    return request.param
+
+
+@pytest.mark.usefixtures("small_scan_blocks", "scan_impl")
 def test_selective_scan_equals_the_frame_loop_and_its_autograd():
     """Outputs, final state, every state and all six gradients of the fused scan == MambaLayer's frame loop
     under autograd, with resets mid-sequence, at frame 0 and on the last frame."""
@@ -218,7 +250,7 @@ def test_selective_scan_equals_the_frame_loop_and_its_autograd():
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12, msg=f"gradient of {name}")
 
 
-@pytest.mark.usefixtures("small_scan_blocks")
+@pytest.mark.usefixtures("small_scan_blocks", "scan_impl")
 @pytest.mark.parametrize("keep_states", [False, True])
 def test_selective_scan_gradcheck(keep_states):
     """torch.autograd.gradcheck in float64: the hand-written backward is the derivative of the forward."""
@@ -233,6 +265,7 @@ def test_selective_scan_gradcheck(keep_states):
     assert torch.autograd.gradcheck(outputs, inputs)
 
 
+@pytest.mark.usefixtures("scan_impl")
 def test_mamba_sequential_scan_trains_like_the_parallel_scan():
     """Whole-model gradients (two layers, resets, a loss on ``aux["hidden"]`` too) of ``scan: sequential``
     (the fused scan) equal those of ``scan: parallel`` (plain autograd) in float64."""
@@ -251,6 +284,164 @@ def test_mamba_sequential_scan_trains_like_the_parallel_scan():
         grads[scan] = {n: p.grad.clone() for n, p in model.named_parameters()}
     for name, want in grads["parallel"].items():
         torch.testing.assert_close(grads["sequential"][name], want, rtol=1e-9, atol=1e-12, msg=name)
+
+
+def scan_outputs_and_gradients(inputs, reset, keep_states, form="du"):
+    """Every output of the selective scan and the gradients of all its inputs under random output weights.
+
+    ``form="u"``: the third input is ``u`` (``du = delta * u`` formed inside) and a seventh, ``skip [D]``, is added.
+    """
+    from nrstream_plugins.architectures._selective_scan import selective_scan
+
+    if form == "u":
+        delta, a_matrix, u, b, c, h0, skip = inputs
+        outputs = selective_scan(delta, a_matrix, None, b, c, h0, reset, keep_states, u=u, skip=skip)
+    else:
+        outputs = selective_scan(*inputs, reset, keep_states=keep_states)
+    outputs = [t for t in outputs if t is not None]
+    g = torch.Generator().manual_seed(7)
+    weights = [torch.randn(t.shape, generator=g, dtype=t.dtype) for t in outputs]
+    grads = torch.autograd.grad(sum((w * t).sum() for w, t in zip(weights, outputs, strict=True)), inputs)
+    return [t.detach() for t in outputs], grads
+
+
+@pytest.mark.parametrize("form", ["du", "u"])
+@pytest.mark.parametrize("keep_states", [False, True])
+@pytest.mark.parametrize("segment", [3, 10])
+def test_compiled_scan_equals_the_pytorch_loop(compiled_scan, monkeypatch, keep_states, segment, form):
+    """The C++ kernel's outputs and gradients == the PyTorch loop's (float64, 1e-10), with resets at frame 0,
+    mid-sequence and on the last frame, segments that do or do not divide the length, and no resets at all;
+    given ``du``, or ``u`` and the skip term fused."""
+    from nrstream_plugins.architectures import _selective_scan
+
+    monkeypatch.setattr(_selective_scan, "SEGMENT", segment)
+    for reset_case in ("resets", "none"):
+        inputs, reset = scan_case(lanes=4, steps=23, inner=5, states=3, seed=4)
+        if form == "u":
+            inputs.append(torch.randn(5, dtype=torch.float64, generator=torch.Generator().manual_seed(9)))
+            inputs[-1].requires_grad_()
+        reset = reset if reset_case == "resets" else None
+        results = {}
+        for impl in ("cpp", "python"):
+            monkeypatch.setenv("NRSTREAM_NO_CPP", "1" if impl == "python" else "0")
+            results[impl] = scan_outputs_and_gradients(inputs, reset, keep_states, form)
+        (outputs, grads), (want_outputs, want_grads) = results["cpp"], results["python"]
+        for got, want in zip(outputs, want_outputs, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+        names = ["delta", "A", "du" if form == "du" else "u", "b", "c", "h0", "skip"][: len(inputs)]
+        for name, got, want in zip(names, grads, want_grads, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=f"gradient of {name} ({reset_case})")
+
+
+def test_selective_scan_takes_du_or_u():
+    from nrstream_plugins.architectures._selective_scan import selective_scan
+
+    (delta, a_matrix, du, b, c, h0), _ = scan_case()
+    with pytest.raises(ValueError, match="takes du or u"):
+        selective_scan(delta, a_matrix, du, b, c, h0, u=du)
+    with pytest.raises(ValueError, match="skip only with u"):
+        selective_scan(delta, a_matrix, du, b, c, h0, skip=delta[0, 0])
+
+
+@pytest.mark.parametrize("isa", ["0", "3"])
+def test_every_instruction_set_of_the_kernel_equals_the_pytorch_loop(compiled_scan, isa):
+    """The baseline x86-64 and AVX2 copies of the loops (``NRSTREAM_SCAN_ISA`` caps the one picked, once per
+    process: hence a child process) give the PyTorch loop's numbers too; the tests above run the best one."""
+    import subprocess
+    import sys
+
+    script = """
+import os, torch, torch.nn.functional as F
+from nrstream_plugins.architectures._selective_scan import selective_scan
+torch.set_default_dtype(torch.float64)
+g = torch.Generator().manual_seed(0)
+delta, u = F.softplus(torch.randn(3, 23, 21, generator=g)), torch.randn(3, 23, 21, generator=g)
+a_matrix = -torch.rand(21, 4, generator=g) - 0.1
+b, c = torch.randn(3, 23, 4, generator=g), torch.randn(3, 23, 4, generator=g)
+h0, skip = torch.randn(3, 21, 4, generator=g), torch.randn(21, generator=g)
+reset = torch.zeros(3, 23, dtype=torch.bool)
+reset[1, 9] = True
+inputs = [t.requires_grad_() for t in (delta, a_matrix, u, b, c, h0, skip)]
+results = []
+for flag in ("0", "1"):
+    os.environ["NRSTREAM_NO_CPP"] = flag
+    y, h_last, h = selective_scan(delta, a_matrix, None, b, c, h0, reset, True, u=u, skip=skip)
+    loss = y.square().sum() + h_last.sum() + h.sin().sum()
+    results.append([y, h_last, h, *torch.autograd.grad(loss, inputs)])
+for got, want in zip(*results, strict=True):
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+print("same")
+"""
+    env = {**os.environ, "NRSTREAM_SCAN_ISA": isa}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-2000:]
+
+
+def test_compiled_scan_trains_mamba_like_the_pytorch_loop(compiled_scan, monkeypatch):
+    """One float32 AdamW step of a two-layer mamba with resets: the same loss and parameters with the kernel as
+    with the PyTorch loop, to float32 rounding."""
+    torch.manual_seed(5)
+    x = torch.randn(6, 30, 5)
+    target = torch.randint(0, 3, (6, 30))
+    reset = torch.zeros(6, 30, dtype=torch.bool)
+    reset[1, 12] = reset[4, 0] = True
+    after = {}
+    for impl in ("cpp", "python"):
+        monkeypatch.setenv("NRSTREAM_NO_CPP", "1" if impl == "python" else "0")
+        model = build("mamba", num_layers=2, hidden_size=16, d_state=8, scan="sequential").train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        logits, _ = model(x, model.initial_state(6, "cpu"), reset)
+        loss = F.cross_entropy(logits.reshape(-1, 3), target.flatten())
+        loss.backward()
+        optimizer.step()
+        after[impl] = (loss.detach(), {n: p.detach().clone() for n, p in model.named_parameters()})
+    torch.testing.assert_close(after["cpp"][0], after["python"][0], rtol=1e-6, atol=1e-6)
+    for name, want in after["python"][1].items():
+        torch.testing.assert_close(after["cpp"][1][name], want, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_no_cpp_selects_the_pytorch_loop_and_says_so_once(monkeypatch, caplog):
+    from nrstream_plugins.architectures import _scan_kernel
+
+    monkeypatch.setattr(_scan_kernel, "_state", {})
+    monkeypatch.setenv("NRSTREAM_NO_CPP", "1")
+    with caplog.at_level(logging.INFO, logger="nrstream.plugins.selective_scan"):
+        assert _scan_kernel.kernel() is None
+        assert _scan_kernel.kernel() is None
+    assert [r.getMessage() for r in caplog.records if r.name == "nrstream.plugins.selective_scan"] == [
+        "NRSTREAM_NO_CPP is set: the selective scan runs its PyTorch loop (training is slower)"
+    ]
+
+
+@pytest.mark.parametrize("compiler", ["missing", "false"])
+def test_a_failed_build_falls_back_to_the_pytorch_loop(monkeypatch, caplog, tmp_path, compiler):
+    """No working compiler (CXX names none, or ``false``; a fresh extensions folder): one notice, and the scan
+    still runs, with the PyTorch loop's numbers."""
+    from nrstream_plugins.architectures import _scan_kernel
+    from nrstream_plugins.architectures._selective_scan import selective_scan
+
+    monkeypatch.setattr(_scan_kernel, "_state", {})
+    monkeypatch.delenv("NRSTREAM_NO_CPP", raising=False)
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler") if compiler == "missing" else "false")
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "extensions"))
+    inputs, reset = scan_case()
+    with caplog.at_level(logging.INFO, logger="nrstream.plugins.selective_scan"):
+        y, h_last, _ = selective_scan(*inputs, reset)
+        selective_scan(*inputs, reset)
+    assert _scan_kernel._state == {"module": None}
+    ours = [r for r in caplog.records if r.name == "nrstream.plugins.selective_scan"]
+    notices = [r.getMessage() for r in ours if r.levelno == logging.WARNING]
+    assert len(notices) == 1, ours
+    assert notices[0].startswith("the selective scan's C++ kernel did not build (")
+    assert notices[0].endswith(
+        "): mamba runs its PyTorch loop on the CPU, with the same numbers but slower training "
+        "(set NRSTREAM_NO_CPP=1 to skip the build)"
+    )
+    if compiler == "missing":
+        assert f"(no C++ compiler: '{tmp_path}/no-such-compiler' is not on PATH)" in notices[0]
+    monkeypatch.setenv("NRSTREAM_NO_CPP", "1")
+    want = selective_scan(*inputs, reset)
+    torch.testing.assert_close((y, h_last), want[:2], rtol=0, atol=0)
 
 
 def test_scan_helpers_agree_with_the_loop():

@@ -14,14 +14,14 @@ of ``chunk_size`` frames (:func:`~nrstream_plugins.architectures._common.chunked
 a loop over frames: ``scan: auto`` does so on accelerators, where it is a few kernels. With
 ``scan: sequential`` (what ``auto`` picks on the CPU) a chunk runs the frame loop instead, as
 one autograd node with a hand-written backward
-(:func:`~nrstream_plugins.architectures._selective_scan.selective_scan`). Recorded frame by
-frame, autograd kept about ten nodes per frame, saved each frame's intermediates and reduced
-``delta (x) A`` broadcasts over ``[B, D, N]`` in every frame's backward; the fused scan walks
-cache-sized blocks of lanes, keeps a state every few frames and recomputes the rest in the
-backward. With the depthwise convolution as one ``conv2d`` a training step got 1.8x faster on
-the CPU (``benchmarks/architectures.py --threads 1``: 9.0x to 5.1x the GRU's time per frame at
-a matched size; the log-space scan is far slower still there, ``mamba_n4_log``). What is left,
-and why it stays above the 2.5x target, is measured by ``benchmarks/mamba_parts.py``. A single
+(:func:`~nrstream_plugins.architectures._selective_scan.selective_scan`), run on the CPU by a
+C++ kernel compiled on first use (the PyTorch loop where no compiler is found, or with
+``NRSTREAM_NO_CPP=1``), which also forms ``delta * u`` and adds the ``D`` term. Recorded frame by
+frame, autograd kept about ten nodes per frame; the PyTorch loop with the depthwise convolution as
+one ``conv2d`` took a training step from 9.0x to 5.1x the GRU's time per frame at a matched size,
+and the kernel to 2.3x (``benchmarks/architectures.py --threads 1``; ``benchmarks/mamba_parts.py``
+splits a step: the rest of the block is now most of it). The log-space scan is far slower on the
+CPU (``mamba_n4_log``). A single
 frame (``B = 1`` streaming, export) takes the plain stepwise update, as before.
 A reset is exact: the SSM decay is zero at the reset frame and the convolution window
 hides every input before it, per lane.
@@ -166,8 +166,10 @@ class MambaLayer(nn.Module):
         a_matrix = -torch.exp(self.A_log)  # [D, N]
         scan = self.scan if self.scan != "auto" else ("sequential" if x.device.type == "cpu" else "log")
         if (scan == "sequential" and steps > 1) and not torch.jit.is_tracing():
-            y, h_last, h = selective_scan(delta, a_matrix, delta * u, b, c, h0, reset, keep)
-        elif scan == "sequential" or steps == 1:
+            # delta * u and the D term are formed inside the fused scan: two [B, T, D] passes fewer each way
+            y, h_last, h = selective_scan(delta, a_matrix, None, b, c, h0, reset, keep, u=u, skip=self.D)
+            return x + self.drop(self.out_proj(y * F.silu(z))), window, h_last, h
+        if scan == "sequential" or steps == 1:
             y, h_last, h = self._steps(delta, a_matrix, u, b, c, h0, reset, keep)
         else:
             log_a = delta[..., None] * a_matrix  # [B, T, D, N], <= 0
