@@ -224,21 +224,22 @@ def t_aggregate(names: list[str], lengths: list[str], short: bool = False) -> st
     return table(header, rows, numeric(header, 3)) + "\n\n" + source_note(names)
 
 
-def pooled_entries(names: list[str]) -> list[dict]:
+def pooled_entries(names: list[str], archs: list[str] | None = None) -> list[dict]:
     """Runs of one seed each, committed as separate folders, aggregated together (the across-seed block of
-    :mod:`nrstream.artifacts.aggregation`, as one run folder with all the seeds would hold it)."""
+    :mod:`nrstream.artifacts.aggregation`, as one run folder with all the seeds would hold it); only the
+    architectures ``archs`` where given."""
     from nrstream.artifacts.aggregation import aggregate_runs
 
-    runs = [r for name in names for r in run(name)["runs"]]
+    runs = [r for name in names for r in run(name)["runs"] if archs is None or r["arch"] in archs]
     produces = {k: v for name in names for k, v in run(name).get("produces", {}).items()}
     entries = aggregate_runs(runs, produces)
     archs = list(dict.fromkeys(e["arch"] for e in entries))
     return sorted(entries, key=lambda e: (archs.index(e["arch"]), *sort_key(e)))
 
 
-def t_pooled(names: list[str], lengths: list[str]) -> str:
+def t_pooled(names: list[str], lengths: list[str], archs: list[str] | None = None) -> str:
     """One row per (arch, loss, reset) over per-seed run folders: mean ± across-seed 95 % half-width."""
-    entries = pooled_entries(names)
+    entries = pooled_entries(names, archs)
     header = ["arch", "loss", "reset", "seeds", *(f"n={n}" for n in lengths), "flatness", "noise entropy"]
     rows = []
     for e in entries:
@@ -914,6 +915,16 @@ TABLES: dict[str, Callable[[], str]] = {
     "fsdd_families": lambda: t_families(["fsdd_seed0", "fsdd_families_seed0"], ["1", "2", "8", "32", "128"]),
     "families_fsdd": lambda: t_families(
         ["fsdd_seed0", "fsdd_mingru_seed0", "fsdd_minlstm_seed0", "fsdd_mamba_seed0"], ["1", "2", "8", "32", "128"]
+    ),
+    "families_fsdd_seeds": lambda: t_pooled(
+        ["fsdd_seed0", "fsdd_seed1", "fsdd_seed2", "fsdd_families_seed0", "fsdd_mingru_seeds", "fsdd_minlstm_seeds",
+         "fsdd_mamba_seeds"],
+        FIVE,
+        archs=["gru", "ssm", "mingru", "minlstm", "mamba"],
+    ),
+    "families_10epochs": lambda: t_families(
+        [f"families_fmnist_10ep_seed0_{a}" for a in ("gru", "mingru", "minlstm", "mamba")
+         if (RESULTS / f"families_fmnist_10ep_seed0_{a}").exists()], FIVE
     ),
     "continual_domain_incremental": lambda: t_continual("continual_fmnist_domain_incremental"),
     "continual_speech_class_incremental": lambda: t_continual("continual_speech_class_incremental"),
