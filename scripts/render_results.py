@@ -864,6 +864,7 @@ def t_continual_seeds(names: list[str]) -> str:
 
 ALL_LENGTHS = ["1", "2", "4", "8", "16", "32", "64", "128"]
 FIVE = ["1", "2", "8", "32", "128"]
+FAMILIES = ("gru", "mingru", "minlstm", "mamba")  # the families page's order
 SHIFT_LENGTHS = ["1", "2", "8", "32", "128", "1024"]
 
 TABLES: dict[str, Callable[[], str]] = {
@@ -913,18 +914,20 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_endless": lambda: t_endless("families_endless_1m_1epoch_seed0"),
     "families_gaps0": lambda: t_families(["families_gaps0_1epoch_seed0"], SHIFT_LENGTHS),
     "fsdd_families": lambda: t_families(["fsdd_seed0", "fsdd_families_seed0"], ["1", "2", "8", "32", "128"]),
-    "families_fsdd": lambda: t_families(
-        ["fsdd_seed0", "fsdd_mingru_seed0", "fsdd_minlstm_seed0", "fsdd_mamba_seed0"], ["1", "2", "8", "32", "128"]
-    ),
     "families_fsdd_seeds": lambda: t_pooled(
-        ["fsdd_seed0", "fsdd_seed1", "fsdd_seed2", "fsdd_families_seed0", "fsdd_mingru_seeds", "fsdd_minlstm_seeds",
-         "fsdd_mamba_seeds"],
+        [n for n in ("fsdd_seed0", "fsdd_seed1", "fsdd_seed2", "fsdd_families_seed0", "fsdd_mingru_seeds",
+                     "fsdd_minlstm_seeds", "fsdd_mamba_seeds") if (RESULTS / n).exists()],
         FIVE,
         archs=["gru", "ssm", "mingru", "minlstm", "mamba"],
     ),
     "families_10epochs": lambda: t_families(
-        [f"families_fmnist_10ep_seed0_{a}" for a in ("gru", "mingru", "minlstm", "mamba")
-         if (RESULTS / f"families_fmnist_10ep_seed0_{a}").exists()], FIVE
+        [f"families_fmnist_10ep_seed0_{a}" for a in FAMILIES if (RESULTS / f"families_fmnist_10ep_seed0_{a}").exists()],
+        FIVE,
+    ),
+    "families_10epochs_seeds": lambda: t_pooled(
+        [f"families_fmnist_10ep_{seeds}_{a}" for a in FAMILIES for seeds in ("seed0", "seeds12")
+         if (RESULTS / f"families_fmnist_10ep_seeds12_{a}").exists()],
+        FIVE,
     ),
     "continual_domain_incremental": lambda: t_continual("continual_fmnist_domain_incremental"),
     "continual_speech_class_incremental": lambda: t_continual("continual_speech_class_incremental"),
