@@ -83,6 +83,14 @@ def test_the_wheel_carries_py_typed_for_both_packages(installed):
     assert {"nrstream/py.typed", "nrstream_plugins/py.typed"} <= names
 
 
+def test_the_wheel_carries_the_selective_scan_kernel_source(installed):
+    # issue 28: mamba compiles its CPU scan from this file on first use; without it a pip install falls back
+    import zipfile
+
+    names = set(zipfile.ZipFile(installed["wheel"]).namelist())
+    assert "nrstream_plugins/architectures/_selective_scan.cpp" in names
+
+
 def test_ids_register_from_the_wheels_pth_without_import_nrstream(installed):
     code = (
         "import sys, gymnasium\n"
