@@ -865,6 +865,15 @@ def t_continual_seeds(names: list[str]) -> str:
 ALL_LENGTHS = ["1", "2", "4", "8", "16", "32", "64", "128"]
 FIVE = ["1", "2", "8", "32", "128"]
 FAMILIES = ("gru", "mingru", "minlstm", "mamba")  # the families page's order
+FSDD_FAMILY_RUNS = (  # the families on FSDD: the GRU's seeds, the SSM's (seed 0 from the four-family run), the new ones
+    *(f"fsdd_seed{seed}" for seed in range(3)),
+    "fsdd_families_seed0",
+    "fsdd_ssm_seed1",
+    "fsdd_ssm_seed2",
+    "fsdd_mingru_seeds",
+    "fsdd_minlstm_seeds",
+    "fsdd_mamba_seeds",
+)
 SHIFT_LENGTHS = ["1", "2", "8", "32", "128", "1024"]
 
 TABLES: dict[str, Callable[[], str]] = {
@@ -915,8 +924,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_gaps0": lambda: t_families(["families_gaps0_1epoch_seed0"], SHIFT_LENGTHS),
     "fsdd_families": lambda: t_families(["fsdd_seed0", "fsdd_families_seed0"], ["1", "2", "8", "32", "128"]),
     "families_fsdd_seeds": lambda: t_pooled(
-        [n for n in ("fsdd_seed0", "fsdd_seed1", "fsdd_seed2", "fsdd_families_seed0", "fsdd_mingru_seeds",
-                     "fsdd_minlstm_seeds", "fsdd_mamba_seeds") if (RESULTS / n).exists()],
+        [n for n in FSDD_FAMILY_RUNS if (RESULTS / n).exists()],
         FIVE,
         archs=["gru", "ssm", "mingru", "minlstm", "mamba"],
     ),
