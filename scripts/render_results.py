@@ -922,7 +922,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "families_1epoch": lambda: t_families(["families_fmnist_1epoch_seed0"], FIVE),
     "families_endless": lambda: t_endless("families_endless_1m_1epoch_seed0"),
     "families_gaps0": lambda: t_families(["families_gaps0_1epoch_seed0"], SHIFT_LENGTHS),
-    "fsdd_families": lambda: t_families(["fsdd_seed0", "fsdd_families_seed0"], ["1", "2", "8", "32", "128"]),
+    "fsdd_families": lambda: t_families(["fsdd_seed0", "fsdd_families_seed0"], FIVE),
     "families_fsdd_seeds": lambda: t_pooled(
         [n for n in FSDD_FAMILY_RUNS if (RESULTS / n).exists()],
         FIVE,

@@ -264,7 +264,7 @@ class Scene:
             self.sample_power = (power * voiced).sum(1) / self.voiced.clamp_min(1)
             row_power = self.view.frame_power(self.background_rows)
             sizes = [table.shape[0] for table in tables]
-            self._require_power(row_power, sizes, needed, settings)
+            self._require_power(row_power, sizes, needed, phases, settings)
             self.background_cumsum = torch.cat([row_power.new_zeros(1), torch.cumsum(row_power, 0)])
 
     def _require_power(
@@ -272,10 +272,13 @@ class Scene:
         row_power: torch.Tensor,
         sizes: list[int],
         needed: list[tuple[str, float | None]],
+        phases: list[tuple[tuple[str, float | None], tuple[float, float], tuple[float, float]]],
         settings: StreamSettings,
     ) -> None:
-        """Every background source needs some power, or the SNR is undefined; the error names the phase that set it."""
-        phases = settings.phase_scenes()
+        """Every background source needs some power, or the SNR is undefined; the error names the phase that set it.
+
+        ``needed`` as :meth:`backgrounds_needed` and ``phases`` as :meth:`StreamSettings.phase_scenes` give them.
+        """
         for j, (base, size) in enumerate(zip(self.background_base, sizes, strict=True)):
             if bool((row_power[base : base + size] > 0).any()):
                 continue

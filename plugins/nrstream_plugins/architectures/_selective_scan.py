@@ -210,7 +210,7 @@ class _CompiledScan(torch.autograd.Function):
         # dA and d skip per lane ([B, N, D], [B, D]): summed below over lanes, in a fixed order
         g_at, g_skip = dl.new_empty(dl.shape[0], *at.shape), (dl.new_empty(dl.shape[::2]) if skip.numel() else none)
         gy = gy.contiguous() if gy is not None else torch.zeros_like(dl)
-        grads = [_or(g if g is None else g.contiguous(), none) for g in (ghlast, gstates)]
+        grads = [none if g is None else g.contiguous() for g in (ghlast, gstates)]
         ctx.kernel.backward(
             dl, at, du, bt, ct, keep, skip, checkpoints, gy, *grads,
             g_dl, g_at, g_du, g_bt, g_ct, g_h0, g_skip, ctx.segment, ctx.times_delta,

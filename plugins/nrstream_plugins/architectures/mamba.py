@@ -168,9 +168,9 @@ class MambaLayer(nn.Module):
         if (scan == "sequential" and steps > 1) and not torch.jit.is_tracing():
             # delta * u and the D term are formed inside the fused scan: two [B, T, D] passes fewer each way
             y, h_last, h = selective_scan(delta, a_matrix, None, b, c, h0, reset, keep, u=u, skip=self.D)
-            return x + self.drop(self.out_proj(y * F.silu(z))), window, h_last, h
-        if scan == "sequential" or steps == 1:
+        elif scan == "sequential" or steps == 1:
             y, h_last, h = self._steps(delta, a_matrix, u, b, c, h0, reset, keep)
+            y = y + self.D * u
         else:
             log_a = delta[..., None] * a_matrix  # [B, T, D, N], <= 0
             bu = (delta * u)[..., None] * b[:, :, None, :]
@@ -185,7 +185,8 @@ class MambaLayer(nn.Module):
             )
             y = (h.reshape(lanes, steps, self.inner, self.d_state) * c[:, :, None, :]).sum(-1)
             h_last = h[:, -1].reshape(lanes, self.inner, self.d_state)
-        y = self.out_proj((y + self.D * u) * F.silu(z))
+            y = y + self.D * u
+        y = self.out_proj(y * F.silu(z))  # y holds the D term by now: fused into the scan, or added above
         return x + self.drop(y), window, h_last, h
 
     @staticmethod
